@@ -1,0 +1,202 @@
+"""Typed settings for every stage, saved beside the weights and loaded back equal.
+
+`EncodingConfig` fixes the vocabulary (and so must travel with a checkpoint),
+`ModelConfig` fixes the network, `TrainConfig` the optimisation and data feed,
+`SampleConfig` the sampler. `RunConfig` bundles the first three; it is what
+`config.json` in a checkpoint folder holds. Every class round-trips through
+`to_dict`/`from_dict`, and an unknown key is an error (a typo in a --config file
+must not be silently ignored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="_Config")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or out of range."""
+
+
+class _Config:
+    """Mixin: dict/JSON round trip with unknown keys rejected."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} key(s): {', '.join(unknown)}")
+        kwargs = {}
+        for name, value in data.items():
+            sub = _nested_type(cls, name)
+            kwargs[name] = sub.from_dict(value) if sub is not None else value
+        obj = cls(**kwargs)
+        obj.validate()
+        return obj
+
+    def replace(self: T, **changes: Any) -> T:
+        obj = dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        obj.validate()
+        return obj
+
+    def validate(self) -> None:  # overridden where there is something to check
+        pass
+
+
+def _nested_type(cls: type, name: str) -> type[_Config] | None:
+    hint = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    for candidate in (EncodingConfig, ModelConfig, TrainConfig):
+        if hint in (candidate, candidate.__name__):
+            return candidate
+    return None
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass
+class EncodingConfig(_Config):
+    """How music becomes tokens. The vocabulary is a function of these alone."""
+
+    name: str = "remi"  # "remi" (beat grid) or "performance" (10 ms expressive events)
+    pitch_min: int = 21  # lowest pitch kept (A0); notes outside are dropped and counted
+    pitch_max: int = 108  # highest pitch kept (C8)
+    velocity_bins: int = 16  # velocities 1..127 quantized into this many bins
+    # remi
+    steps_per_quarter: int = 4  # grid resolution: 4 = sixteenth notes
+    max_duration_quarters: int = 8  # longest note in quarters; longer notes are clipped
+    max_bar_quarters: int = 8  # longest bar (quarters) the Position tokens can address
+    tempo_bins: int = 32  # tempo tokens, log-spaced between tempo_min and tempo_max
+    tempo_min: float = 40.0  # beats per minute
+    tempo_max: float = 240.0
+    # performance
+    time_shift_ms: int = 10  # one time-shift step in milliseconds
+    max_shift_steps: int = 100  # longest single time shift (100 x 10 ms = 1 s)
+    include_drums: bool = False  # keep drum tracks (merged into the one stream)
+
+    def validate(self) -> None:
+        _check(self.name in ("remi", "performance"), f"unknown encoding {self.name!r}")
+        _check(0 <= self.pitch_min <= self.pitch_max <= 127, "pitch range must lie in 0..127")
+        _check(1 <= self.velocity_bins <= 127, "velocity_bins must be 1..127")
+        _check(1 <= self.steps_per_quarter <= 48, "steps_per_quarter must be 1..48")
+        _check(self.max_duration_quarters >= 1, "max_duration_quarters must be >= 1")
+        _check(self.max_bar_quarters >= 1, "max_bar_quarters must be >= 1")
+        _check(self.tempo_bins >= 1 and 0 < self.tempo_min < self.tempo_max, "bad tempo bins")
+        _check(self.time_shift_ms >= 1 and self.max_shift_steps >= 1, "bad time shift")
+
+
+@dataclass
+class ModelConfig(_Config):
+    """The network: embedding -> stacked recurrent layers -> logits."""
+
+    cell: str = "lstm"  # "lstm" or "gru"
+    layers: int = 2  # number of stacked recurrent layers
+    units: int = 256  # units per recurrent layer
+    embedding_dim: int = 128  # token embedding size
+    dropout: float = 0.2  # dropout between layers (0 disables)
+
+    def validate(self) -> None:
+        _check(self.cell in ("lstm", "gru"), f"cell must be lstm or gru, not {self.cell!r}")
+        _check(1 <= self.layers <= 16, "layers must be 1..16")
+        _check(1 <= self.units <= 8192, "units must be 1..8192")
+        _check(1 <= self.embedding_dim <= 8192, "embedding_dim must be 1..8192")
+        _check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+
+
+@dataclass
+class TrainConfig(_Config):
+    """Optimisation and data feed."""
+
+    seq_len: int = 128  # tokens per training window (targets at every position)
+    batch_size: int = 64  # windows per step
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    steps_per_epoch: int = 0  # 0 = one pass over the training tokens per epoch
+    learning_rate: float = 2e-3  # Adam
+    clip_norm: float = 1.0  # global gradient-norm clip (0 disables)
+    val_fraction: float = 0.1  # share of files held out for validation (split by file)
+    transpose: int = 5  # random transposition of each window in [-t, +t] semitones
+    patience: int = 5  # early stopping: epochs without validation improvement
+    seed: int = 0  # one seed for the split, the data feed and the weights
+    mixed_precision: bool = False  # float16 compute on GPU
+    device: str = "auto"  # "auto", "cpu" or "gpu"
+
+    def validate(self) -> None:
+        _check(2 <= self.seq_len <= 100_000, "seq_len must be 2..100000")
+        _check(1 <= self.batch_size <= 1_000_000, "batch_size must be >= 1")
+        _check(1 <= self.epochs <= 1_000_000, "epochs must be >= 1")
+        _check(self.steps_per_epoch >= 0, "steps_per_epoch must be >= 0")
+        _check(self.learning_rate > 0, "learning_rate must be > 0")
+        _check(self.clip_norm >= 0, "clip_norm must be >= 0")
+        _check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)")
+        _check(0 <= self.transpose <= 24, "transpose must be 0..24")
+        _check(self.patience >= 0, "patience must be >= 0")
+        _check(self.device in ("auto", "cpu", "gpu"), "device must be auto, cpu or gpu")
+
+
+@dataclass
+class RunConfig(_Config):
+    """Everything a checkpoint needs to rebuild its model and read any MIDI file."""
+
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        self.encoding.validate()
+        self.model.validate()
+        self.train.validate()
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> RunConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def with_flat(self, flat: dict[str, Any]) -> RunConfig:
+        """Apply flat settings named as on the command line (`units`, `seq_len`,
+        `learning-rate`, `encoding` for the encoding's name, ...).
+
+        Nested keys (`{"model": {...}}`) are accepted too, so a checkpoint's
+        config.json is itself a valid --config file.
+        """
+        parts = {"encoding": self.encoding.to_dict(), "model": self.model.to_dict(),
+                 "train": self.train.to_dict()}
+        for raw_key, value in flat.items():
+            key = raw_key.replace("-", "_")
+            if key in parts and isinstance(value, dict):
+                parts[key].update(value)
+            elif key == "encoding":
+                parts["encoding"]["name"] = value
+            else:
+                owners = [name for name, d in parts.items() if key in d and key != "name"]
+                if not owners:
+                    raise ConfigError(f"unknown setting {raw_key!r}")
+                parts[owners[0]][key] = value
+        return RunConfig.from_dict(parts)
+
+
+@dataclass
+class SampleConfig(_Config):
+    """How `generate` turns logits into tokens."""
+
+    temperature: float = 1.0  # divide logits by this; < 1 is safer, > 1 wilder
+    top_k: int = 0  # keep the k most likely tokens (0 = all)
+    top_p: float = 1.0  # keep the smallest set with this much probability (1 = all)
+    seed: int = 0
+
+    def validate(self) -> None:
+        _check(self.temperature > 0, "temperature must be > 0")
+        _check(self.top_k >= 0, "top_k must be >= 0")
+        _check(0.0 < self.top_p <= 1.0, "top_p must be in (0, 1]")

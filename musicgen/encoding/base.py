@@ -1,0 +1,148 @@
+"""The small interface every encoding implements: Score <-> token ids, and a grammar.
+
+An `Encoding` is built from an `EncodingConfig` alone; its `Vocabulary` is a pure
+function of those settings, so any checkpoint reads any file. Ids 0, 1, 2 are
+always PAD, BOS and EOS. `encode` returns BOS ... EOS; `decode` reads ids back
+into a `Score`, skipping PAD/BOS and stopping at EOS.
+
+A `Grammar` is the state machine the sampler consults: `allowed()` says which ids
+may come next, `advance(id)` moves on. Every sequence a grammar accepts decodes
+without dropping a token, and every sequence `encode` writes is accepted. With a
+`length` (bars for remi, seconds for performance) it also forbids ending early and
+running over, so generated pieces have exactly the asked length.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from musicgen.config import EncodingConfig
+from musicgen.score import Score
+
+PAD, BOS, EOS = 0, 1, 2
+SPECIAL_TOKENS = ("PAD", "BOS", "EOS")
+
+
+class Vocabulary:
+    """An ordered list of token names; the id of a token is its index."""
+
+    def __init__(self, tokens: Sequence[str]):
+        if tuple(tokens[:3]) != SPECIAL_TOKENS:
+            raise ValueError("a vocabulary starts with PAD, BOS, EOS")
+        self.tokens: list[str] = list(tokens)
+        self._ids = {t: i for i, t in enumerate(self.tokens)}
+        if len(self._ids) != len(self.tokens):
+            raise ValueError("duplicate token names in vocabulary")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self._ids
+
+    def id(self, token: str) -> int:
+        return self._ids[token]
+
+    def token(self, token_id: int) -> str:
+        return self.tokens[token_id]
+
+    def ids_with_prefix(self, prefix: str) -> np.ndarray:
+        """Ids of every token whose name starts with `prefix`, ascending."""
+        return np.array([i for i, t in enumerate(self.tokens) if t.startswith(prefix)], np.int32)
+
+
+@dataclass
+class Encoded:
+    """What `Encoding.encode` returns: ids (int32, BOS ... EOS) and what was lost."""
+
+    ids: np.ndarray
+    dropped: Counter[str]
+
+
+class Grammar(ABC):
+    """Which ids may follow the sequence so far (one instance per sequence)."""
+
+    @abstractmethod
+    def allowed(self) -> np.ndarray:
+        """Boolean mask of shape (vocab_size,): True where the id may come next."""
+
+    @abstractmethod
+    def advance(self, token_id: int) -> None:
+        """Consume one id; raises ValueError if it was not allowed."""
+
+    @property
+    @abstractmethod
+    def done(self) -> bool:
+        """True once EOS has been consumed."""
+
+    @property
+    @abstractmethod
+    def elapsed(self) -> float:
+        """Length so far: bars begun (remi) or seconds (performance)."""
+
+
+class Encoding(ABC):
+    """Score <-> ids for one family of token events."""
+
+    name: str
+
+    def __init__(self, config: EncodingConfig):
+        config.validate()
+        self.config = config
+        self.vocab = Vocabulary(self._build_tokens())
+
+    @abstractmethod
+    def _build_tokens(self) -> list[str]:
+        """Token names in id order, starting with SPECIAL_TOKENS."""
+
+    @abstractmethod
+    def encode(self, score: Score) -> Encoded:
+        """Score -> ids (BOS ... EOS). Lossy steps are counted in `Encoded.dropped`."""
+
+    @abstractmethod
+    def decode(self, ids: Sequence[int] | np.ndarray) -> Score:
+        """Ids -> Score. Tolerant: an id that makes no sense where it stands is skipped
+        (and counted in `Score.dropped['invalid_tokens']`)."""
+
+    @abstractmethod
+    def grammar(self, length: float | None = None) -> Grammar:
+        """A fresh grammar at the start of a sequence (before BOS).
+
+        length: bars (remi) or seconds (performance) the sequence must have when it
+        ends; None leaves the length to the model.
+        """
+
+    @abstractmethod
+    def pitch_id_ranges(self) -> list[tuple[int, int]]:
+        """Inclusive id ranges (first, last) whose tokens stand for pitches
+        pitch_min..pitch_max in ascending order (remi: Pitch; performance: NoteOn and
+        NoteOff). Transposing by k semitones adds k to every id in these ranges."""
+
+    def transpose(self, ids: np.ndarray, semitones: int) -> np.ndarray:
+        """Shift every pitch token by `semitones`; ValueError if one leaves the range."""
+        out = np.array(ids, dtype=np.int32, copy=True)
+        for first, last in self.pitch_id_ranges():
+            inside = (out >= first) & (out <= last)
+            moved = out[inside] + semitones
+            if moved.size and (moved.min() < first or moved.max() > last):
+                raise ValueError(f"transposing by {semitones} leaves the pitch range")
+            out[inside] = moved
+        return out
+
+    def describe(self, ids: Sequence[int] | np.ndarray) -> list[str]:
+        """Token names of ids, for debugging and tests."""
+        return [self.vocab.token(int(i)) for i in ids]
+
+
+def get_encoding(config: EncodingConfig) -> Encoding:
+    """The encoding named by `config.name`."""
+    from musicgen.encoding.performance import PerformanceEncoding
+    from musicgen.encoding.remi import RemiEncoding
+
+    classes = {"remi": RemiEncoding, "performance": PerformanceEncoding}
+    return classes[config.name](config)
