@@ -1,0 +1,419 @@
+"""Files <-> `Score`: the only module that imports pretty_midi, mido and music21.
+
+Reading: `read_score` picks a reader by file suffix. MIDI files go through
+pretty_midi (every instrument, any tick resolution, the tempo and time-signature
+maps); the score formats (MusicXML, kern, ABC) go through music21. Both readers
+produce raw notes in quarter notes, and `_finish_score` applies the same clean-up
+to either: drums set apart, zero-length notes dropped, same-pitch overlaps merged,
+each loss counted in `Score.dropped`. Anything unreadable raises
+`UnreadableFileError`, anything without pitched notes `EmptyMusicError`, each with
+a one-line reason.
+
+Writing: `write_midi` writes what a DAW expects (SPEC.md "Output MIDI") with mido
+directly, so every byte is under our control: type 1, 480 ticks per quarter, a
+conductor track, a named instrument track, deterministic bytes, atomic replace.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from musicgen.score import EmptyMusicError, Note, Score, UnreadableFileError
+
+MIDI_SUFFIXES = frozenset({".mid", ".midi"})
+MUSIC21_SUFFIXES = frozenset({".mxl", ".musicxml", ".xml", ".krn", ".abc"})
+SUPPORTED_SUFFIXES = MIDI_SUFFIXES | MUSIC21_SUFFIXES  # lower case; compare suffix.lower()
+
+MAX_NOTES = 200_000  # more notes than this in one file is treated as unreadable
+MAX_FILE_BYTES = 8 * 1024 * 1024  # larger files are refused before parsing (memory)
+WRITE_TPQ = 480  # ticks per quarter of every file we write
+DEFAULT_VELOCITY = 64  # for score formats that carry no velocity
+
+# (pitch, start, end, velocity, program, is_drum); times in quarters
+RawNote = tuple[int, float, float, int, int, bool]
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_score(path: str | Path, include_drums: bool = False) -> Score:
+    """Read a MIDI or score file into a `Score` (times in quarter notes).
+
+    include_drums: merge drum notes into `Score.notes` instead of `Score.drums`.
+    Raises UnreadableFileError (not parseable, unsupported type, absurd size) or
+    EmptyMusicError ("no notes", "drums only").
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UnreadableFileError(f"unsupported file type {path.suffix or '(none)'!r}")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UnreadableFileError(f"cannot open: {exc.strerror or exc}") from None
+    if size == 0:
+        raise UnreadableFileError("empty file")
+    if size > MAX_FILE_BYTES:
+        raise UnreadableFileError(f"file too large (over {MAX_FILE_BYTES // 2**20} MiB)")
+    reader = _read_midi if suffix in MIDI_SUFFIXES else _read_music21
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw, tempos, time_signatures = reader(path)
+    return _finish_score(raw, tempos, time_signatures, include_drums)
+
+
+def _read_midi(path: Path) -> tuple[list[RawNote], list, list]:
+    """pretty_midi -> raw notes, tempos [(q, bpm)], time signatures [(q, n, d)]."""
+    import pretty_midi
+
+    try:
+        mid = mido.MidiFile(filename=str(path))
+    except Exception as exc:  # mido raises many types on corrupt data
+        raise UnreadableFileError(f"not a readable MIDI file ({_reason(exc)})") from None
+    if mid.ticks_per_beat <= 0:
+        raise UnreadableFileError("SMPTE time division is not supported")
+    if not mid.tracks:
+        raise UnreadableFileError("MIDI file has no tracks")
+    if sum(len(track) for track in mid.tracks) > 8 * MAX_NOTES:
+        raise UnreadableFileError(f"too many events (more than {8 * MAX_NOTES})")
+    try:
+        pm = pretty_midi.PrettyMIDI(mido_object=mid)
+    except Exception as exc:
+        raise UnreadableFileError(f"not a readable MIDI file ({_reason(exc)})") from None
+
+    to_quarters = _seconds_to_quarters(pm)
+    count = sum(len(inst.notes) for inst in pm.instruments)
+    if count > MAX_NOTES:
+        raise UnreadableFileError(f"too many notes ({count} > {MAX_NOTES})")
+    raw: list[RawNote] = []
+    for inst in pm.instruments:
+        if not inst.notes:
+            continue
+        times = np.array([(n.start, n.end) for n in inst.notes], dtype=np.float64)
+        quarters = to_quarters(times)
+        program, is_drum = int(inst.program), bool(inst.is_drum)
+        for note, (start, end) in zip(inst.notes, quarters.tolist(), strict=True):
+            raw.append((int(note.pitch), start, end, int(note.velocity), program, is_drum))
+
+    change_times, bpms = pm.get_tempo_changes()
+    # the file stores whole microseconds per quarter: undo pretty_midi's float noise
+    bpms = [60e6 / round(60e6 / bpm) for bpm in bpms]
+    tempos = [(float(q), b) for q, b in zip(to_quarters(change_times).tolist(), bpms, strict=True)]
+    signatures = [
+        (float(to_quarters(np.array([ts.time]))[0]), ts.numerator, ts.denominator)
+        for ts in pm.time_signature_changes
+    ]
+    return raw, tempos, signatures
+
+
+def _seconds_to_quarters(pm):
+    """A vectorised `pm.time_to_tick(t) / pm.resolution` for arrays of seconds.
+
+    Between tempo changes ticks grow linearly with seconds; the result is rounded
+    to whole ticks (as time_to_tick does), so it is exact for any file.
+    """
+    change_times, bpms = pm.get_tempo_changes()
+    change_ticks = np.array([pm.time_to_tick(t) for t in change_times], dtype=np.float64)
+    ticks_per_second = bpms * pm.resolution / 60.0
+
+    def convert(seconds: np.ndarray) -> np.ndarray:
+        seconds = np.asarray(seconds, dtype=np.float64)
+        i = np.clip(np.searchsorted(change_times, seconds, side="right") - 1, 0, None)
+        ticks = np.rint(change_ticks[i] + (seconds - change_times[i]) * ticks_per_second[i])
+        return ticks / pm.resolution
+
+    return convert
+
+
+def _read_music21(path: Path) -> tuple[list[RawNote], list, list]:
+    """music21 (MusicXML, kern, ABC) -> raw notes, tempos, time signatures."""
+    try:
+        from music21 import converter, meter, note, tempo
+    except ImportError:  # pragma: no cover - music21 is a dependency
+        raise UnreadableFileError("music21 is not installed") from None
+    try:
+        parsed = converter.parse(str(path))
+        parsed = parsed.stripTies()
+        parts = list(getattr(parsed, "parts", [])) or [parsed]
+        shift = _pickup(parts[0])
+        raw: list[RawNote] = []
+        for part in parts:
+            for element in part.flatten().notes:
+                if len(raw) > MAX_NOTES:
+                    raise UnreadableFileError(f"too many notes (more than {MAX_NOTES})")
+                start = float(element.offset) + shift
+                end = start + float(element.quarterLength)
+                velocity = element.volume.velocity if element.volume is not None else None
+                velocity = int(velocity) if velocity else DEFAULT_VELOCITY
+                pitches = element.pitches if not isinstance(element, note.Unpitched) else ()
+                for pitch in pitches:
+                    raw.append((int(pitch.midi), start, end, velocity, 0, False))
+        flat = parsed.flatten()
+        tempos = [
+            (float(mark.offset) + shift if mark.offset else 0.0, float(mark.getQuarterBPM()))
+            for mark in flat.getElementsByClass(tempo.MetronomeMark)
+            if mark.getQuarterBPM()
+        ]
+        signatures = [
+            (float(ts.offset) + shift if ts.offset else 0.0, int(ts.numerator), int(ts.denominator))
+            for ts in flat.getElementsByClass(meter.TimeSignature)
+        ]
+    except (UnreadableFileError, EmptyMusicError):
+        raise
+    except Exception as exc:  # music21 raises anything from its many sub-parsers
+        raise UnreadableFileError(f"not readable as a score ({_reason(exc)})") from None
+    return raw, tempos, signatures
+
+
+def _pickup(part) -> float:
+    """Quarters missing from an opening pickup bar (0 if none): shifting the music
+    by this much puts the bar lines where the score has them."""
+    measures = part.getElementsByClass("Measure")
+    padding = measures[0].paddingLeft if len(measures) else 0.0
+    return float(padding) if padding and padding > 0 else 0.0
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, one-line reason from an exception."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _finish_score(
+    raw: list[RawNote], tempos: list, time_signatures: list, include_drums: bool
+) -> Score:
+    """Clean raw notes (drums apart, zero-length dropped, overlaps merged) into a Score."""
+    dropped: Counter[str] = Counter()
+    pitched: list[Note] = []
+    drums: list[Note] = []
+    notes_per_program: Counter[int] = Counter()
+    for pitch, start, end, velocity, program, is_drum in raw:
+        if not (0 <= pitch <= 127 and math.isfinite(start) and math.isfinite(end)):
+            dropped["invalid_notes"] += 1
+            continue
+        if end <= start or start < 0:
+            dropped["zero_length_notes"] += 1
+            continue
+        note = Note(pitch, start, end, min(max(int(velocity), 1), 127))
+        if is_drum and not include_drums:
+            drums.append(note)
+            continue
+        pitched.append(note)
+        if not is_drum:
+            notes_per_program[program] += 1
+    if drums:
+        dropped["drum_notes"] += len(drums)
+    if not pitched:
+        raise EmptyMusicError("drums only" if drums else "no notes")
+    notes, merged = merge_overlaps(pitched)
+    if merged:
+        dropped["overlaps_merged"] += merged
+    # the most used program wins; ties go to the lowest program number
+    program = min(notes_per_program, key=lambda p: (-notes_per_program[p], p), default=0)
+    return Score(
+        notes=notes,
+        tempos=_clean_tempos(tempos),
+        time_signatures=_clean_time_signatures(time_signatures),
+        drums=sorted(drums, key=lambda n: (n.start, n.pitch)),
+        program=program,
+        dropped=dropped,
+    )
+
+
+def merge_overlaps(notes: Iterable[Note]) -> tuple[list[Note], int]:
+    """Remove same-pitch overlaps; returns (notes sorted by (start, pitch), count).
+
+    Two notes of one pitch starting together become one (the longer end, the louder
+    velocity); a note still sounding when the next of its pitch starts is cut there.
+    """
+    by_pitch: dict[int, list[Note]] = {}
+    for note in sorted(notes, key=lambda n: (n.pitch, n.start, n.end)):
+        by_pitch.setdefault(note.pitch, []).append(note)
+    out: list[Note] = []
+    merged = 0
+    for group in by_pitch.values():
+        kept: list[Note] = []
+        for note in group:
+            if kept and note.start < kept[-1].end:
+                prev = kept[-1]
+                merged += 1
+                if note.start == prev.start:
+                    end, velocity = max(prev.end, note.end), max(prev.velocity, note.velocity)
+                    kept[-1] = Note(prev.pitch, prev.start, end, velocity)
+                    continue
+                kept[-1] = Note(prev.pitch, prev.start, note.start, prev.velocity)
+            kept.append(note)
+        out.extend(kept)
+    out.sort(key=lambda n: (n.start, n.pitch))
+    return out, merged
+
+
+def _clean_tempos(tempos: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Sorted, valid, one per time (the last wins), no repeats of the same bpm."""
+    by_time: dict[float, float] = {}
+    for q, bpm in sorted(tempos, key=lambda t: t[0]):
+        if math.isfinite(q) and q >= 0 and math.isfinite(bpm) and bpm > 0:
+            by_time[q] = bpm
+    out: list[tuple[float, float]] = []
+    for q, bpm in by_time.items():
+        if not out or bpm != out[-1][1]:
+            out.append((q, bpm))
+    return out or [(0.0, 120.0)]
+
+
+def _clean_time_signatures(signatures: list) -> list[tuple[float, int, int]]:
+    """Sorted, valid, one per time (the last wins), no repeats."""
+    by_time: dict[float, tuple[int, int]] = {}
+    for q, num, den in sorted(signatures, key=lambda t: t[0]):
+        if math.isfinite(q) and q >= 0 and num >= 1 and den >= 1:
+            by_time[q] = (int(num), int(den))
+    out: list[tuple[float, int, int]] = []
+    for q, (num, den) in by_time.items():
+        if not out or (num, den) != out[-1][1:]:
+            out.append((q, num, den))
+    return out or [(0.0, 4, 4)]
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def write_midi(
+    score: Score,
+    path: str | Path,
+    track_name: str = "musicgen",
+    program: int | None = None,
+    melody: Score | list[Note] | None = None,
+) -> None:
+    """Write `score` as a DAW-ready type-1 MIDI file, atomically.
+
+    Track 0 holds tempo and time-signature events, track 1 (named `track_name`)
+    the notes on channel 0 with `program` (default `score.program`); `melody`, if
+    given, becomes track 2 "melody" on channel 1. Times become ticks as
+    round(quarters * 480). Every track ends at round(score.length * 480) ticks
+    (at least the last note when `score.end` is None); notes past `score.end` are
+    cut there. The same input always gives the same bytes.
+    """
+    melody_notes = list(melody.notes if isinstance(melody, Score) else melody or [])
+    end_tick = _ticks(score.length)
+    if score.end is None:
+        end_tick = max([end_tick] + [_ticks(n.end) for n in melody_notes])
+    program = score.program if program is None else program
+    if not 0 <= program <= 127:
+        raise ValueError(f"program {program} outside 0..127")
+
+    mid = mido.MidiFile(type=1, ticks_per_beat=WRITE_TPQ)
+    mid.tracks.append(_conductor_track(score, end_tick))
+    mid.tracks.append(_note_track(score.notes, track_name, program, 0, end_tick))
+    if melody is not None:
+        melody_program = melody.program if isinstance(melody, Score) else program
+        mid.tracks.append(_note_track(melody_notes, "melody", melody_program, 1, end_tick))
+    _save_atomically(mid, Path(path))
+
+
+def _ticks(quarters: float) -> int:
+    return int(round(quarters * WRITE_TPQ))
+
+
+def _conductor_track(score: Score, end_tick: int) -> mido.MidiTrack:
+    """Tempo and time-signature events (the first at tick 0), then end_of_track."""
+    events: list[tuple[int, int, mido.MetaMessage]] = []
+    for q, bpm in score.tempos:
+        tick = _ticks(q)
+        if tick == 0 or tick < end_tick:
+            microseconds = min(max(int(round(60_000_000 / bpm)), 1), 0xFFFFFF)
+            events.append((tick, 0, mido.MetaMessage("set_tempo", tempo=microseconds)))
+    for q, num, den in score.time_signatures:
+        tick = _ticks(q)
+        if (tick == 0 or tick < end_tick) and den > 0 and den & (den - 1) == 0 and num <= 255:
+            message = mido.MetaMessage("time_signature", numerator=num, denominator=den)
+            events.append((tick, 1, message))
+    if not any(t == 0 and order == 1 for t, order, _ in events):  # an unwritable first metre
+        events.append((0, 1, mido.MetaMessage("time_signature", numerator=4, denominator=4)))
+    # one event per kind and tick: the last given wins (stable sort keeps input order)
+    last: dict[tuple[int, int], mido.MetaMessage] = {}
+    for tick, order, message in sorted(events, key=lambda e: (e[0], e[1])):
+        last[(tick, order)] = message
+    timed = [(tick, message) for (tick, _), message in sorted(last.items())]
+    track = mido.MidiTrack([mido.MetaMessage("track_name", name="conductor", time=0)])
+    return _append_timed(track, timed, end_tick)
+
+
+def _note_track(
+    notes: list[Note], name: str, program: int, channel: int, end_tick: int
+) -> mido.MidiTrack:
+    """A named track: program change at 0, then the notes (offs before ons per tick)."""
+    events: list[tuple[int, int, int, mido.Message]] = []
+    for pitch, start, end, velocity in _clean_ticks(notes, end_tick):
+        on = mido.Message("note_on", channel=channel, note=pitch, velocity=velocity)
+        off = mido.Message("note_off", channel=channel, note=pitch, velocity=0)
+        events.append((start, 1, pitch, on))
+        events.append((end, 0, pitch, off))
+    events.sort(key=lambda e: e[:3])
+    track = mido.MidiTrack(
+        [
+            mido.MetaMessage("track_name", name=name, time=0),
+            mido.Message("program_change", channel=channel, program=program, time=0),
+        ]
+    )
+    return _append_timed(track, [(tick, message) for tick, _, _, message in events], end_tick)
+
+
+def _clean_ticks(notes: list[Note], end_tick: int) -> list[tuple[int, int, int, int]]:
+    """Notes as (pitch, start, end, velocity) ticks: cut at end_tick, none of zero
+    length, no same-pitch overlaps (the earlier note is cut at the re-attack)."""
+    by_pitch: dict[int, list[list[int]]] = {}
+    for n in notes:
+        start, end = _ticks(n.start), min(_ticks(n.end), end_tick)
+        if end > start:
+            by_pitch.setdefault(n.pitch, []).append([start, end, n.velocity])
+    out: list[tuple[int, int, int, int]] = []
+    for pitch, group in by_pitch.items():
+        group.sort()
+        kept: list[list[int]] = []
+        for note in group:
+            if kept and note[0] < kept[-1][1]:
+                if note[0] == kept[-1][0]:  # same onset: keep one, the longer
+                    kept[-1][1] = max(kept[-1][1], note[1])
+                    kept[-1][2] = max(kept[-1][2], note[2])
+                    continue
+                kept[-1][1] = note[0]
+            kept.append(note)
+        out.extend((pitch, s, e, min(max(v, 1), 127)) for s, e, v in kept)
+    return out
+
+
+def _append_timed(
+    track: mido.MidiTrack, timed: list[tuple[int, mido.Message]], end_tick: int
+) -> mido.MidiTrack:
+    """Append (absolute tick, message) pairs as delta times, then end_of_track."""
+    now = 0
+    for tick, message in timed:
+        track.append(message.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=max(end_tick - now, 0)))
+    return track
+
+
+def _save_atomically(mid: mido.MidiFile, path: Path) -> None:
+    """Write to a temporary file beside `path`, then rename it over `path`."""
+    folder = path.parent if str(path.parent) else Path(".")
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as tmp:
+            mid.save(file=tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp makes files private; a MIDI file is not
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
