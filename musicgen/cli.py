@@ -9,6 +9,7 @@ becomes one line on stderr and exit code 1 (the work failed) or 2 (bad usage).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -27,6 +28,17 @@ def _quiet_tensorflow() -> None:
     """Keep TensorFlow's start-up log lines out of normal output (set before import)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
+def load_tensorflow() -> None:
+    """Import TensorFlow quietly (its start-up notices only with --debug).
+
+    Call this at the top of a command that needs a model, before importing the module
+    that holds it, so the user's first line is ours and not TensorFlow's.
+    """
+    from musicgen.runtime import import_tensorflow
+
+    import_tensorflow(verbose=bool(click.get_current_context().find_root().params.get("debug")))
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -95,6 +107,715 @@ def existing_path(value: str) -> Path:
     if not path.exists():
         raise UsageError(f"path does not exist: {value}")
     return path
+
+
+# ----------------------------------------------------------------------------- train, info
+
+DEFAULT_TRAIN_OUT = "checkpoints/my-model"
+# train options that are settings of RunConfig (click parameter name = RunConfig.with_flat key)
+_TRAIN_SETTINGS = (
+    "encoding",
+    "cell",
+    "layers",
+    "units",
+    "embedding_dim",
+    "dropout",
+    "seq_len",
+    "batch_size",
+    "epochs",
+    "steps_per_epoch",
+    "learning_rate",
+    "clip_norm",
+    "val_fraction",
+    "transpose",
+    "patience",
+    "seed",
+    "device",
+    "mixed_precision",
+)
+
+
+def _train_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The RunConfig options of `musicgen train`, defaults shown from config.py."""
+    from musicgen.config import EncodingConfig, ModelConfig, TrainConfig
+
+    enc, mod, tr = EncodingConfig(), ModelConfig(), TrainConfig()
+    options = [
+        click.option(
+            "--encoding",
+            type=click.Choice(["remi", "performance"]),
+            default=enc.name,
+            show_default=True,
+            help="Token encoding (remi: beat grid; performance: 10 ms expressive timing).",
+        ),
+        click.option(
+            "--cell",
+            type=click.Choice(["lstm", "gru"]),
+            default=mod.cell,
+            show_default=True,
+            help="Recurrent cell.",
+        ),
+        click.option(
+            "--layers",
+            type=click.IntRange(1, 16),
+            default=mod.layers,
+            show_default=True,
+            help="Stacked recurrent layers.",
+        ),
+        click.option(
+            "--units",
+            type=click.IntRange(1, 8192),
+            default=mod.units,
+            show_default=True,
+            help="Units per recurrent layer.",
+        ),
+        click.option(
+            "--embedding-dim",
+            type=click.IntRange(1, 8192),
+            default=mod.embedding_dim,
+            show_default=True,
+            help="Token embedding size.",
+        ),
+        click.option(
+            "--dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=mod.dropout,
+            show_default=True,
+            help="Dropout after each layer.",
+        ),
+        click.option(
+            "--seq-len",
+            type=click.IntRange(2, 100_000),
+            default=tr.seq_len,
+            show_default=True,
+            help="Tokens per training window.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(1),
+            default=tr.batch_size,
+            show_default=True,
+            help="Windows per step.",
+        ),
+        click.option(
+            "--epochs",
+            type=click.IntRange(1),
+            default=tr.epochs,
+            show_default=True,
+            help="Most epochs to train (early stopping may end sooner).",
+        ),
+        click.option(
+            "--steps-per-epoch",
+            type=click.IntRange(0),
+            default=tr.steps_per_epoch,
+            show_default=True,
+            help="Steps per epoch; 0 = one pass over the training tokens.",
+        ),
+        click.option(
+            "--learning-rate",
+            type=click.FloatRange(0, min_open=True),
+            default=tr.learning_rate,
+            show_default=True,
+            help="Adam learning rate.",
+        ),
+        click.option(
+            "--clip-norm",
+            type=click.FloatRange(0),
+            default=tr.clip_norm,
+            show_default=True,
+            help="Global gradient-norm clip (0 disables).",
+        ),
+        click.option(
+            "--val-fraction",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=tr.val_fraction,
+            show_default=True,
+            help="Share of files held out for validation (split by file).",
+        ),
+        click.option(
+            "--transpose",
+            type=click.IntRange(0, 24),
+            default=tr.transpose,
+            show_default=True,
+            help="Random transposition of each window within +-N semitones.",
+        ),
+        click.option(
+            "--patience",
+            type=click.IntRange(0),
+            default=tr.patience,
+            show_default=True,
+            help="Stop after N epochs without validation improvement (0 = never).",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=tr.seed,
+            show_default=True,
+            help="One seed for the split, the data feed and the weights.",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "gpu"]),
+            default=tr.device,
+            show_default=True,
+            help="auto uses a GPU when TensorFlow sees one.",
+        ),
+        click.option(
+            "--mixed-precision/--no-mixed-precision",
+            default=tr.mixed_precision,
+            show_default=True,
+            help="float16 compute on a GPU (ignored on CPU).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path | None):
+    """RunConfig = defaults (or the checkpoint's, with --resume) <- --config file <- the
+    options given on the command line."""
+    from click.core import ParameterSource
+
+    from musicgen import checkpoint
+    from musicgen.config import ConfigError, RunConfig
+
+    config = RunConfig()
+    if resume and checkpoint.is_checkpoint(out):
+        config, _ = checkpoint.read_config(out)
+    try:
+        if config_file is not None:
+            try:
+                raw = json.loads(config_file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise UsageError(f"cannot read --config {config_file}: {exc}") from exc
+            if not isinstance(raw, dict):
+                raise UsageError(f"--config {config_file}: expected a JSON object")
+            config = config.with_flat(checkpoint.split_metadata(raw)[0])
+        given = {
+            name: ctx.params[name]
+            for name in _TRAIN_SETTINGS
+            if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        }
+        return config.with_flat(given)
+    except (ConfigError, TypeError) as exc:
+        raise UsageError(str(exc)) from exc
+
+
+@main.command()
+@click.argument("data_dir", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_TRAIN_OUT,
+    show_default=True,
+    help="Checkpoint folder to write.",
+)
+@_train_options
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="JSON file of settings (flat or nested, same keys as the "
+    "options; a checkpoint's config.json works). Options given explicitly win.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the checkpoint in --out (only --epochs, --patience, --device may change).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing checkpoint in --out.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    help="Parsed-file cache (default $MUSICGEN_CACHE_DIR or ~/.cache/musicgen).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.pass_context
+@handle_errors
+def train(
+    ctx: click.Context,
+    data_dir: Path | None,
+    out: Path,
+    config_file: Path | None,
+    resume: bool,
+    force: bool,
+    cache_dir: Path | None,
+    quiet: bool,
+    **_settings: Any,
+):
+    """Train a model on the MIDI files in DATA_DIR (default: midi_corpus/).
+
+    \b
+    Writes a self-contained checkpoint folder (--out): config, best and last weights,
+    optimizer state, history.csv, split.json, TensorBoard logs (tensorboard --logdir OUT/logs).
+    Ctrl-C stops after keeping the last finished epoch; continue with --resume.
+    """
+    config = _train_config(ctx, out, resume, config_file)
+    if data_dir is None:
+        data_dir = Path(_stored_data_dir(out) if resume else DEFAULT_DATA_DIR)
+    load_tensorflow()
+    from musicgen.train import train as run_training
+
+    verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
+    result = run_training(
+        config,
+        data_dir,
+        out,
+        resume=resume,
+        force=force,
+        cache_dir=cache_dir,
+        verbose=verbose,
+        log=lambda line: echo(line, quiet),
+    )
+    if result.status == "interrupted":
+        sys.exit(130)
+
+
+def _stored_data_dir(out: Path) -> str:
+    from musicgen import checkpoint
+
+    if checkpoint.is_checkpoint(out):
+        return checkpoint.read_config(out)[1].get("data", {}).get("data_dir", DEFAULT_DATA_DIR)
+    return DEFAULT_DATA_DIR
+
+
+@main.command()
+@click.argument("checkpoint_dir", metavar="CHECKPOINT", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+@handle_errors
+def info(checkpoint_dir: Path, as_json: bool) -> None:
+    """What the checkpoint folder CHECKPOINT is: settings, data, metrics, versions, files."""
+    from musicgen.checkpoint import describe
+
+    described = describe(checkpoint_dir)
+    if as_json:
+        click.echo(json.dumps(described, indent=2, sort_keys=True))
+        return
+    for line in _info_lines(described):
+        click.echo(line)
+
+
+def _info_lines(d: dict[str, Any]) -> list[str]:
+    """Human lines for `musicgen info` from `checkpoint.describe`'s dict."""
+    cfg, state, data = d["config"], d["state"], d["data"]
+    model, tr, enc = cfg["model"], cfg["train"], cfg["encoding"]
+    lines = [
+        f"Checkpoint: {d['path']}",
+        f"Status: {state.get('status', 'unknown')}, {state.get('epoch', 0)} epoch(s) "
+        f"of at most {tr['epochs']}, {state.get('train_steps', 0):,} steps",
+    ]
+    if state.get("best_val_loss") is not None:
+        lines.append(
+            f"Best validation loss: {state['best_val_loss']:.4f} nats/token "
+            f"(perplexity {state.get('best_val_perplexity', 0):.2f}) at epoch "
+            f"{state.get('best_epoch')}"
+        )
+    lines += [
+        f"Model: {model['layers']} x {model['units']} {model['cell'].upper()}, embedding "
+        f"{model['embedding_dim']}, dropout {model['dropout']}; vocabulary "
+        f"{d.get('vocab_size')} tokens ({enc['name']})",
+        f"Training: seq_len {tr['seq_len']}, batch {tr['batch_size']}, learning rate "
+        f"{tr['learning_rate']}, clip norm {tr['clip_norm']}, transpose +-{tr['transpose']}, "
+        f"patience {tr['patience']}, seed {tr['seed']}",
+    ]
+    if data:
+        files, tokens = data.get("files", {}), data.get("tokens", {})
+        lines.append(
+            f"Data: {data.get('data_dir')}: {files.get('train', 0)} training / "
+            f"{files.get('validation', 0)} validation files, "
+            f"{tokens.get('train', 0):,} / {tokens.get('validation', 0):,} tokens"
+        )
+    if state.get("wall_seconds") is not None:
+        minutes, seconds = divmod(int(round(state["wall_seconds"])), 60)
+        lines.append(f"Time: {minutes}m {seconds:02d}s wall")
+    versions = d.get("versions", {})
+    lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    lines.append(
+        "Files: " + ", ".join(f"{name} {_size(size)}" for name, size in d["files"].items())
+    )
+    return lines
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KB", "MB"):
+        if count < 1024 or unit == "MB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"
+
+
+# ----------------------------------------------------------------------------- evaluate, stats
+
+DEFAULT_EVAL_CHECKPOINT = "checkpoints/bach"
+
+
+def _write_json_file(path: Path, data: Any) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@main.command()
+@click.argument("data_dir", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--checkpoint",
+    "checkpoint_dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_EVAL_CHECKPOINT,
+    show_default=True,
+    help="Checkpoint folder to evaluate.",
+)
+@click.option(
+    "--all", "all_files", is_flag=True, help="Score every file of DATA_DIR, not only validation."
+)
+@click.option("--json", "json_file", type=click.Path(path_type=Path), help="Write results here.")
+@click.option("--batch-size", default=16, show_default=True, help="Files per network call.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    help="Parsed-file cache (default $MUSICGEN_CACHE_DIR or ~/.cache/musicgen).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing (use with --json).")
+@handle_errors
+def evaluate(
+    data_dir: Path | None,
+    checkpoint_dir: Path,
+    all_files: bool,
+    json_file: Path | None,
+    batch_size: int,
+    cache_dir: Path | None,
+    quiet: bool,
+) -> None:
+    """Held-out likelihood of a checkpoint, beside an n-gram baseline.
+
+    \b
+    Scores the checkpoint's validation files (split.json) found in DATA_DIR (default: the
+    folder it was trained on, else midi_corpus/): nats and bits per token, perplexity and
+    top-1 accuracy of the next token. The baseline is an interpolated Kneser-Ney n-gram
+    fitted on the checkpoint's training files, its order chosen on a tenth of them.
+    """
+    if batch_size < 1:
+        raise UsageError("--batch-size must be >= 1")
+    load_tensorflow()
+    from musicgen.evaluate import evaluate as run_evaluation
+    from musicgen.evaluate import report_lines
+
+    result = run_evaluation(
+        checkpoint_dir,
+        data_dir,
+        all_files=all_files,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        progress=lambda line: echo(line, quiet, err=True),
+    )
+    if json_file is not None:
+        _write_json_file(json_file, result)
+    for line in report_lines(result):
+        echo(line, quiet)
+
+
+@main.command()
+@click.argument("folder", metavar="DIR", type=click.Path(path_type=Path))
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path),
+    help="A second folder to compare with (overlap of each statistic, copy check).",
+)
+@click.option("--json", "json_file", type=click.Path(path_type=Path), help="Write results here.")
+@click.option(
+    "--plot",
+    type=click.Path(path_type=Path),
+    help="Write histograms of every statistic: a .png file, or a folder (gets stats.png).",
+)
+@click.option("--no-key", is_flag=True, help="Skip key finding with music21 (faster).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or table.")
+@handle_errors
+def stats(
+    folder: Path,
+    reference: Path | None,
+    json_file: Path | None,
+    plot: Path | None,
+    no_key: bool,
+    quiet: bool,
+) -> None:
+    """Musical statistics of the MIDI files in DIR (searched recursively).
+
+    \b
+    Per file and as set mean +- std: pitch range, pitch classes, pitch-class entropy,
+    polyphony, scale consistency, empty-beat rate, groove consistency, notes per bar,
+    note-length and inter-onset histograms, key. With --reference, the overlap of each
+    statistic's distribution between the two sets (1 = same, 0 = disjoint) and a copy
+    check: the longest stretch of each file of DIR found verbatim in the reference.
+    """
+    from musicgen import stats as st
+
+    sets = []
+    for path in [folder] + ([reference] if reference is not None else []):
+        existing_path(str(path))
+        with _ProgressBar(f"Reading {path}", quiet) as progress:
+            sets.append(st.collect(path, key=not no_key, progress=progress))
+    a, b = sets[0], (sets[1] if len(sets) > 1 else None)
+    comparison = st.compare(a, b) if b is not None else None
+    if json_file is not None:
+        data = {
+            "set": a.summary(files=True),
+            "reference": b.summary(files=True) if b is not None else None,
+            "comparison": comparison,
+        }
+        _write_json_file(json_file, data)
+    if plot is not None:
+        from musicgen.plots import plot_stats_comparison
+
+        target = plot if plot.suffix.lower() == ".png" else plot / "stats.png"
+        plot_stats_comparison(a, b, target, labels=(str(folder), str(reference)))
+        echo(f"Wrote {target}", quiet, err=True)
+    for line in st.report_lines(a, b, comparison):
+        echo(line, quiet)
+
+
+class _ProgressBar:
+    """A click progress bar on stderr fed by (done, total) calls; silent when quiet."""
+
+    def __init__(self, label: str, quiet: bool):
+        self.label, self.quiet, self.bar = label, quiet, None
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+# ----------------------------------------------------------------------------- generate
+
+DEFAULT_GENERATE_CHECKPOINT = "checkpoints/bach"
+
+
+@main.command()
+@click.option(
+    "--checkpoint",
+    "checkpoint_dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_GENERATE_CHECKPOINT,
+    show_default=True,
+    help="Checkpoint folder to sample from (the bundled Bach model by default).",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default="generated", show_default=True,
+    help="Folder for the MIDI files.",
+)  # fmt: skip
+@click.option("--num", type=click.IntRange(1, 1024), default=4, show_default=True,
+              help="Pieces to write (sampled together in one batch).")  # fmt: skip
+@click.option("--bars", type=click.IntRange(1, 10_000),
+              help="New bars per piece, after any primer (remi checkpoints; default 16).")  # fmt: skip
+@click.option("--seconds", type=click.FloatRange(0.01, 3600),
+              help="New seconds per piece (performance checkpoints; default 30).")  # fmt: skip
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0,
+              show_default=True, help="Below 1 is safer, above 1 wilder.")  # fmt: skip
+@click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
+              help="Sample only among the k most likely tokens (0 = all).")  # fmt: skip
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              show_default=True, help="Sample only within this much probability (1 = all).")  # fmt: skip
+@click.option("--primer", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="MIDI/MusicXML file to continue; each piece starts with it.")  # fmt: skip
+@click.option("--tempo", type=click.FloatRange(10, 1000),
+              help="Beats per minute for the whole piece (default: the model's choice).")  # fmt: skip
+@click.option("--program", type=click.IntRange(0, 127),
+              help="General MIDI program of the track (default 0, piano).")  # fmt: skip
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Same checkpoint, options and seed give the same files.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing.")
+@handle_errors
+def generate(
+    checkpoint_dir: Path,
+    out: Path,
+    num: int,
+    bars: int | None,
+    seconds: float | None,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    primer: Path | None,
+    tempo: float | None,
+    program: int | None,
+    seed: int,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Sample new MIDI files from a checkpoint.
+
+    \b
+    Files are named OUT/NAME-SEED-NN.mid (NAME: the checkpoint folder's name); existing
+    files are kept unless --force. Length: --bars for remi checkpoints, --seconds for
+    performance ones. With --primer, each piece starts with the primer (at most its last
+    64 bars or 120 seconds) and --bars/--seconds count the new music after it.
+    """
+    from musicgen.config import ConfigError, SampleConfig
+
+    try:
+        sample = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        sample.validate()
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    from musicgen.generate import generate as run_generation
+
+    # generate() checks the request, then imports TensorFlow itself (quietly unless --debug)
+    debug = bool(click.get_current_context().find_root().params.get("debug"))
+    run_generation(
+        checkpoint_dir,
+        out,
+        num=num,
+        bars=bars,
+        seconds=seconds,
+        sample=sample,
+        primer=primer,
+        tempo=tempo,
+        program=program,
+        force=force,
+        on_file=lambda path, info: echo(info.summary(), quiet),
+        on_note=lambda line: echo(f"Note: {line}", quiet, err=True),
+        verbose_tensorflow=debug,
+    )
+
+
+# ----------------------------------------------------------------------------- prepare
+
+PREPARE_SKIPS_SHOWN = 20  # skipped files listed in the human report
+
+
+@main.command()
+@click.argument("data_dir", required=False, default=DEFAULT_DATA_DIR, type=click.Path())
+@click.option("--encoding", type=click.Choice(["remi", "performance"]), default="remi",
+              show_default=True, help="Token encoding (remi: beat grid; performance: 10 ms "
+              "expressive events).")  # fmt: skip
+@click.option("--steps-per-quarter", type=click.IntRange(1, 48), default=4, show_default=True,
+              help="remi grid resolution (4 = sixteenth notes).")  # fmt: skip
+@click.option("--include-drums", is_flag=True, help="Keep drum tracks (merged into the stream).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+              show_default=True, help="Share of files the report counts as validation "
+              "(split by file, as train does).")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--cache-dir", type=click.Path(path_type=Path),
+              help="Parsed-file cache (default $MUSICGEN_CACHE_DIR or ~/.cache/musicgen).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(1), help="Parsing processes (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (only that).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or report.")
+@handle_errors
+def prepare(
+    data_dir: str,
+    encoding: str,
+    steps_per_quarter: int,
+    include_drums: bool,
+    val_fraction: float,
+    seed: int,
+    cache_dir: Path | None,
+    workers: int | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Scan DATA_DIR (default: midi_corpus/), parse and encode every music file on all
+    cores, cache the result, and report what was used and what was skipped and why.
+
+    \b
+    DATA_DIR is searched recursively for .mid/.midi (any case) and .mxl/.musicxml/.xml/
+    .krn/.abc; a single file works too. A second run on an unchanged folder reads only
+    the cache. `train` does the same work, so this is the quick way to check a folder.
+    """
+    from musicgen.config import ConfigError, EncodingConfig
+    from musicgen.dataset import prepare as prepare_folder
+
+    try:
+        config = EncodingConfig(name=encoding, steps_per_quarter=steps_per_quarter,
+                                include_drums=include_drums)  # fmt: skip
+        config.validate()
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    with _ParseBar(quiet or as_json) as progress:
+        data = prepare_folder(data_dir, config, cache_dir=cache_dir, workers=workers,
+                              progress=progress)  # fmt: skip
+    summary = data.summary(val_fraction=val_fraction, seed=seed)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    for line in _prepare_lines(summary, val_fraction, seed):
+        echo(line, quiet)
+
+
+def _prepare_lines(s: dict[str, Any], val_fraction: float, seed: int) -> list[str]:
+    """The human report of `musicgen prepare` from `PreparedData.summary()`."""
+    skipped = s["files_skipped"]
+    lines = [
+        f"{s['data_dir']}: {s['files_ok']:,} file(s) used, {len(skipped):,} skipped "
+        f"({s['encoding']} encoding; {s['cached']:,} from the cache, {s['parsed']:,} parsed)",
+        f"  {s['notes']:,} notes, {s['tokens']:,} tokens, {s['hours']:.2f} hours of music",
+        f"  split by file (validation {val_fraction:g}, seed {seed}): "
+        f"{s['split']['train']:,} training / {s['split']['validation']:,} validation files",
+    ]
+    if s["dropped"]:
+        lines.append("Dropped or changed (count):")
+        lines += [f"  {reason.replace('_', ' ')}: {n:,}" for reason, n in s["dropped"].items()]
+    if skipped:
+        lines.append("Skipped files:")
+        lines += [f"  {f['path']}: {f['reason']}" for f in skipped[:PREPARE_SKIPS_SHOWN]]
+        if len(skipped) > PREPARE_SKIPS_SHOWN:
+            lines.append(f"  ... and {len(skipped) - PREPARE_SKIPS_SHOWN:,} more")
+    return lines
+
+
+class _ParseBar:
+    """A click progress bar on stderr for parsing: files done, files/s, time left.
+
+    Fed by (done, total) calls; appears only once there is parsing to do (not for a
+    run answered by the cache), never when quiet or when stderr is not a terminal."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.bar, self.started = quiet, None, 0.0
+        self.first_done = 0
+
+    def __enter__(self) -> Callable[[int, int], None]:
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        import time
+
+        if self.quiet or not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            if done >= total:
+                return
+            self.started, self.first_done = time.monotonic(), done
+            self.bar = click.progressbar(length=total, label="Parsing", file=sys.stderr,
+                                         show_pos=True, show_eta=True,
+                                         item_show_func=lambda _: self._rate())  # fmt: skip
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos, current_item=done)
+
+    def _rate(self) -> str | None:
+        import time
+
+        if self.bar is None:
+            return None
+        elapsed = time.monotonic() - self.started
+        rate = (self.bar.pos - self.first_done) / elapsed if elapsed > 0 else 0.0
+        return f"{rate:.0f} files/s"
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,397 @@
+"""The checkpoint folder: the only module that knows its file names.
+
+A folder stands alone - generation needs nothing else:
+
+    config.json        RunConfig (encoding, model, train) + vocab size, versions, data summary
+    best.weights.h5    weights of the epoch with the lowest validation loss
+    last.weights.h5    weights of the last completed epoch (what --resume continues)
+    optimizer.npz      the optimizer's variables after the last completed epoch
+    state.json         progress and metrics: epochs done, best val loss, steps, status
+    history.csv        one row of metrics per epoch
+    split.json         which files were train and which validation
+    logs/              TensorBoard event files
+
+Every file is written atomically (a temporary file in the same folder, fsync,
+`os.replace`), weights and optimizer before state.json, so a run killed at any moment
+leaves a folder that loads. `load_checkpoint` rebuilds the model from config.json and
+the weights; `describe` summarises a folder without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from musicgen import __version__
+from musicgen.config import ConfigError, RunConfig
+from musicgen.errors import UserError
+
+CONFIG_FILE = "config.json"
+BEST_WEIGHTS_FILE = "best.weights.h5"
+LAST_WEIGHTS_FILE = "last.weights.h5"
+OPTIMIZER_FILE = "optimizer.npz"
+STATE_FILE = "state.json"
+HISTORY_FILE = "history.csv"
+SPLIT_FILE = "split.json"
+LOGS_DIR = "logs"
+
+WEIGHTS_FILES = {"best": BEST_WEIGHTS_FILE, "last": LAST_WEIGHTS_FILE}
+KNOWN_NAMES = (
+    CONFIG_FILE,
+    BEST_WEIGHTS_FILE,
+    LAST_WEIGHTS_FILE,
+    OPTIMIZER_FILE,
+    STATE_FILE,
+    HISTORY_FILE,
+    SPLIT_FILE,
+    LOGS_DIR,
+)
+# config.json keys beside the RunConfig sections; a --config file may carry them too.
+METADATA_KEYS = ("vocab_size", "encoding_name", "versions", "data")
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: settings, model with weights, encoding and what else is known."""
+
+    config: RunConfig
+    model: Any  # musicgen.model.MusicRNN
+    encoding: Any  # musicgen.encoding.base.Encoding
+    info: dict[str, Any]  # path, weights, vocab_size, versions, data, state
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temporary file beside `path`, fsync it, rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keras insists that weight files end in ".weights.h5": keep the full name as suffix.
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="-" + path.name)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform can fsync a directory
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def versions() -> dict[str, str]:
+    """Versions of musicgen, keras, tensorflow and python (without importing TensorFlow)."""
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "musicgen": __version__,
+        "keras": installed("keras"),
+        "tensorflow": installed("tensorflow"),
+        "python": platform.python_version(),
+    }
+
+
+def save_config(folder: Path, config: RunConfig, vocab_size: int, data: dict[str, Any]) -> None:
+    """config.json: the run's settings, vocabulary size, versions and a data summary
+    (data_dir, files, tokens). It is itself a valid --config file."""
+    payload = config.to_dict()
+    payload.update(
+        vocab_size=int(vocab_size),
+        encoding_name=config.encoding.name,
+        versions=versions(),
+        data=data,
+    )
+    _write_json(Path(folder) / CONFIG_FILE, payload)
+
+
+def save_weights(folder: Path, model: Any, which: str) -> None:
+    """best.weights.h5 or last.weights.h5 (`which` = "best" | "last"): the model's
+    weights only; the optimizer's variables go to optimizer.npz."""
+    _atomic_write(Path(folder) / WEIGHTS_FILES[which], lambda tmp: _model_weights(model, tmp))
+
+
+def _model_weights(model: Any, path: Path) -> None:
+    import keras
+
+    optimizer = getattr(model, "optimizer", None)
+    try:  # a compiled model would otherwise store its optimizer in every weights file
+        keras.saving.save_weights(
+            model, str(path), objects_to_skip=[optimizer] if optimizer else None
+        )
+    except TypeError:  # a Keras without objects_to_skip
+        model.save_weights(str(path))
+
+
+def save_optimizer(folder: Path, optimizer: Any) -> None:
+    """optimizer.npz: every optimizer variable in order (v0000, v0001, ...) plus their paths."""
+    arrays = {f"v{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
+    arrays["paths"] = np.array([v.path for v in optimizer.variables])
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+    _atomic_write(Path(folder) / OPTIMIZER_FILE, write)
+
+
+def save_state(folder: Path, state: dict[str, Any]) -> None:
+    """state.json: epoch, best_val_loss, best_epoch, train_steps, wall_seconds, seed,
+    status ("running", "finished: ...", "stopped: ...", "interrupted"), metrics."""
+    _write_json(Path(folder) / STATE_FILE, state)
+
+
+def save_history(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """history.csv: one row per epoch; columns are the union of the rows' keys, in order."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_text(Path(folder) / HISTORY_FILE, buffer.getvalue())
+
+
+def save_split(
+    folder: Path, train: Sequence[str], validation: Sequence[str], seed: int, val_fraction: float
+) -> None:
+    """split.json: the data folder's relative paths used for training and for validation."""
+    _write_json(
+        Path(folder) / SPLIT_FILE,
+        {
+            "train": list(train),
+            "validation": list(validation),
+            "seed": seed,
+            "val_fraction": val_fraction,
+        },
+    )
+
+
+def logs_dir(folder: Path) -> Path:
+    """The folder for TensorBoard event files."""
+    return Path(folder) / LOGS_DIR
+
+
+def clear(folder: Path) -> None:
+    """Remove a checkpoint's files from `folder` (for --force). Refuses (UserError) when
+    the folder holds anything else, so a mistyped --out never deletes a user's files."""
+    folder = Path(folder)
+    strangers = sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name not in KNOWN_NAMES and not p.name.startswith(".tmp-")
+    )
+    if strangers:
+        raise UserError(
+            f"{folder} holds files that are not part of a checkpoint "
+            f"({', '.join(strangers[:3])}); choose another --out"
+        )
+    for path in folder.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def is_checkpoint(folder: Path) -> bool:
+    return (Path(folder) / CONFIG_FILE).is_file()
+
+
+def read_config(folder: Path) -> tuple[RunConfig, dict[str, Any]]:
+    """(RunConfig, metadata) from config.json; UserError naming what is wrong."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"checkpoint folder not found: {folder}")
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise UserError(f"not a checkpoint: {folder} has no {CONFIG_FILE}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise UserError(f"cannot read {path}: not a JSON object")
+    settings, meta = split_metadata(raw)
+    try:
+        config = RunConfig.from_dict(settings)
+    except (ConfigError, TypeError) as exc:
+        raise UserError(f"bad {path}: {exc}") from exc
+    return config, meta
+
+
+def split_metadata(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A config.json dict -> (settings, metadata): metadata are the METADATA_KEYS."""
+    settings = {k: v for k, v in raw.items() if k not in METADATA_KEYS}
+    return settings, {k: raw[k] for k in METADATA_KEYS if k in raw}
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """state.json, or {} when there is none or it cannot be read."""
+    return _read_json(Path(folder) / STATE_FILE) or {}
+
+
+def read_split(folder: Path) -> dict[str, Any] | None:
+    return _read_json(Path(folder) / SPLIT_FILE)
+
+
+def read_history(folder: Path) -> list[dict[str, Any]]:
+    """history.csv rows with numbers parsed back ([] when there is none)."""
+    path = Path(folder) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except (TypeError, ValueError):
+            pass
+    return text
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def weights_path(folder: Path, which: str = "best") -> Path:
+    """The weights file to load: `which` ("best" | "last"), falling back to the other."""
+    if which not in WEIGHTS_FILES:
+        raise UserError(f"which must be 'best' or 'last', not {which!r}")
+    folder = Path(folder)
+    order = [which] + [w for w in WEIGHTS_FILES if w != which]
+    for name in order:
+        if (folder / WEIGHTS_FILES[name]).is_file():
+            return folder / WEIGHTS_FILES[name]
+    raise UserError(f"no weights in {folder} (neither {BEST_WEIGHTS_FILE} nor {LAST_WEIGHTS_FILE})")
+
+
+def load_weights(model: Any, path: Path) -> None:
+    """Load a weights file into a built model; UserError when it is unreadable or does
+    not fit the model."""
+    try:
+        model.load_weights(str(path))
+    except Exception as exc:  # h5py/keras raise many kinds for truncated or foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot load weights {path}: {reason[:200]}") from exc
+
+
+def load_checkpoint(path: str | Path, which: str = "best") -> Checkpoint:
+    """Rebuild the model saved in folder `path` with its `which` weights (falling back to
+    the other file when that one is missing). Errors are UserError naming the problem."""
+    from musicgen.encoding.base import get_encoding
+    from musicgen.model import build_model
+
+    folder = Path(path)
+    config, meta = read_config(folder)
+    encoding = get_encoding(config.encoding)
+    vocab_size = len(encoding.vocab)
+    if meta.get("vocab_size", vocab_size) != vocab_size:
+        raise UserError(
+            f"checkpoint {folder} has a vocabulary of {meta['vocab_size']} tokens "
+            f"but this musicgen's {config.encoding.name} encoding has {vocab_size}"
+        )
+    chosen = weights_path(folder, which)
+    model = build_model(config.model, vocab_size)
+    load_weights(model, chosen)
+    info = {
+        "path": str(folder),
+        "weights": chosen.name,
+        "vocab_size": vocab_size,
+        "versions": meta.get("versions", {}),
+        "data": meta.get("data", {}),
+        "state": read_state(folder),
+    }
+    return Checkpoint(config=config, model=model, encoding=encoding, info=info)
+
+
+def load_optimizer(folder: Path, optimizer: Any) -> None:
+    """Assign optimizer.npz's values to a built optimizer's variables (for --resume)."""
+    path = Path(folder) / OPTIMIZER_FILE
+    try:
+        with np.load(path) as saved:
+            values = [saved[f"v{i:04d}"] for i in range(len(saved.files) - 1)]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from exc
+    variables = list(optimizer.variables)
+    shapes_match = len(values) == len(variables) and all(
+        tuple(v.shape) == tuple(a.shape) for v, a in zip(variables, values, strict=True)
+    )
+    if not shapes_match:
+        raise UserError(f"{path} does not fit this model's optimizer; was the folder changed?")
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """What `musicgen info` shows: config, vocab size, data, state/metrics, versions and
+    file sizes (bytes). Does not import TensorFlow."""
+    folder = Path(path)
+    config, meta = read_config(folder)
+    files = {}
+    for name in KNOWN_NAMES:
+        target = folder / name
+        if target.is_file():
+            files[name] = target.stat().st_size
+        elif target.is_dir():
+            files[name] = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+    split = read_split(folder) or {}
+    return {
+        "path": str(folder),
+        "config": config.to_dict(),
+        "vocab_size": meta.get("vocab_size"),
+        "versions": meta.get("versions", {}),
+        "data": meta.get("data", {}),
+        "state": read_state(folder),
+        "split": {k: len(split.get(k, [])) for k in ("train", "validation")},
+        "files": files,
+    }

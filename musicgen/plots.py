@@ -1,0 +1,149 @@
+"""Pictures: a piano roll of a Score, training curves, two sets' statistics side by side.
+
+Each function writes one PNG and returns its path. matplotlib is imported lazily with
+the Agg backend (no display needed), so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from musicgen.errors import UserError
+from musicgen.score import Score
+
+if TYPE_CHECKING:  # pragma: no cover
+    from musicgen.stats import SetStats
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def plot_piano_roll(score: Score, path: str | Path, title: str | None = None) -> Path:
+    """Notes as horizontal bars (x: quarters, y: MIDI pitch, shade: velocity), with bar
+    lines from the time-signature map."""
+    from musicgen.stats import bar_grid
+
+    plt = _pyplot()
+    length = max(score.length, 1.0)
+    fig, ax = plt.subplots(figsize=(min(4 + length / 4, 40), 5))
+    cmap = plt.get_cmap("Blues")
+    for n in score.notes:
+        ax.add_patch(
+            plt.Rectangle(
+                (n.start, n.pitch - 0.4),
+                n.end - n.start,
+                0.8,
+                color=cmap(0.35 + 0.65 * n.velocity / 127),
+                linewidth=0,
+            )
+        )
+    for start, _, _, _ in bar_grid(score):
+        ax.axvline(start, color="0.85", linewidth=0.6, zorder=0)
+    pitches = [n.pitch for n in score.notes] or [60]
+    ax.set_xlim(0, length)
+    ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
+    ax.set_xlabel("quarter notes")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title or "piano roll")
+    return _save(fig, path)
+
+
+def read_history(history_csv: str | Path) -> dict[str, np.ndarray]:
+    """Columns of a Keras CSVLogger file (epoch, loss, val_loss, accuracy, ...) as floats."""
+    try:
+        with open(history_csv, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise UserError(f"cannot read {history_csv}: {exc.strerror or exc}") from None
+    if not rows:
+        raise UserError(f"{history_csv} has no epochs yet")
+    columns = {}
+    for name in rows[0]:
+        try:
+            columns[name] = np.array([float(r[name]) for r in rows])
+        except (TypeError, ValueError):
+            continue  # a non-numeric column is not a curve
+    return columns
+
+
+def plot_history(history_csv: str | Path, path: str | Path) -> Path:
+    """Loss (left) and accuracy (right) per epoch, training and validation, from history.csv."""
+    plt = _pyplot()
+    columns = read_history(history_csv)
+    epochs = columns.get("epoch", np.arange(len(next(iter(columns.values())))))
+    epochs = epochs + 1 if len(epochs) and epochs[0] == 0 else epochs  # Keras counts from 0
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, word, label in ((loss_ax, "loss", "loss (nats/token)"), (acc_ax, "acc", "accuracy")):
+        names = [n for n in columns if word in n and n != "epoch"]
+        for name in sorted(names):
+            ax.plot(epochs, columns[name], marker="o", markersize=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylabel(label)
+        if names:
+            ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(Path(history_csv).parent.name or "training")
+    return _save(fig, path)
+
+
+def plot_stats_comparison(
+    a: SetStats,
+    b: SetStats | None,
+    path: str | Path,
+    labels: tuple[str, str] = ("set", "reference"),
+) -> Path:
+    """One panel per statistic: histograms of the per-file values of `a` (and `b`) on a
+    shared range, then the pooled note-length and inter-onset histograms as bars."""
+    from musicgen.stats import HISTOGRAM_CENTRES, HISTOGRAMS, SCALAR_STATS
+
+    plt = _pyplot()
+    sets = [(a, labels[0])] + ([(b, labels[1])] if b is not None else [])
+    names = list(SCALAR_STATS) + list(HISTOGRAMS)
+    cols = 4
+    fig, axes = plt.subplots(math.ceil(len(names) / cols), cols, figsize=(4 * cols, 3 * 3))
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        if name in SCALAR_STATS:
+            values = [s.values(name) for s, _ in sets]
+            pooled = np.concatenate(values)
+            lo, hi = (pooled.min(), pooled.max()) if len(pooled) else (0.0, 1.0)
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, 21)
+            for v, (_, label) in zip(values, sets, strict=True):
+                if len(v):  # a statistic can be undefined for every file (e.g. one-bar pieces)
+                    ax.hist(v, bins=bins, alpha=0.5, density=True, label=label)
+        else:
+            x = np.arange(len(HISTOGRAM_CENTRES))
+            width = 0.8 / len(sets)
+            for i, (s, label) in enumerate(sets):
+                ax.bar(x + i * width, s.histogram(name), width=width, label=label)
+            ax.set_xticks(x + 0.4 - width / 2, [_fraction(c) for c in HISTOGRAM_CENTRES])
+            ax.set_xlabel("quarters")
+        ax.set_title(name, fontsize=10)
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    axes.ravel()[0].legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _fraction(q: float) -> str:
+    return f"1/{round(1 / q)}" if q < 1 else f"{q:g}"

@@ -1,0 +1,254 @@
+"""generate(): tiny untrained checkpoints in, DAW-ready, reproducible MIDI files out."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from musicgen.runtime import import_tensorflow
+
+import_tensorflow()
+
+from musicgen import checkpoint as ckpt  # noqa: E402
+from musicgen import generate as gen  # noqa: E402
+from musicgen.cli import main  # noqa: E402
+from musicgen.config import EncodingConfig, ModelConfig, RunConfig, SampleConfig  # noqa: E402
+from musicgen.encoding.base import EOS, get_encoding  # noqa: E402
+from musicgen.errors import UsageError, UserError  # noqa: E402
+from musicgen.midi_io import read_score  # noqa: E402
+from musicgen.model import build_model  # noqa: E402
+from tests.music import Track, assert_daw_ready, write_test_midi  # noqa: E402
+
+
+def _make_checkpoint(folder: Path, encoding: str = "remi", cell: str = "lstm") -> Path:
+    """A checkpoint folder holding an untrained 1x16 network (its logits are near 0,
+    so sampling is close to uniform over what the grammar allows)."""
+    config = RunConfig(
+        encoding=EncodingConfig(name=encoding),
+        model=ModelConfig(cell=cell, layers=1, units=16, embedding_dim=8),
+    )
+    vocab_size = len(get_encoding(config.encoding).vocab)
+    model = build_model(config.model, vocab_size)
+    ckpt.save_config(folder, config, vocab_size, {"data_dir": "none"})
+    ckpt.save_weights(folder, model, "best")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def remi_ckpt(tmp_path_factory):
+    return _make_checkpoint(tmp_path_factory.mktemp("ckpts") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def perf_ckpt(tmp_path_factory):
+    return _make_checkpoint(tmp_path_factory.mktemp("ckpts") / "perf", "performance", "gru")
+
+
+def _remi():
+    return get_encoding(EncodingConfig())
+
+
+def test_remi_pieces_have_exact_bars_and_valid_tokens(remi_ckpt, tmp_path):
+    files = gen.generate(remi_ckpt, tmp_path, num=3, bars=3, sample=SampleConfig(seed=5))
+    assert [f.path.name for f in files] == ["tiny-5-01.mid", "tiny-5-02.mid", "tiny-5-03.mid"]
+    encoding = _remi()
+    for f in files:
+        assert f.ids[-1] == EOS and f.tokens > 0
+        score = encoding.decode(f.ids)
+        assert score.dropped.get("invalid_tokens", 0) == 0
+        assert f.bars == 3 == encoding.describe(f.ids).count("Bar")
+        assert f.notes == len(score.notes) > 0
+        assert f.lowest == min(n.pitch for n in score.notes)
+        assert f.seconds == pytest.approx(score.duration_seconds)
+        assert_daw_ready(f.path, length_quarters=score.length)
+        assert f.summary().startswith(f"{f.path}  3 bars  {f.notes} notes  ")
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(remi_ckpt, tmp_path):
+    a = gen.generate(remi_ckpt, tmp_path / "a", num=2, bars=2, sample=SampleConfig(seed=1))
+    b = gen.generate(remi_ckpt, tmp_path / "b", num=2, bars=2, sample=SampleConfig(seed=1))
+    c = gen.generate(remi_ckpt, tmp_path / "c", num=2, bars=2, sample=SampleConfig(seed=2))
+    for x, y, z in zip(a, b, c, strict=True):
+        assert x.path.read_bytes() == y.path.read_bytes()
+        assert x.path.read_bytes() != z.path.read_bytes()
+    assert a[0].path.read_bytes() != a[1].path.read_bytes()
+
+
+def test_piece_does_not_depend_on_num(remi_ckpt, tmp_path):
+    two = gen.generate(remi_ckpt, tmp_path / "two", num=2, bars=2)
+    four = gen.generate(remi_ckpt, tmp_path / "four", num=4, bars=2)
+    for x, y in zip(two, four[:2], strict=True):
+        assert x.ids == y.ids
+        assert x.path.read_bytes() == y.path.read_bytes()
+
+
+def test_sampling_settings_are_used(remi_ckpt, tmp_path):
+    greedy = gen.generate(remi_ckpt, tmp_path, num=2, bars=2, sample=SampleConfig(top_k=1))
+    assert greedy[0].ids == greedy[1].ids  # argmax ignores the per-piece generators
+
+
+def test_existing_files_need_force(remi_ckpt, tmp_path):
+    target = tmp_path / "tiny-0-02.mid"
+    target.write_bytes(b"keep me")
+    with pytest.raises(UsageError, match="tiny-0-02.mid exists; use --force"):
+        gen.generate(remi_ckpt, tmp_path, num=2, bars=1)
+    assert not (tmp_path / "tiny-0-01.mid").exists()  # refused before any work
+    assert target.read_bytes() == b"keep me"
+    files = gen.generate(remi_ckpt, tmp_path, num=2, bars=1, force=True, name_prefix="x")
+    assert [f.path.name for f in files] == ["x-0-01.mid", "x-0-02.mid"]
+    gen.generate(remi_ckpt, tmp_path, num=2, bars=1, force=True)
+    assert target.read_bytes() != b"keep me"
+
+
+def test_tempo_and_program(remi_ckpt, tmp_path):
+    import mido
+
+    [f] = gen.generate(remi_ckpt, tmp_path, num=1, bars=2, tempo=90, program=40)
+    mid = mido.MidiFile(str(f.path))
+    tempos = [m for m in mid.tracks[0] if m.type == "set_tempo"]
+    assert [round(mido.tempo2bpm(m.tempo)) for m in tempos] == [90]
+    assert [m.program for m in mid.tracks[1] if m.type == "program_change"] == [40]
+    assert [m.name for m in mid.tracks[1] if m.type == "track_name"] == ["tiny"]
+    assert f.seconds == pytest.approx(read_score(f.path).duration_seconds)
+
+
+def _primer(path: Path, bars: int) -> Path:
+    """A 4/4 primer at 100 bpm with notes in every one of `bars` bars, on the grid."""
+    notes = []
+    for bar in range(bars):
+        notes += [
+            (60 + bar, 4 * bar, 1, 80),
+            (64, 4 * bar + 1.5, 0.5, 100),
+            (67, 4 * bar + 2, 2, 60),
+        ]
+    return write_test_midi(path, [Track(notes)], tempos=[(0.0, 100.0)])
+
+
+def _notes_before(score, quarters):
+    return [(n.pitch, n.start, n.end, n.velocity) for n in score.notes if n.start < quarters]
+
+
+def test_primer_is_continued(remi_ckpt, tmp_path):
+    primer = _primer(tmp_path / "primer.mid", bars=2)
+    encoding = _remi()
+    expected = encoding.decode(encoding.encode(read_score(primer)).ids)
+    files = gen.generate(remi_ckpt, tmp_path / "out", num=2, bars=3, primer=primer)
+    for f in files:
+        assert f.bars == 5
+        score = encoding.decode(f.ids)
+        assert score.dropped.get("invalid_tokens", 0) == 0
+        assert _notes_before(score, 8.0) == _notes_before(expected, 8.0)
+        assert score.tempos[0] == (0.0, expected.tempos[0][1])
+        written = read_score(f.path)
+        assert [(n.pitch, n.start) for n in written.notes if n.start < 8] == [
+            (n.pitch, n.start) for n in expected.notes
+        ]
+        assert_daw_ready(f.path, length_quarters=score.length)
+
+
+def test_long_primer_keeps_its_last_bars(remi_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setattr(gen, "MAX_PRIMER_BARS", 1)
+    primer = _primer(tmp_path / "primer.mid", bars=2)
+    notes = []
+    [f] = gen.generate(remi_ckpt, tmp_path, num=1, bars=1, primer=primer, on_note=notes.append)
+    assert notes == ["primer primer.mid is long: only its last 1 bars are used"]
+    score = _remi().decode(f.ids)
+    assert f.bars == 2
+    assert [(n.pitch, n.start) for n in score.notes if n.start < 4] == [(61, 0), (64, 1.5), (67, 2)]
+
+
+def test_bad_primer_is_one_line_error(remi_ckpt, tmp_path):
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"MThd this is not midi")
+    with pytest.raises(UserError, match=r"cannot use primer .*bad\.mid") as info:
+        gen.generate(remi_ckpt, tmp_path / "out", num=1, bars=1, primer=bad)
+    assert "\n" not in str(info.value)
+
+
+def test_performance_pieces_last_exactly(perf_ckpt, tmp_path):
+    files = gen.generate(perf_ckpt, tmp_path, num=2, seconds=1.5)
+    encoding = get_encoding(EncodingConfig(name="performance"))
+    for f in files:
+        score = encoding.decode(f.ids)
+        assert score.dropped.get("invalid_tokens", 0) == 0
+        assert score.duration_seconds == pytest.approx(1.5)
+        assert f.seconds == pytest.approx(1.5)
+        assert_daw_ready(f.path, length_quarters=score.length)
+
+
+def test_performance_primer_is_continued(perf_ckpt, tmp_path):
+    primer = _primer(tmp_path / "primer.mid", bars=1)  # 4 quarters at 100 bpm = 2.4 s
+    encoding = get_encoding(EncodingConfig(name="performance"))
+    expected = encoding.decode(encoding.encode(read_score(primer)).ids)
+    [f] = gen.generate(perf_ckpt, tmp_path / "out", num=1, seconds=1.0, primer=primer)
+    score = encoding.decode(f.ids)
+    assert score.dropped.get("invalid_tokens", 0) == 0
+    assert score.duration_seconds == pytest.approx(3.4)
+    primer_end = expected.length
+    assert _notes_before(score, primer_end) == _notes_before(expected, primer_end)
+
+
+def test_length_unit_must_fit_the_encoding(remi_ckpt, perf_ckpt, tmp_path):
+    with pytest.raises(UsageError, match="remi encoding counts bars"):
+        gen.generate(remi_ckpt, tmp_path, seconds=10)
+    with pytest.raises(UsageError, match="performance encoding counts seconds"):
+        gen.generate(perf_ckpt, tmp_path, bars=4)
+
+
+def test_runaway_generation_is_stopped(remi_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setattr(gen, "MAX_STEPS_PER_UNIT", 2)
+    with pytest.raises(UserError, match="did not finish within 4 tokens"):
+        gen.generate(remi_ckpt, tmp_path, num=1, bars=2)
+
+
+def test_pitch_names():
+    assert [gen.pitch_name(p) for p in (21, 36, 60, 81, 108)] == ["A0", "C2", "C4", "A5", "C8"]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_generate_prints_a_line_per_file(remi_ckpt, tmp_path):
+    out = tmp_path / "gen"
+    args = ["generate", "--checkpoint", str(remi_ckpt), "--out", str(out), "--num", "2"]
+    result = CliRunner().invoke(main, [*args, "--bars", "2", "--seed", "3", "--top-p", "0.9"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{out / 'tiny-3-01.mid'}  2 bars  ")
+    again = CliRunner().invoke(main, [*args, "--bars", "2", "--seed", "3"])
+    assert again.exit_code == 2 and "use --force" in again.output
+    quiet = CliRunner().invoke(main, [*args, "--bars", "2", "--seed", "3", "--force", "--quiet"])
+    assert quiet.exit_code == 0 and quiet.output == ""
+
+
+def test_cli_missing_checkpoint(tmp_path):
+    result = CliRunner().invoke(main, ["generate", "--checkpoint", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "musicgen train" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--program", "128"], ["--top-p", "0"], ["--temperature", "0"], ["--num", "0"],
+     ["--bars", "0"], ["--top-k", "-1"], ["--tempo", "5"]],
+)  # fmt: skip
+def test_cli_rejects_bad_options(remi_ckpt, tmp_path, option):
+    args = ["generate", "--checkpoint", str(remi_ckpt), "--out", str(tmp_path), *option]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert not list(tmp_path.iterdir())
+
+
+def test_sample_loop_feeds_finished_pieces_pad(remi_ckpt):
+    """Pieces of different lengths in one batch: each stops at its own EOS."""
+    loaded = ckpt.load_checkpoint(remi_ckpt)
+    encoding = loaded.encoding
+    grammars = [encoding.grammar(1), encoding.grammar(3)]
+    for g in grammars:
+        g.advance(1)
+    rngs = [np.random.default_rng([0, i]) for i in range(2)]
+    ids = gen._sample(loaded.model, grammars, [1], SampleConfig(), rngs, 10_000)
+    assert [encoding.describe(x).count("Bar") for x in ids] == [1, 3]
+    assert all(x[-1] == EOS and x.count(EOS) == 1 for x in ids)

@@ -1,0 +1,258 @@
+"""Musical statistics on music built in code, with answers known by construction."""
+
+import math
+
+import numpy as np
+import pytest
+
+from musicgen import stats
+from musicgen.score import EmptyMusicError
+from tests.music import Track, make_score, write_test_midi
+
+C_MAJOR = [60, 62, 64, 65, 67, 69, 71]
+
+
+def scale_score():
+    """C D E F G A B, one quarter each, in 4/4: 7 notes over 2 bars (the second one short)."""
+    return make_score([(p, i, 1, 80) for i, p in enumerate(C_MAJOR)])
+
+
+def test_scale_statistics():
+    s = stats.file_stats(scale_score(), key=False).values
+    assert s["pitch_classes"] == 7
+    assert s["pitch_class_entropy"] == pytest.approx(math.log2(7))
+    assert s["scale_consistency"] == 1.0
+    assert s["pitch_range"] == 11
+    assert s["polyphony"] == 1.0
+    assert s["notes_per_bar"] == pytest.approx(7 / 2)
+    assert s["empty_beat_rate"] == 0.0  # beats 0..6 all start a note; the grid ends at 7
+
+
+def test_out_of_scale_notes_lower_scale_consistency():
+    notes = [(p, i, 1, 80) for i, p in enumerate(C_MAJOR + [61])]  # C# is in no C-ish scale
+    s = stats.file_stats(make_score(notes), key=False).values
+    assert s["scale_consistency"] == pytest.approx(7 / 8)  # best scale keeps 7 of 8 notes
+
+
+def test_held_chord_has_polyphony_three():
+    chord = make_score([(60, 0, 4, 80), (64, 0, 4, 80), (67, 0, 4, 80)])
+    values = stats.file_stats(chord, key=False).values
+    assert values["polyphony"] == 3.0
+    assert values["empty_beat_rate"] == pytest.approx(3 / 4)  # onsets only on beat 1
+
+
+def test_polyphony_counts_only_sounding_time():
+    # two notes overlap for 1 of the 3 sounding quarters, then 1 quarter of silence, then 1 note
+    score = make_score([(60, 0, 2, 80), (64, 1, 2, 80), (67, 4, 1, 80)])
+    assert stats.file_stats(score, key=False).values["polyphony"] == pytest.approx(5 / 4)
+
+
+def test_groove_consistency():
+    same = make_score([(60, q, 1, 80) for q in range(8)])  # two identical bars of quarters
+    assert stats.file_stats(same, key=False).values["groove_consistency"] == 1.0
+    # bar 2 drops its last onset: 1 of 48 grid steps (12 per quarter) differs
+    differ = make_score([(60, q, 1, 80) for q in range(7)], end=8)
+    g = stats.file_stats(differ, key=False).values["groove_consistency"]
+    assert g == pytest.approx(1 - 1 / 48)
+    one_bar = make_score([(60, 0, 1, 80)])
+    assert math.isnan(stats.file_stats(one_bar, key=False).values["groove_consistency"])
+
+
+def test_bars_and_beats_follow_the_time_signature():
+    score = make_score([(60, 0, 1.5, 80), (62, 3, 1.5, 80)], time_signature=(6, 8))
+    assert stats.bar_grid(score) == [(0.0, 3.0, 6, 8), (3.0, 1.5, 6, 8)]
+    # six eighth-note beats in bar 1 and three in bar 2; onsets on 2 of those 9 beats
+    assert stats.file_stats(score, key=False).values["empty_beat_rate"] == pytest.approx(7 / 9)
+    changing = make_score(
+        [(60, 0, 1, 80), (60, 5, 1, 80)], time_signature=[(0, 3, 4), (3, 2, 4)], end=7
+    )
+    assert stats.bar_grid(changing) == [(0.0, 3.0, 3, 4), (3.0, 2.0, 2, 4), (5.0, 2.0, 2, 4)]
+
+
+def test_histograms_in_quarters():
+    score = make_score([(60, 0, 1, 80), (62, 1, 0.5, 80), (64, 1.5, 2, 80), (65, 1.5, 2, 80)])
+    fs = stats.file_stats(score, key=False)
+    bins = list(stats.HISTOGRAM_CENTRES)
+    lengths = dict(zip(bins, fs.histograms["note_length"].tolist(), strict=True))
+    assert lengths[1.0] == 1 and lengths[0.5] == 1 and lengths[2.0] == 2
+    iois = dict(zip(bins, fs.histograms["ioi"].tolist(), strict=True))  # onsets 0, 1, 1.5
+    assert iois[1.0] == 1 and iois[0.5] == 1 and sum(iois.values()) == 2
+
+
+def test_key_from_music21():
+    cadence = [(60, 0, 2, 80), (64, 0, 2, 80), (67, 0, 2, 80), (65, 2, 1, 80), (69, 2, 1, 80)]
+    cadence += [(67, 3, 1, 80), (71, 3, 1, 80), (62, 3, 1, 80), (60, 4, 4, 80), (64, 4, 4, 80)]
+    assert stats.file_stats(make_score(cadence)).key == "C major"
+
+
+def test_empty_score_is_an_error():
+    with pytest.raises(EmptyMusicError):
+        stats.file_stats(make_score([]))
+
+
+# ----------------------------------------------------------------------------- comparing
+
+
+def test_kde_overlap():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, 200)
+    assert stats.kde_overlap(a, a) == pytest.approx(1.0)
+    assert stats.kde_overlap(a, a + 20) < 0.01
+    assert 0.3 < stats.kde_overlap(a, a + 1) < 0.8
+    assert stats.kde_overlap(np.ones(5), np.ones(3)) == pytest.approx(1.0)
+    assert math.isnan(stats.kde_overlap(a, np.array([])))
+
+
+def test_copy_of_a_reference_is_found_whole():
+    reference = [scale_score(), make_score([(72, 0, 0.5, 80), (74, 0.5, 0.5, 80)])]
+    shifted = make_score([(p, 0.5 + i, 1, 80) for i, p in enumerate(C_MAJOR)])  # off the beat
+    result = stats.copy_check([scale_score(), shifted], reference, ["scale.mid", "other.mid"])
+    for item in result:
+        assert item["copy_notes"] == 7 == item["notes"]
+        assert item["copy_bars"] == pytest.approx(7 / 4)
+        assert item["source"] == "scale.mid"
+
+
+def test_copy_check_finds_the_longest_shared_stretch():
+    reference = [make_score([(p, i, 1, 80) for i, p in enumerate([50, 52, 53] + C_MAJOR[:4])])]
+    # C D E F copied, then a different continuation, then a stray A
+    piece = make_score([(p, i, 1, 80) for i, p in enumerate([60, 62, 64, 65, 40, 69])])
+    (item,) = stats.copy_check([piece], reference)
+    assert item["copy_notes"] == 4
+    assert item["copy_bars"] == pytest.approx(1.0)
+    # a different rhythm is not a copy: same pitches, halved durations and spacing
+    halved = make_score([(p, i / 2, 0.5, 80) for i, p in enumerate(C_MAJOR)])
+    assert stats.copy_check([halved], [scale_score()])[0]["copy_notes"] == 0
+
+
+def _set(scores, root="set"):
+    files = [stats.file_stats(s, f"{i}.mid", key=False) for i, s in enumerate(scores)]
+    return stats.SetStats(root, files, list(scores))
+
+
+def test_compare_identical_and_different_sets():
+    rng = np.random.default_rng(3)
+    melodies = [
+        make_score([(int(rng.choice(C_MAJOR)), i, 1, 80) for i in range(16)]) for _ in range(6)
+    ]
+    chords = [make_score([(48 + 7 * k, 0, 8, 80) for k in range(4 + i % 2)]) for i in range(6)]
+    same = stats.compare(_set(melodies), _set(melodies))
+    assert all(v == pytest.approx(1.0) for v in same["overlap"].values() if v is not None)
+    assert same["copy"]["max_notes"] == 16 and same["copy"]["max_bars"] == pytest.approx(4.0)
+    different = stats.compare(_set(melodies), _set(chords))
+    assert different["overlap"]["polyphony"] < 0.05
+    assert different["overlap"]["note_length"] == 0.0  # quarters vs eight-quarter notes
+    assert different["copy"]["max_notes"] == 0
+
+
+def test_collect_reads_a_folder_and_reports_skips(tmp_path):
+    write_test_midi(tmp_path / "a.mid", [Track([(p, i, 1, 80) for i, p in enumerate(C_MAJOR)])])
+    (tmp_path / "sub").mkdir()
+    write_test_midi(tmp_path / "sub" / "b.MID", [Track([(60, 0, 4, 80), (64, 0, 4, 80)])])
+    (tmp_path / "junk.mid").write_bytes(b"not a midi file")
+    (tmp_path / "notes.txt").write_text("ignored")
+    result = stats.collect(tmp_path, key=False)
+    assert [f.path for f in result.files] == ["a.mid", "sub/b.MID"]
+    assert [p for p, _ in result.skipped] == ["junk.mid"]
+    summary = result.summary()
+    assert summary["files"] == 2
+    assert summary["stats"]["polyphony"]["mean"] == pytest.approx(1.5)
+    assert summary["stats"]["polyphony"]["std"] == pytest.approx(0.5)
+
+
+def test_collect_errors(tmp_path):
+    from musicgen.errors import UsageError, UserError
+
+    with pytest.raises(UsageError):
+        stats.collect(tmp_path / "missing")
+    with pytest.raises(UserError):
+        stats.collect(tmp_path)
+
+
+def test_stats_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, musicgen.stats, musicgen.ngram; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _folder(path, pieces):
+    path.mkdir()
+    for i, notes in enumerate(pieces):
+        write_test_midi(path / f"{i}.mid", [Track(notes)])
+    return path
+
+
+def test_stats_command_compares_two_folders(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from musicgen.cli import main
+
+    scale = [(p, i, 1, 80) for i, p in enumerate(C_MAJOR)]
+    generated = _folder(tmp_path / "gen", [scale, [(60, 0, 4, 80), (64, 0, 4, 80)]])
+    reference = _folder(
+        tmp_path / "ref", [[(50, 0, 1, 80)] + [(p, i + 1, 1, 80) for i, p in enumerate(C_MAJOR)]]
+    )
+    out = tmp_path / "stats.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            "stats",
+            str(generated),
+            "--reference",
+            str(reference),
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "plots"),
+            "--no-key",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "polyphony" in result.output and "overlap" in result.output
+    assert "worst: 0.mid: 1.8 bars, 7 of 7 notes, from 0.mid" in result.output
+    data = json.loads(out.read_text())
+    assert data["set"]["files"] == 2 and data["reference"]["files"] == 1
+    assert data["comparison"]["copy"]["max_notes"] == 7
+    assert [f["path"] for f in data["set"]["per_file"]] == ["0.mid", "1.mid"]
+    assert (tmp_path / "plots" / "stats.png").stat().st_size > 1000
+
+
+def test_stats_command_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from musicgen.cli import main
+
+    missing = CliRunner().invoke(main, ["stats", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner().invoke(main, ["stats", str(tmp_path / "empty")])
+    assert empty.exit_code == 1 and "no usable music file" in empty.output
+
+
+# ----------------------------------------------------------------------------- pictures
+
+
+def test_piano_roll_and_history_pictures(tmp_path):
+    from musicgen import plots
+
+    roll = plots.plot_piano_roll(scale_score(), tmp_path / "roll.png", "C major")
+    assert roll.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    history = tmp_path / "history.csv"
+    history.write_text(
+        "epoch,accuracy,loss,val_accuracy,val_loss\n1,0.3,2.5,0.35,2.3\n2,0.4,2,0.4,2\n"
+    )
+    curves = plots.plot_history(history, tmp_path / "sub" / "curves.png")
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plots.read_history(history)["val_loss"].tolist() == [2.3, 2.0]
+    from musicgen.errors import UserError
+
+    with pytest.raises(UserError, match="cannot read"):
+        plots.plot_history(tmp_path / "missing.csv", tmp_path / "x.png")

@@ -1,0 +1,284 @@
+"""Training and checkpoints end to end on a tiny repetitive corpus with a tiny model.
+
+Covers: loss falls; save -> load gives the same predictions; --resume continues the
+epoch count, history and optimizer; a checkpoint outlives its data folder; a non-empty
+--out is refused; the NaN guard and Ctrl-C leave a loadable folder; the CLI `train`
+and `info` commands.
+"""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from musicgen.runtime import import_tensorflow
+
+import_tensorflow()
+
+from musicgen import checkpoint as ckpt  # noqa: E402
+from musicgen import train as train_module  # noqa: E402
+from musicgen.cli import main  # noqa: E402
+from musicgen.config import ModelConfig, RunConfig  # noqa: E402
+from musicgen.encoding.base import get_encoding  # noqa: E402
+from musicgen.errors import UsageError, UserError  # noqa: E402
+from musicgen.model import build_model  # noqa: E402
+from musicgen.train import train  # noqa: E402
+from tests.music import Track, write_test_midi  # noqa: E402
+
+TINY = {
+    "layers": 1, "units": 16, "embedding_dim": 8, "dropout": 0.0, "seq_len": 16,
+    "batch_size": 8, "epochs": 2, "steps_per_epoch": 6, "learning_rate": 0.01,
+    "val_fraction": 0.34, "transpose": 2, "patience": 0,
+}  # fmt: skip
+CLI_TINY = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+
+
+def tiny(**changes) -> RunConfig:
+    return RunConfig().with_flat({**TINY, **changes})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Three MIDI files of one repeated four-bar phrase, each in its own key."""
+    folder = tmp_path_factory.mktemp("corpus")
+    phrase = [0, 2, 4, 5, 7, 5, 4, 2, 0, 4, 7, 12, 7, 4, 2, 0]
+    for i, root in enumerate((60, 62, 65)):
+        notes = [(root + step, q, 1.0, 80) for q, step in enumerate(phrase * 4)]
+        write_test_midi(folder / f"piece{i}.mid", [Track(notes)])
+    return folder
+
+
+def _logits(model, ids):
+    return np.asarray(model(np.asarray(ids, np.int32)))
+
+
+@pytest.mark.slow
+def test_loss_falls_and_folder_is_complete(corpus, tmp_path):
+    out = tmp_path / "run"
+    lines = []
+    result = train(tiny(epochs=3), corpus, out, verbose=0, log=lines.append)
+    assert lines[0].startswith("Training on CPU")
+    assert result.status == "finished" and result.epochs == 3
+    history = ckpt.read_history(out)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert result.best_val_loss == min(row["val_loss"] for row in history)
+    assert math.isclose(result.best_val_perplexity, math.exp(result.best_val_loss))
+    for name in ("config.json", "best.weights.h5", "last.weights.h5", "optimizer.npz",
+                 "state.json", "history.csv", "split.json"):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
+    assert not list(out.glob(".tmp-*")), "no temporary files left behind"
+    split = json.loads((out / "split.json").read_text())
+    assert sorted(split["train"] + split["validation"]) == [f"piece{i}.mid" for i in range(3)]
+    state = ckpt.read_state(out)
+    assert state["status"] == "finished" and state["epoch"] == 3
+    assert state["train_steps"] == 3 * TINY["steps_per_epoch"]
+    assert any("perplexity" in line for line in lines)
+
+
+def test_save_then_load_gives_identical_predictions(tmp_path):
+    config = tiny()
+    encoding = get_encoding(config.encoding)
+    model = build_model(config.model, len(encoding.vocab))
+    ckpt.save_config(tmp_path, config, len(encoding.vocab), {"data_dir": "gone"})
+    ckpt.save_weights(tmp_path, model, "best")
+    loaded = ckpt.load_checkpoint(tmp_path)
+    assert loaded.config == config and loaded.info["weights"] == "best.weights.h5"
+    ids = [[1, 5, 9, 12, 7], [1, 3, 3, 4, 2]]
+    np.testing.assert_array_equal(_logits(model, ids), _logits(loaded.model, ids))
+    assert ckpt.load_checkpoint(tmp_path, which="last").info["weights"] == "best.weights.h5"
+
+
+def test_load_errors_name_the_problem(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        ckpt.load_checkpoint(tmp_path / "missing")
+    with pytest.raises(UserError, match="no config.json"):
+        ckpt.load_checkpoint(tmp_path)
+    config = tiny()
+    vocab = len(get_encoding(config.encoding).vocab)
+    ckpt.save_config(tmp_path, config, vocab, {})
+    with pytest.raises(UserError, match="no weights"):
+        ckpt.load_checkpoint(tmp_path)
+    (tmp_path / "best.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n truncated")
+    with pytest.raises(UserError, match="cannot load weights"):
+        ckpt.load_checkpoint(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**raw, "vocab_size": vocab + 1}))
+    with pytest.raises(UserError, match="vocabulary"):
+        ckpt.load_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**raw, "model": {"unitz": 3}}))
+    with pytest.raises(UserError, match="unitz"):
+        ckpt.load_checkpoint(tmp_path)
+
+
+def test_optimizer_round_trip_and_mismatch(tmp_path):
+    import keras
+
+    model = build_model(ModelConfig(units=8, embedding_dim=4, layers=1), 20)
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    for variable in optimizer.variables:
+        variable.assign(np.full(variable.shape, 3, variable.dtype))
+    ckpt.save_optimizer(tmp_path, optimizer)
+    fresh = keras.optimizers.Adam()
+    fresh.build(model.trainable_variables)
+    ckpt.load_optimizer(tmp_path, fresh)
+    assert all(np.all(np.asarray(v) == 3) for v in fresh.variables)
+    other = keras.optimizers.Adam()
+    other.build(
+        build_model(ModelConfig(units=4, embedding_dim=4, layers=1), 20).trainable_variables
+    )
+    with pytest.raises(UserError, match="does not fit"):
+        ckpt.load_optimizer(tmp_path, other)
+
+
+@pytest.mark.slow
+def test_resume_continues_epochs_history_and_optimizer(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(tiny(epochs=2), corpus, out, verbose=0)
+    before = ckpt.read_history(out)
+    result = train(tiny(epochs=3), corpus, out, resume=True, verbose=0)
+    assert result.epochs == 3
+    history = ckpt.read_history(out)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[:2] == before
+    with np.load(out / "optimizer.npz") as saved:
+        assert "iteration" in str(saved["paths"][0])
+        assert int(saved["v0000"]) == 3 * TINY["steps_per_epoch"]
+    assert ckpt.read_state(out)["train_steps"] == 3 * TINY["steps_per_epoch"]
+    lines = []
+    again = train(tiny(epochs=3), corpus, out, resume=True, verbose=0, log=lines.append)
+    assert again.status == "already finished" and "already finished" in lines[-1]
+    with pytest.raises(UsageError, match="model.units"):
+        train(tiny(epochs=4, units=32), corpus, out, resume=True, verbose=0)
+
+
+@pytest.mark.slow
+def test_checkpoint_outlives_data_and_refuses_reuse(corpus, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(corpus, data)
+    out = tmp_path / "run"
+    train(tiny(epochs=1), data, out, verbose=0)
+    shutil.rmtree(data)
+    loaded = ckpt.load_checkpoint(out)
+    assert _logits(loaded.model, [[1, 4, 5]]).shape == (1, 3, len(loaded.encoding.vocab))
+    with pytest.raises(UsageError, match="not empty"):
+        train(tiny(epochs=1), corpus, out, verbose=0)
+    result = train(tiny(epochs=1), corpus, out, force=True, verbose=0)
+    assert result.epochs == 1
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="notes.txt"):
+        train(tiny(epochs=1), corpus, out, force=True, verbose=0)
+    assert (out / "notes.txt").exists()
+
+
+class _Poison(train_module._EpochScalars):
+    """Turns every weight into NaN at the start of the second epoch."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            for variable in self.model.trainable_variables:
+                variable.assign(variable * np.nan)
+
+
+class _CtrlC(train_module._EpochScalars):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_nan_guard_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "_EpochScalars", _Poison)
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match="diverged at epoch 2.*last good checkpoint"):
+        train(tiny(epochs=3), corpus, out, verbose=0)
+    state = ckpt.read_state(out)
+    assert state["status"] == "stopped: training diverged at epoch 2" and state["epoch"] == 1
+    assert len(ckpt.read_history(out)) == 1
+    loaded = ckpt.load_checkpoint(out, which="last")
+    assert np.all(np.isfinite(_logits(loaded.model, [[1, 4, 5]])))
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_epochs(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "_EpochScalars", _CtrlC)
+    out = tmp_path / "run"
+    lines = []
+    result = train(tiny(epochs=3), corpus, out, verbose=0, log=lines.append)
+    assert result.status == "interrupted" and result.epochs == 1
+    assert "resume with --resume" in " ".join(lines)
+    assert ckpt.read_state(out)["status"] == "interrupted"
+    ckpt.load_checkpoint(out)
+
+
+def test_gpu_request_without_gpu_is_a_usage_error(corpus, tmp_path):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UsageError, match="no GPU"):
+        train(tiny(device="gpu"), corpus, tmp_path / "run", verbose=0)
+
+
+@pytest.mark.slow
+def test_cli_train_resume_and_info(corpus, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli-run"
+    config_file = tmp_path / "settings.json"
+    config_file.write_text(json.dumps({"model": {"units": 12}, "seed": 3}))
+    args = ["train", str(corpus), "--out", str(out), *CLI_TINY, "--epochs=1"]
+    result = runner.invoke(main, [*args, "--config", str(config_file), "--units=16"])
+    assert result.exit_code == 0, result.output
+    assert "Training on CPU" in result.output and "Checkpoint:" in result.output
+    config, meta = ckpt.read_config(out)
+    assert config.model.units == 16 and config.train.seed == 3  # option beats file
+    assert config.train.epochs == 1 and meta["vocab_size"] > 3
+
+    refused = runner.invoke(main, args)
+    assert refused.exit_code == 2 and "--resume" in refused.output
+    changed = runner.invoke(main, ["train", "--out", str(out), "--resume", "--units=32"])
+    assert changed.exit_code == 2 and "model.units" in changed.output
+    resumed = runner.invoke(main, ["train", "--out", str(out), "--resume", "--epochs=2", "-q"])
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.output == ""
+    assert len(ckpt.read_history(out)) == 2
+
+    shown = runner.invoke(main, ["info", str(out)])
+    assert shown.exit_code == 0, shown.output
+    for text in ("Best validation loss", "1 x 16 LSTM", "best.weights.h5", "tensorflow"):
+        assert text in shown.output
+    as_json = json.loads(runner.invoke(main, ["info", str(out), "--json"]).output)
+    assert as_json["state"]["epoch"] == 2 and as_json["config"]["model"]["units"] == 16
+
+
+def test_cli_rejects_bad_settings(tmp_path):
+    runner = CliRunner()
+    bad_file = tmp_path / "bad.json"
+    bad_file.write_text(json.dumps({"unitz": 3}))
+    result = runner.invoke(main, ["train", str(tmp_path), "--config", str(bad_file)])
+    assert result.exit_code == 2 and "unitz" in result.output
+    assert runner.invoke(main, ["train", "--units", "0"]).exit_code == 2
+    assert runner.invoke(main, ["train", "--cell", "rnn"]).exit_code == 2
+    missing = runner.invoke(main, ["info", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "not found" in missing.output
+
+
+@pytest.mark.slow
+def test_one_file_gru_performance_validates_on_training_data(corpus, tmp_path):
+    data = tmp_path / "one"
+    data.mkdir()
+    shutil.copy(corpus / "piece0.mid", data / "piece0.mid")
+    lines = []
+    result = train(
+        tiny(epochs=1, cell="gru", encoding="performance"), data, tmp_path / "run",
+        verbose=0, log=lines.append,
+    )  # fmt: skip
+    assert result.epochs == 1 and math.isfinite(result.best_val_loss)
+    assert any("validating on the training data" in line for line in lines)
+    loaded = ckpt.load_checkpoint(tmp_path / "run")
+    assert loaded.config.model.cell == "gru" and loaded.encoding.name == "performance"
