@@ -71,7 +71,7 @@ class Checkpoint:
     """A loaded checkpoint: settings, model with weights, encoding and what else is known."""
 
     config: RunConfig
-    model: Any  # musicgen.model.MusicRNN
+    model: Any  # musicgen.model.MusicRNN, or npmodel.NumpyRNN (engine="numpy")
     encoding: Any  # musicgen.encoding.base.Encoding
     info: dict[str, Any]  # path, weights, vocab_size, versions, data, state
 
@@ -80,11 +80,17 @@ class Checkpoint:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, fsync it, rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Keras insists that weight files end in ".weights.h5": keep the full name as suffix.
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="-" + path.name)
-    os.close(fd)
+    """Call `write(tmp)` on a temporary file beside `path`, fsync it, rename it over `path`.
+
+    A failure leaves `path` as it was; an OSError (disk full, read-only folder) becomes
+    the UserError "cannot write checkpoint to FOLDER: REASON"."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Keras insists that weight files end in ".weights.h5": keep the full name as suffix.
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="-" + path.name)
+        os.close(fd)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     tmp = Path(tmp_name)
     try:
         write(tmp)
@@ -92,10 +98,18 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
         raise
     _fsync_dir(path.parent)
+
+
+def _write_error(path: Path, exc: OSError) -> UserError:
+    """The one-line error for a checkpoint file that could not be written."""
+    return UserError(f"cannot write checkpoint to {path.parent}: {exc.strerror or exc}")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -241,6 +255,22 @@ def is_checkpoint(folder: Path) -> bool:
     return (Path(folder) / CONFIG_FILE).is_file()
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files a killed writer left in `folder` (for --resume)."""
+    for path in Path(folder).glob(".tmp-*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def is_unfinished_start(folder: Path) -> bool:
+    """Whether `folder` is a run killed before its config was saved: it exists and holds
+    nothing but checkpoint files (e.g. split.json) and temporary files, or nothing."""
+    folder = Path(folder)
+    if not folder.is_dir() or is_checkpoint(folder):
+        return False
+    return all(p.name in KNOWN_NAMES or p.name.startswith(".tmp-") for p in folder.iterdir())
+
+
 def read_config(folder: Path) -> tuple[RunConfig, dict[str, Any]]:
     """(RunConfig, metadata) from config.json; UserError naming what is wrong."""
     folder = Path(folder)
@@ -325,11 +355,13 @@ def load_weights(model: Any, path: Path) -> None:
         raise UserError(f"cannot load weights {path}: {reason[:200]}") from exc
 
 
-def load_checkpoint(path: str | Path, which: str = "best") -> Checkpoint:
+def load_checkpoint(path: str | Path, which: str = "best", *, engine: str = "keras") -> Checkpoint:
     """Rebuild the model saved in folder `path` with its `which` weights (falling back to
-    the other file when that one is missing). Errors are UserError naming the problem."""
+    the other file when that one is missing). Errors are UserError naming the problem.
+
+    engine: "keras" gives a `model.MusicRNN`; "numpy" gives an `npmodel.NumpyRNN`
+    (inference only, read with h5py: TensorFlow is not imported)."""
     from musicgen.encoding.base import get_encoding
-    from musicgen.model import build_model
 
     folder = Path(path)
     config, meta = read_config(folder)
@@ -340,9 +372,18 @@ def load_checkpoint(path: str | Path, which: str = "best") -> Checkpoint:
             f"checkpoint {folder} has a vocabulary of {meta['vocab_size']} tokens "
             f"but this musicgen's {config.encoding.name} encoding has {vocab_size}"
         )
+    if engine not in ("keras", "numpy"):
+        raise ValueError(f"engine must be 'keras' or 'numpy', not {engine!r}")
     chosen = weights_path(folder, which)
-    model = build_model(config.model, vocab_size)
-    load_weights(model, chosen)
+    if engine == "numpy":
+        from musicgen.npmodel import NumpyRNN
+
+        model = NumpyRNN.from_weights_file(chosen, config.model, vocab_size)
+    else:
+        from musicgen.model import build_model
+
+        model = build_model(config.model, vocab_size)
+        load_weights(model, chosen)
     info = {
         "path": str(folder),
         "weights": chosen.name,

@@ -65,6 +65,12 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
+        except OSError as exc:  # a full disk, a read-only folder, a vanished file
+            if debug:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"Error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(1)
         except Exception as exc:  # noqa: BLE001 - the last line of defence for users
             if debug:
                 raise
@@ -82,7 +88,39 @@ def echo(message: str = "", quiet: bool = False, err: bool = False) -> None:
         click.echo(message, err=err)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """A click group whose usage errors (bad option, missing argument) are one line on
+    stderr, "Error: ... (see 'musicgen CMD --help')", exit code 2, like ours."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    """Make click print `exc` as one line instead of usage + hint + message (a bare
+    `musicgen` still shows the help)."""
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        return exc
+    where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    message = " ".join(exc.format_message().split())
+
+    def show(file: Any = None) -> None:
+        click.echo(f"Error: {message}{where}", err=True)
+
+    exc.show = show  # type: ignore[method-assign]
+    return exc
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="musicgen")
 @click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's own log lines.")
 def main(debug: bool) -> None:
@@ -109,12 +147,25 @@ def existing_path(value: str) -> Path:
     return path
 
 
+def writable_folder(path: Path, option: str) -> None:
+    """UsageError unless `path` is, or could be made, a folder we may write in; checked
+    before slow work starts (nothing is created)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UsageError(f"cannot write to {option} {path}: {probe} is not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {option} {path}: {probe} is not writable")
+
+
 # ----------------------------------------------------------------------------- train, info
 
 DEFAULT_TRAIN_OUT = "checkpoints/my-model"
 # train options that are settings of RunConfig (click parameter name = RunConfig.with_flat key)
 _TRAIN_SETTINGS = (
     "encoding",
+    "controls",
     "cell",
     "layers",
     "units",
@@ -147,6 +198,13 @@ def _train_options(func: Callable[..., Any]) -> Callable[..., Any]:
             default=enc.name,
             show_default=True,
             help="Token encoding (remi: beat grid; performance: 10 ms expressive timing).",
+        ),
+        click.option(
+            "--controls/--no-controls",
+            default=enc.controls,
+            show_default=True,
+            help="Open each piece with key and density tokens, so that `generate --key "
+            "--density` can steer the model (remi only).",
         ),
         click.option(
             "--cell",
@@ -353,6 +411,9 @@ def train(
     Ctrl-C stops after keeping the last finished epoch; continue with --resume.
     """
     config = _train_config(ctx, out, resume, config_file)
+    if data_dir is not None:
+        existing_path(str(data_dir))
+    writable_folder(out, "--out")
     if data_dir is None:
         data_dir = Path(_stored_data_dir(out) if resume else DEFAULT_DATA_DIR)
     load_tensorflow()
@@ -389,6 +450,8 @@ def info(checkpoint_dir: Path, as_json: bool) -> None:
     """What the checkpoint folder CHECKPOINT is: settings, data, metrics, versions, files."""
     from musicgen.checkpoint import describe
 
+    if not checkpoint_dir.is_dir():
+        raise UsageError(f"checkpoint folder not found: {checkpoint_dir}")
     described = describe(checkpoint_dir)
     if as_json:
         click.echo(json.dumps(described, indent=2, sort_keys=True))
@@ -500,6 +563,10 @@ def evaluate(
     """
     if batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
+    if not checkpoint_dir.is_dir():
+        raise UsageError(f"checkpoint folder not found: {checkpoint_dir}")
+    if data_dir is not None:
+        existing_path(str(data_dir))
     load_tensorflow()
     from musicgen.evaluate import evaluate as run_evaluation
     from musicgen.evaluate import report_lines
@@ -554,8 +621,10 @@ def stats(
     from musicgen import stats as st
 
     sets = []
-    for path in [folder] + ([reference] if reference is not None else []):
+    folders = [folder] + ([reference] if reference is not None else [])
+    for path in folders:  # both checked before the slow reading starts
         existing_path(str(path))
+    for path in folders:
         with _ProgressBar(f"Reading {path}", quiet) as progress:
             sets.append(st.collect(path, key=not no_key, progress=progress))
     a, b = sets[0], (sets[1] if len(sets) > 1 else None)
@@ -633,11 +702,20 @@ DEFAULT_GENERATE_CHECKPOINT = "checkpoints/bach"
               help="MIDI/MusicXML file to continue; each piece starts with it.")  # fmt: skip
 @click.option("--tempo", type=click.FloatRange(10, 1000),
               help="Beats per minute for the whole piece (default: the model's choice).")  # fmt: skip
+@click.option("--key", help='Key of every piece, e.g. "D minor", "F#", "Bb major", "Dm" '
+              "(a model trained with --controls).")  # fmt: skip
+@click.option("--time-signature", help="Metre of every bar, e.g. 3/4 or 6/8 (remi models).")
+@click.option("--density", type=click.Choice(["low", "medium", "high"]),
+              help="Notes per bar, relative to the training music (a model trained with "
+              "--controls).")  # fmt: skip
 @click.option("--program", type=click.IntRange(0, 127),
               help="General MIDI program of the track (default 0, piano).")  # fmt: skip
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Same checkpoint, options and seed give the same files.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--engine", type=click.Choice(["auto", "numpy", "keras"]), default="auto",
+              show_default=True, help="Network step: numpy (auto; starts fast, no TensorFlow) "
+              "or keras (TensorFlow; for a GPU and a very large --num).")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing.")
 @handle_errors
 def generate(
@@ -651,9 +729,13 @@ def generate(
     top_p: float,
     primer: Path | None,
     tempo: float | None,
+    key: str | None,
+    time_signature: str | None,
+    density: str | None,
     program: int | None,
     seed: int,
     force: bool,
+    engine: str,
     quiet: bool,
 ) -> None:
     """Sample new MIDI files from a checkpoint.
@@ -663,6 +745,8 @@ def generate(
     files are kept unless --force. Length: --bars for remi checkpoints, --seconds for
     performance ones. With --primer, each piece starts with the primer (at most its last
     64 bars or 120 seconds) and --bars/--seconds count the new music after it.
+    --key, --density, --time-signature and --tempo are imposed on every piece; what is
+    not asked is left to the model.
     """
     from musicgen.config import ConfigError, SampleConfig
 
@@ -671,9 +755,10 @@ def generate(
         sample.validate()
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
+    writable_folder(out, "--out")
     from musicgen.generate import generate as run_generation
 
-    # generate() checks the request, then imports TensorFlow itself (quietly unless --debug)
+    # generate() checks the request; only --engine keras imports TensorFlow (quietly unless --debug)
     debug = bool(click.get_current_context().find_root().params.get("debug"))
     run_generation(
         checkpoint_dir,
@@ -689,6 +774,10 @@ def generate(
         on_file=lambda path, info: echo(info.summary(), quiet),
         on_note=lambda line: echo(f"Note: {line}", quiet, err=True),
         verbose_tensorflow=debug,
+        engine=engine,
+        key=key,
+        density=density,
+        time_signature=time_signature,
     )
 
 
@@ -816,6 +905,60 @@ class _ParseBar:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+
+# ----------------------------------------------------------------------------- harmonize
+
+
+@main.command()
+@click.argument("melody", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--checkpoint", "checkpoint_dir", type=click.Path(path_type=Path),
+    default=DEFAULT_GENERATE_CHECKPOINT, show_default=True,
+    help="Remi checkpoint folder to sample the harmony from.",
+)  # fmt: skip
+@click.option("--out", type=click.Path(path_type=Path), default="generated", show_default=True,
+              help="Folder for the MIDI files.")  # fmt: skip
+@click.option("--num", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Harmonizations to write (sampled together in one batch).")  # fmt: skip
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0,
+              show_default=True, help="Below 1 is safer, above 1 wilder.")  # fmt: skip
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Same checkpoint, melody, options and seed give the same files.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing.")
+@handle_errors
+def harmonize(
+    melody: Path,
+    checkpoint_dir: Path,
+    out: Path,
+    num: int,
+    temperature: float,
+    seed: int,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Write voices under the melody in MELODY (a MIDI or MusicXML file).
+
+    \b
+    The melody is its highest note at each onset, on the model's beat grid; it is kept
+    exactly, and the model writes the other voices below it, bar for bar. Files are
+    OUT/MELODY-harmony-SEED-NN.mid: the harmony on one track, the melody on another.
+    """
+    from musicgen.config import SampleConfig
+    from musicgen.harmonize import harmonize as run_harmonize
+
+    debug = bool(click.get_current_context().find_root().params.get("debug"))
+    run_harmonize(
+        checkpoint_dir,
+        melody,
+        out,
+        num=num,
+        sample=SampleConfig(temperature=temperature, seed=seed),
+        force=force,
+        on_file=lambda path, info: echo(info.summary(), quiet),
+        verbose_tensorflow=debug,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -80,6 +80,9 @@ class EncodingConfig(_Config):
     tempo_bins: int = 32  # tempo tokens, log-spaced between tempo_min and tempo_max
     tempo_min: float = 40.0  # beats per minute
     tempo_max: float = 240.0
+    # Key_* and Density_* control tokens after BOS (remi only). False keeps the vocabulary
+    # of checkpoints made before controls existed (their config.json lacks this key).
+    controls: bool = False
     # performance
     time_shift_ms: int = 10  # one time-shift step in milliseconds
     max_shift_steps: int = 100  # longest single time shift (100 x 10 ms = 1 s)
@@ -94,6 +97,7 @@ class EncodingConfig(_Config):
         _check(self.max_bar_quarters >= 1, "max_bar_quarters must be >= 1")
         _check(self.tempo_bins >= 1 and 0 < self.tempo_min < self.tempo_max, "bad tempo bins")
         _check(self.time_shift_ms >= 1 and self.max_shift_steps >= 1, "bad time shift")
+        _check(not self.controls or self.name == "remi", "controls need the remi encoding")
 
 
 @dataclass

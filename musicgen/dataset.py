@@ -97,9 +97,9 @@ class PreparedData:
         seconds = float(sum(f.seconds for f in self.files))
         train, validation = split_files(self.files, val_fraction, seed)
         return {
-            "data_dir": self.data_dir or str(self.root),
+            "data_dir": printable(self.data_dir or str(self.root)),
             "files_ok": len(self.files),
-            "files_skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "files_skipped": [{"path": printable(p), "reason": r} for p, r in self.skipped],
             "notes": int(sum(f.notes for f in self.files)),
             "tokens": int(sum(len(f.ids) for f in self.files)),
             "seconds": round(seconds, 3),
@@ -110,6 +110,12 @@ class PreparedData:
             "encoding": self.encoding,
             "split": {"train": len(train), "validation": len(validation)},
         }
+
+
+def printable(path: str) -> str:
+    """A file name for people: bytes that are not UTF-8 (kept by os as surrogates, which
+    cannot be printed) become U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
 
 
 def split_files(

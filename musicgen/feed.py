@@ -10,7 +10,8 @@ corpus shorter than a window) and 1.0 elsewhere.
 - `train_dataset`: endless batches of windows at random starts. Batch n is a pure
   function of (seed, n) (stateless random ops), so a seed fixes the whole feed. Each
   window is transposed by its own random k semitones in [-transpose, +transpose],
-  narrowed per window so that every pitch token stays inside its pitch range.
+  narrowed per window so that every pitch token stays inside its pitch range;
+  pitch-class tokens (remi's Key_*, `Encoding.cyclic_id_groups`) rotate with it.
   Everything runs as vectorized TensorFlow ops on whole batches (no Python in the
   loop), so the pipeline keeps up with the model.
 - `val_dataset`: non-overlapping windows in order, no augmentation, the last one
@@ -47,17 +48,21 @@ def train_dataset(
     seed: int = 0,
     *,
     first_batch: int = 0,
+    cyclic_id_groups: Sequence[tuple[int, int]] = (),
 ) -> tf.data.Dataset:
     """Endless (inputs, targets, weights) batches of random windows, each [batch, seq_len].
 
     arrays: int id arrays, one per training file. transpose: semitones (0 disables).
     pitch_id_ranges: inclusive (first, last) id ranges of pitch tokens, ascending pitch.
     first_batch: index of the first batch to yield (a resumed run continues the feed).
+    cyclic_id_groups: (first id, size) groups of pitch-class tokens; a window shifted
+    by k semitones has each such id rotated by k within its group.
     """
     tokens = tf.constant(concatenate(arrays, min_length=seq_len + 1))
     num_starts = int(tokens.shape[0]) - seq_len  # window starts 0 .. N - seq_len - 1
     offsets = tf.range(seq_len + 1, dtype=tf.int32)
     ranges = [(int(a), int(b)) for a, b in pitch_id_ranges]
+    cycles = [(int(a), int(b)) for a, b in cyclic_id_groups]
 
     def make_batch(step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         start_seed = tf.stack([tf.constant(seed, tf.int64), step * 2])
@@ -67,7 +72,7 @@ def train_dataset(
         )
         windows = tf.gather(tokens, starts[:, None] + offsets[None, :])
         if transpose > 0 and ranges:
-            windows = _transpose_windows(windows, transpose, ranges, shift_seed)
+            windows = _transpose_windows(windows, transpose, ranges, shift_seed, cycles)
         return _split(windows)
 
     return (
@@ -110,9 +115,14 @@ def _split(windows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 
 
 def _transpose_windows(
-    windows: tf.Tensor, transpose: int, ranges: list[tuple[int, int]], seed: tf.Tensor
+    windows: tf.Tensor,
+    transpose: int,
+    ranges: list[tuple[int, int]],
+    seed: tf.Tensor,
+    cycles: Sequence[tuple[int, int]] = (),
 ) -> tf.Tensor:
-    """Shift every pitch token of each window by one random k per window.
+    """Shift every pitch token of each window by one random k per window, and rotate
+    every id of a (first, size) group in `cycles` to first + (id - first + k) mod size.
 
     k is drawn uniformly from [-transpose, transpose] narrowed, per window, to the
     shifts that keep every pitch token inside its range (k = 0 always qualifies).
@@ -131,4 +141,9 @@ def _transpose_windows(
     uniform = tf.random.stateless_uniform(tf.shape(lowest), seed)
     span = tf.cast(highest - lowest + 1, tf.float32)
     k = lowest + tf.minimum(tf.cast(uniform * span, tf.int32), highest - lowest)
-    return windows + tf.where(is_pitch, k[:, None], 0)
+    shifted = windows + tf.where(is_pitch, k[:, None], 0)
+    for first, size in cycles:
+        inside = (windows >= first) & (windows < first + size)
+        rotated = first + tf.math.floormod(windows - first + k[:, None], size)
+        shifted = tf.where(inside, rotated, shifted)
+    return shifted

@@ -10,13 +10,23 @@
    keep at most its last MAX_PRIMER_BARS bars (remi) or MAX_PRIMER_SECONDS seconds
    (performance), and drop its EOS; a remi primer is closed with a `Bar` so the new
    music starts on a fresh bar;
-3. model: `checkpoint.load_checkpoint` (best weights) and one compiled
-   `tf.function(model.step)` with a fixed [num] batch shape;
+3. model: `checkpoint.load_checkpoint` (best weights) for the chosen engine:
+   - "numpy" (the default; --engine auto): `npmodel.NumpyRNN` reads the weights
+     with h5py and steps in NumPy on one BLAS thread. TensorFlow is never
+     imported, so the command starts in well under a second, and a step at
+     batch 1..16 costs tens to hundreds of microseconds instead of TensorFlow's
+     ~1 ms dispatch;
+   - "keras": `MusicRNN` and one compiled `tf.function(model.step)` with a fixed
+     [num] batch shape - worth its start-up only on a GPU with a very large --num;
+   both give the same logits to float rounding (~1e-6), hence the same files;
 4. sample: all pieces advance together, one network step per token carrying the
-   recurrent state (the primer is fed the same way). Each piece has its own
-   grammar (`Encoding.grammar(length)`) and its own Generator
+   recurrent state (the primer is fed the same way; NumPy steps it once at
+   batch 1 and copies the state to every piece). Each piece has its own
+   grammar (`Encoding.grammar(length)`, wrapped by `constraints.ForcedGrammar` to
+   impose --key/--density/--time-signature/--tempo) and its own Generator
    `default_rng([seed, piece])`, so piece i does not change when --num does.
-   Finished pieces are fed PAD and ignored; a hard cap on steps raises a UserError;
+   Finished pieces are fed PAD and leave the sampling; a hard cap on steps raises
+   a UserError;
 5. write: decode ids -> Score, apply --tempo/--program, `midi_io.write_midi`.
 
 The same checkpoint, options and seed give byte-identical files.
@@ -33,9 +43,11 @@ import numpy as np
 
 from musicgen import checkpoint as ckpt
 from musicgen.config import ConfigError, RunConfig, SampleConfig
+from musicgen.constraints import Controls
 from musicgen.encoding.base import BOS, PAD, Encoding, Grammar, get_encoding
 from musicgen.errors import UsageError, UserError
 from musicgen.midi_io import read_score, write_midi
+from musicgen.npmodel import NumpyRNN, one_blas_thread
 from musicgen.runtime import import_tensorflow
 from musicgen.score import MusicError, Note, Score
 
@@ -45,6 +57,7 @@ MAX_PRIMER_BARS = 64  # a longer remi primer keeps only its last bars
 MAX_PRIMER_SECONDS = 120.0  # a longer performance primer keeps only its last seconds
 MAX_STEPS_PER_UNIT = 2000  # safety net: tokens per bar (remi) or per second (performance)
 TEMPO_RANGE = (10.0, 1000.0)  # beats per minute accepted by --tempo
+ENGINES = ("auto", "numpy", "keras")  # --engine values; auto = numpy
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
@@ -102,6 +115,10 @@ def generate(
     on_note: Callable[[str], None] | None = None,
     which: str = "best",
     verbose_tensorflow: bool = False,
+    engine: str = "auto",
+    key: str | None = None,
+    density: str | None = None,
+    time_signature: str | None = None,
 ) -> list[GeneratedFile]:
     """Sample `num` pieces from the checkpoint in `checkpoint_dir` into `out_dir`.
 
@@ -118,17 +135,29 @@ def generate(
     on_file(path, info): called after each file is written.
     on_note(message): called with remarks for the user (e.g. a truncated primer).
     which:   "best" or "last" weights. verbose_tensorflow: show TensorFlow's start-up log.
+    engine:  "auto" (= "numpy"), "numpy" (NumpyRNN, no TensorFlow) or "keras"
+             (tf.function(MusicRNN.step); worth it on a GPU with a very large `num`).
+    key, density, time_signature: controls imposed on every piece by constrained
+             decoding (musicgen.constraints), e.g. "D minor", "low", "3/4"; key and
+             density need a checkpoint trained with controls, the metre (every bar)
+             and --tempo (as the opening Tempo token) work on any remi checkpoint.
     Returns the files in piece order.
     """
     sample = sample or SampleConfig()
     _check_options(num, sample, tempo, program)
+    engine = _engine(engine)
     plan = _plan(checkpoint_dir, out_dir, num, bars, seconds, sample.seed, name_prefix, force)
     encoding = get_encoding(plan.config.encoding)
+    controls = Controls.request(
+        encoding, key=key, density=density, time_signature=time_signature, tempo=tempo
+    )
     prefix = _primer_ids(encoding, Path(primer), on_note) if primer is not None else []
-    grammars = [_start_grammar(encoding, plan.length, prefix) for _ in range(num)]
+    prefix = controls.apply_to_primer(prefix)
+    grammars = [_start_grammar(encoding, plan.length, prefix, controls) for _ in range(num)]
 
-    import_tensorflow(verbose=verbose_tensorflow)  # before checkpoint.py imports Keras
-    loaded = ckpt.load_checkpoint(checkpoint_dir, which=which)
+    if engine == "keras":
+        import_tensorflow(verbose=verbose_tensorflow)  # before checkpoint.py imports Keras
+    loaded = ckpt.load_checkpoint(checkpoint_dir, which=which, engine=engine)
     rngs = [np.random.default_rng([sample.seed, i]) for i in range(num)]
     max_steps = int(MAX_STEPS_PER_UNIT * max(plan.length, 1.0))
     new_ids = _sample(loaded.model, grammars, [BOS, *prefix], sample, rngs, max_steps)
@@ -162,6 +191,13 @@ def _check_options(
         sample.validate()
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _engine(engine: str) -> str:
+    """The engine an --engine value names: "numpy" ("auto" too) or "keras"; else UsageError."""
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    return "numpy" if engine == "auto" else engine
 
 
 def _plan(
@@ -275,9 +311,12 @@ def _tail(score: Score, start: float) -> Score:
     return Score(notes, tempos, signatures, program=score.program, end=score.length - start)
 
 
-def _start_grammar(encoding: Encoding, length: float, prefix: list[int]) -> Grammar:
-    """A grammar that has read BOS and the primer. The length counts the primer too:
-    its bars begun (remi, the closing Bar excluded) or its seconds (performance)."""
+def _start_grammar(
+    encoding: Encoding, length: float, prefix: list[int], controls: Controls | None = None
+) -> Grammar:
+    """A grammar that has read BOS and the primer, wrapped to impose `controls`. The
+    length counts the primer too: its bars begun (remi, the closing Bar excluded) or
+    its seconds (performance)."""
     probe = encoding.grammar()
     for token_id in [BOS, *prefix]:
         probe.advance(token_id)
@@ -285,7 +324,7 @@ def _start_grammar(encoding: Encoding, length: float, prefix: list[int]) -> Gram
     grammar = encoding.grammar(length + already)
     for token_id in [BOS, *prefix]:
         grammar.advance(token_id)
-    return grammar
+    return grammar if controls is None else controls.wrap(grammar, [BOS, *prefix])
 
 
 # ----------------------------------------------------------------------------- 3-4. sample
@@ -299,38 +338,86 @@ def _sample(
     rngs: list[np.random.Generator],
     max_steps: int,
 ) -> list[list[int]]:
-    """Step the network over `prefix` (shared by every piece), then sample until every
-    grammar is done. Returns each piece's new ids (EOS included)."""
+    """Step the network (a `NumpyRNN` or a keras `MusicRNN`) over `prefix` (shared by
+    every piece), then sample until every grammar is done. Returns each piece's new
+    ids (EOS included)."""
+    with one_blas_thread():  # the NumPy step's small products run best on one thread
+        return _sample_loop(model, grammars, prefix, config, rngs, max_steps)
+
+
+def _sample_loop(
+    model: Any,
+    grammars: list[Grammar],
+    prefix: list[int],
+    config: SampleConfig,
+    rngs: list[np.random.Generator],
+    max_steps: int,
+) -> list[list[int]]:
+    """`_sample`'s work: one step for the whole batch, then per live piece its mask,
+    its draw and its grammar's advance; finished pieces drop out of the sampling."""
     from musicgen.sampling import sample_next
 
-    tf = import_tensorflow()
     num = len(grammars)
-    step = tf.function(model.step, reduce_retracing=True)
-    states = model.initial_states(num)
-    for token_id in prefix[:-1]:  # the last one is fed by the loop below
-        _, states = step(tf.fill([num], tf.constant(token_id, tf.int32)), states)
-
+    step = _step_function(model, num, prefix[:-1])  # the last one is fed by the loop below
     last = np.full(num, prefix[-1], dtype=np.int32)
     new_ids: list[list[int]] = [[] for _ in range(num)]
-    pad_only = np.zeros(len(grammars[0].allowed()), dtype=bool)
-    pad_only[PAD] = True
+    masks = np.zeros((num, len(grammars[0].allowed())), dtype=bool)
+    active = [i for i, g in enumerate(grammars) if not g.done]
     for _ in range(max_steps):
-        if all(g.done for g in grammars):
+        if not active:
             return new_ids
-        logits, states = step(tf.constant(last), states)
-        masks = np.stack([pad_only if g.done else g.allowed() for g in grammars])
-        chosen = sample_next(logits.numpy(), masks, config, rngs)
-        for i, grammar in enumerate(grammars):
-            if not grammar.done:
-                grammar.advance(int(chosen[i]))
-                new_ids[i].append(int(chosen[i]))
-        last = np.where([g.done for g in grammars], PAD, chosen).astype(np.int32)
-    if all(g.done for g in grammars):
+        logits = step(last)
+        for row, i in enumerate(active):
+            masks[row] = grammars[i].allowed()
+        rows = len(active)
+        chosen = sample_next(logits[active], masks[:rows], config, [rngs[i] for i in active])
+        for i, token_id in zip(active, chosen.tolist(), strict=True):
+            grammars[i].advance(token_id)
+            new_ids[i].append(token_id)
+            last[i] = token_id
+        finished = [i for i in active if grammars[i].done]
+        if finished:
+            last[finished] = PAD  # finished pieces are fed PAD and ignored
+            active = [i for i in active if i not in finished]
+    if not active:
         return new_ids
     raise UserError(
         f"generation did not finish within {max_steps} tokens (the model keeps adding "
         "notes); try a lower --temperature, --top-k or --top-p"
     )
+
+
+def _step_function(model: Any, batch: int, prefix: list[int]) -> Callable[[np.ndarray], np.ndarray]:
+    """A function ids int32[batch] -> logits float32[batch, vocab] that carries the
+    recurrent state from call to call, after feeding it `prefix` (the same ids for
+    every piece). A `NumpyRNN` steps directly (the prefix once, at batch 1, its state
+    then copied to every piece); a keras `MusicRNN` steps through one compiled
+    `tf.function(model.step)` with a fixed [batch] shape."""
+    if isinstance(model, NumpyRNN):
+        states = model.initial_states(1)
+        for token_id in prefix:
+            _, states = model.step(np.array([token_id]), states)
+        states = [np.repeat(s, batch, axis=0) for s in states]
+
+        def numpy_step(ids: np.ndarray) -> np.ndarray:
+            nonlocal states
+            logits, states = model.step(ids, states)
+            return logits
+
+        return numpy_step
+
+    tf = import_tensorflow()
+    compiled = tf.function(model.step, reduce_retracing=True)
+    tf_states = model.initial_states(batch)
+    for token_id in prefix:
+        _, tf_states = compiled(tf.fill([batch], tf.constant(token_id, tf.int32)), tf_states)
+
+    def keras_step(ids: np.ndarray) -> np.ndarray:
+        nonlocal tf_states
+        logits, tf_states = compiled(tf.constant(ids), tf_states)
+        return logits.numpy()
+
+    return keras_step
 
 
 # ----------------------------------------------------------------------------- 5. write

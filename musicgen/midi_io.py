@@ -5,9 +5,11 @@ pretty_midi (every instrument, any tick resolution, the tempo and time-signature
 maps); the score formats (MusicXML, kern, ABC) go through music21. Both readers
 produce raw notes in quarter notes, and `_finish_score` applies the same clean-up
 to either: drums set apart, zero-length notes dropped, same-pitch overlaps merged,
-each loss counted in `Score.dropped`. Anything unreadable raises
-`UnreadableFileError`, anything without pitched notes `EmptyMusicError`, each with
-a one-line reason.
+each loss counted in `Score.dropped`. Before pretty_midi sees a MIDI file, its events
+are counted in the raw bytes (a huge file is refused before mido builds an object per
+event) and notes never closed are closed at the end of their track. Anything
+unreadable raises `UnreadableFileError`, anything without pitched notes
+`EmptyMusicError`, each with a one-line reason.
 
 Writing: `write_midi` writes what a DAW expects (SPEC.md "Output MIDI") with mido
 directly, so every byte is under our control: type 1, 480 ticks per quarter, a
@@ -16,6 +18,7 @@ conductor track, a named instrument track, deterministic bytes, atomic replace.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -35,6 +38,7 @@ SUPPORTED_SUFFIXES = MIDI_SUFFIXES | MUSIC21_SUFFIXES  # lower case; compare suf
 
 MAX_NOTES = 200_000  # more notes than this in one file is treated as unreadable
 MAX_FILE_BYTES = 8 * 1024 * 1024  # larger files are refused before parsing (memory)
+MAX_EVENTS = 4 * MAX_NOTES  # more MIDI events are refused before mido builds them (memory)
 WRITE_TPQ = 480  # ticks per quarter of every file we write
 DEFAULT_VELOCITY = 64  # for score formats that carry no velocity
 
@@ -67,24 +71,33 @@ def read_score(path: str | Path, include_drums: bool = False) -> Score:
     reader = _read_midi if suffix in MIDI_SUFFIXES else _read_music21
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        raw, tempos, time_signatures = reader(path)
-    return _finish_score(raw, tempos, time_signatures, include_drums)
+        raw, tempos, time_signatures, changes = reader(path)
+    score = _finish_score(raw, tempos, time_signatures, include_drums)
+    score.dropped.update(changes)
+    return score
 
 
-def _read_midi(path: Path) -> tuple[list[RawNote], list, list]:
-    """pretty_midi -> raw notes, tempos [(q, bpm)], time signatures [(q, n, d)]."""
+def _read_midi(path: Path) -> tuple[list[RawNote], list, list, Counter]:
+    """pretty_midi -> raw notes, tempos [(q, bpm)], time signatures [(q, n, d)] and the
+    changes made on the way (notes never closed are closed at the end of their track)."""
     import pretty_midi
 
     try:
-        mid = mido.MidiFile(filename=str(path))
+        data = path.read_bytes()
+        if count_midi_events(data, MAX_EVENTS) > MAX_EVENTS:
+            raise UnreadableFileError(f"too many events (more than {MAX_EVENTS})")
+        mid = mido.MidiFile(file=io.BytesIO(data))
+    except UnreadableFileError:
+        raise
     except Exception as exc:  # mido raises many types on corrupt data
         raise UnreadableFileError(f"not a readable MIDI file ({_reason(exc)})") from None
     if mid.ticks_per_beat <= 0:
         raise UnreadableFileError("SMPTE time division is not supported")
     if not mid.tracks:
         raise UnreadableFileError("MIDI file has no tracks")
-    if sum(len(track) for track in mid.tracks) > 8 * MAX_NOTES:
-        raise UnreadableFileError(f"too many events (more than {8 * MAX_NOTES})")
+    if any(m.type == "set_tempo" and m.tempo == 0 for track in mid.tracks for m in track):
+        raise UnreadableFileError("a tempo of 0 microseconds per quarter")
+    changes = _close_open_notes(mid)
     try:
         pm = pretty_midi.PrettyMIDI(mido_object=mid)
     except Exception as exc:
@@ -112,7 +125,86 @@ def _read_midi(path: Path) -> tuple[list[RawNote], list, list]:
         (float(to_quarters(np.array([ts.time]))[0]), ts.numerator, ts.denominator)
         for ts in pm.time_signature_changes
     ]
-    return raw, tempos, signatures
+    return raw, tempos, signatures, changes
+
+
+def count_midi_events(data: bytes, limit: int) -> int:
+    """Events in the MTrk chunks of MIDI bytes, counted without building messages;
+    stops early once past `limit`. Malformed data just ends the count (mido then says
+    what is wrong), so this bounds memory before mido makes an object per event."""
+    count, pos, end = 0, 14, len(data)
+    while pos + 8 <= end and count <= limit:
+        kind, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "big")
+        pos += 8
+        if kind == b"MTrk":
+            count += _count_track(data, pos, min(pos + size, end), limit - count)
+        pos += size
+    return count
+
+
+def _count_track(data: bytes, pos: int, end: int, limit: int) -> int:
+    """Events of one track chunk data[pos:end] (delta time, status, data), at most limit + 1."""
+    count, running = 0, 0
+    while pos < end and count <= limit:
+        while pos < end and data[pos] & 0x80:  # variable-length delta time
+            pos += 1
+        pos += 1
+        if pos >= end:
+            break
+        status = data[pos]
+        if status >= 0x80:
+            pos += 1
+            running = status if status < 0xF0 else running
+        else:
+            status = running
+        if status in (0xFF, 0xF0, 0xF7):  # meta (type byte first) and sysex: a length
+            pos += status == 0xFF
+            length = 0
+            while pos < end and data[pos] & 0x80:
+                length = (length << 7) | (data[pos] & 0x7F)
+                pos += 1
+            length = (length << 7) | (data[pos] & 0x7F) if pos < end else 0
+            pos += 1 + length
+        elif status >= 0x80:
+            pos += 1 if 0xC0 <= status < 0xE0 else 2
+        else:  # data byte without any status: corrupt, mido will say so
+            break
+        count += 1
+    return count
+
+
+def _close_open_notes(mid: mido.MidiFile) -> Counter[str]:
+    """Close every note never closed at the end of its track (pretty_midi would drop it).
+
+    A never-closed note that starts at the very end of its track, or right after a
+    note-off of its key at the same tick (a zero-length note written off-before-on),
+    stays open and is dropped, counted as a zero-length note like those closed at the
+    tick they start (pretty_midi drops all of these silently). Returns the counts."""
+    changes: Counter[str] = Counter()
+    for track in mid.tracks:
+        now, sounding, last_off = 0, {}, {}
+        for message in track:
+            now += message.time
+            key = (getattr(message, "channel", 0), getattr(message, "note", 0))
+            if message.type == "note_on" and message.velocity > 0:
+                sounding[key] = (now, last_off.get(key) == now)  # (start, right after an off)
+            elif message.type in ("note_on", "note_off"):
+                last_off[key] = now
+                if sounding.pop(key, (None, False))[0] == now:
+                    changes["zero_length_notes"] += 1
+        to_close = sorted(
+            key for key, (start, after) in sounding.items() if start < now and not after
+        )
+        changes["zero_length_notes"] += len(sounding) - len(to_close)
+        if not to_close:
+            continue
+        changes["notes_never_closed"] += len(to_close)
+        tail = track.pop() if track and track[-1].type == "end_of_track" else None
+        for i, (channel, note) in enumerate(to_close):
+            delay = tail.time if tail is not None and i == 0 else 0
+            track.append(mido.Message("note_off", channel=channel, note=note, time=delay))
+        track.append(mido.MetaMessage("end_of_track", time=0))
+    return +changes
 
 
 def _seconds_to_quarters(pm):
@@ -134,7 +226,7 @@ def _seconds_to_quarters(pm):
     return convert
 
 
-def _read_music21(path: Path) -> tuple[list[RawNote], list, list]:
+def _read_music21(path: Path) -> tuple[list[RawNote], list, list, Counter]:
     """music21 (MusicXML, kern, ABC) -> raw notes, tempos, time signatures."""
     try:
         from music21 import converter, meter, note, tempo
@@ -171,7 +263,7 @@ def _read_music21(path: Path) -> tuple[list[RawNote], list, list]:
         raise
     except Exception as exc:  # music21 raises anything from its many sub-parsers
         raise UnreadableFileError(f"not readable as a score ({_reason(exc)})") from None
-    return raw, tempos, signatures
+    return raw, tempos, signatures, Counter()
 
 
 def _pickup(part) -> float:
@@ -406,7 +498,10 @@ def _append_timed(
 def _save_atomically(mid: mido.MidiFile, path: Path) -> None:
     """Write to a temporary file beside `path`, then rename it over `path`."""
     folder = path.parent if str(path.parent) else Path(".")
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:  # name the file the user asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     try:
         with os.fdopen(handle, "wb") as tmp:
             mid.save(file=tmp)
@@ -414,6 +509,8 @@ def _save_atomically(mid: mido.MidiFile, path: Path) -> None:
             os.fsync(tmp.fileno())
         os.chmod(tmp_name, 0o644)  # mkstemp makes files private; a MIDI file is not
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise

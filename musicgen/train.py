@@ -16,7 +16,8 @@
 
 Ctrl-C stops cleanly (the last completed epoch is on disk; state "interrupted").
 `resume=True` continues a folder: its config, last weights, optimizer variables,
-epoch count, history and data-feed position.
+epoch count, history and data-feed position; a run killed before its first save is
+started afresh. Out of memory and a full disk end with a one-line UserError.
 """
 
 from __future__ import annotations
@@ -105,10 +106,14 @@ def train(
 
 def _open_out_dir(out: Path, config: RunConfig, *, resume: bool, force: bool) -> dict:
     """Check the output folder; return the previous run's state ({"epoch": 0} if new)."""
+    if resume and ckpt.is_unfinished_start(out):
+        ckpt.clear(out)  # killed before its first save: nothing to continue, start afresh
+        resume = False
     if resume:
         if not ckpt.is_checkpoint(out):
             raise UsageError(f"--resume: {out} is not a checkpoint folder")
         stored, _ = ckpt.read_config(out)
+        ckpt.remove_stale_temporaries(out)  # what a killed run was writing
         changed = _differences(stored.to_dict(), config.to_dict())
         refused = [key for key in changed if key not in RESUMABLE_CHANGES]
         if refused:
@@ -128,7 +133,10 @@ def _open_out_dir(out: Path, config: RunConfig, *, resume: bool, force: bool) ->
                 f"{out} is not empty; continue it with --resume or replace it with --force"
             )
         ckpt.clear(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out {out}: {exc.strerror or exc}") from None
     return {"epoch": 0, "history": []}
 
 
@@ -266,13 +274,14 @@ def _run(
         return writer.result("already finished", started)
     data = _load_data(config, data_dir, out, resume, cache_dir, log)
     encoding = get_encoding(config.encoding)
-    ckpt.save_config(out, config, len(encoding.vocab), data.summary)
     model = build_model(config.model, len(encoding.vocab))
-    if resume:
+    if resume and previous["epoch"] > 0:
         _restore(model, config, out, previous)
-    else:
+    else:  # new, or killed before the first epoch ended: the same seed, the same start
         _compile(model, config)
         writer.save_initial(model)  # a loadable folder even if the first epoch fails
+    # config.json last: a folder that has it has weights (it is what makes a checkpoint)
+    ckpt.save_config(out, config, len(encoding.vocab), data.summary)
 
     steps = cfg.steps_per_epoch or max(1, _tokens(data.train) // (cfg.batch_size * cfg.seq_len))
     train_ds = feed.train_dataset(
@@ -283,6 +292,7 @@ def _run(
         encoding.pitch_id_ranges(),
         cfg.seed,
         first_batch=previous.get("train_steps", 0),
+        cyclic_id_groups=encoding.cyclic_id_groups(),  # Key_* tokens move with the pitches
     )
     val_ds = feed.val_dataset([f.ids for f in data.validation], cfg.seq_len, cfg.batch_size)
     log(
@@ -308,6 +318,13 @@ def _run(
         writer.finish("interrupted")
         log("Stopped by the user; resume with --resume")
         return _summarise(writer.result("interrupted", started), log)
+    except (tf.errors.ResourceExhaustedError, MemoryError) as exc:
+        writer.finish("stopped: out of memory")
+        raise UserError(
+            f"out of memory with --batch-size {cfg.batch_size} x --seq-len {cfg.seq_len} "
+            f"({_oom_reason(exc)}); try a smaller --batch-size (e.g. "
+            f"{max(1, cfg.batch_size // 2)}); the last completed epoch is kept in {out}"
+        ) from exc
     if writer.diverged_epoch is not None:
         raise UserError(
             f"training diverged at epoch {writer.diverged_epoch} (the loss became "
@@ -319,6 +336,13 @@ def _run(
         status = f"finished: early stopping (no improvement for {cfg.patience} epochs)"
     writer.finish(status)
     return _summarise(writer.result(status, started), log)
+
+
+def _oom_reason(exc: BaseException) -> str:
+    """The first line of an out-of-memory error, short (TensorFlow's run to pages)."""
+    text = str(getattr(exc, "message", "") or exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first if len(first) <= 100 else first[:97] + "..."
 
 
 def _restore(model: keras.Model, config: RunConfig, out: Path, previous: dict) -> None:

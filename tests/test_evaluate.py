@@ -143,7 +143,7 @@ def test_evaluate_command(tiny_checkpoint, tmp_path):
 
 def test_evaluate_command_without_a_checkpoint(tmp_path):
     result = CliRunner().invoke(main, ["evaluate", "--checkpoint", str(tmp_path / "none")])
-    assert result.exit_code == 1 and "checkpoint folder not found" in result.output
+    assert result.exit_code == 2 and "checkpoint folder not found" in result.output
 
 
 def _read(path):

@@ -1,5 +1,8 @@
 """generate(): tiny untrained checkpoints in, DAW-ready, reproducible MIDI files out."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -241,9 +244,10 @@ def test_cli_rejects_bad_options(remi_ckpt, tmp_path, option):
     assert not list(tmp_path.iterdir())
 
 
-def test_sample_loop_feeds_finished_pieces_pad(remi_ckpt):
+@pytest.mark.parametrize("engine", ["numpy", "keras"])
+def test_sample_loop_feeds_finished_pieces_pad(remi_ckpt, engine):
     """Pieces of different lengths in one batch: each stops at its own EOS."""
-    loaded = ckpt.load_checkpoint(remi_ckpt)
+    loaded = ckpt.load_checkpoint(remi_ckpt, engine=engine)
     encoding = loaded.encoding
     grammars = [encoding.grammar(1), encoding.grammar(3)]
     for g in grammars:
@@ -252,3 +256,65 @@ def test_sample_loop_feeds_finished_pieces_pad(remi_ckpt):
     ids = gen._sample(loaded.model, grammars, [1], SampleConfig(), rngs, 10_000)
     assert [encoding.describe(x).count("Bar") for x in ids] == [1, 3]
     assert all(x[-1] == EOS and x.count(EOS) == 1 for x in ids)
+
+
+# ----------------------------------------------------------------------------- engines
+
+
+def test_engines_write_identical_files(remi_ckpt, perf_ckpt, tmp_path):
+    """NumPy and Keras steps agree to float rounding (~1e-6), far below what could move
+    an inverse-CDF draw in these runs, so the files are byte-identical."""
+    primer = _primer(tmp_path / "primer.mid", bars=1)
+    runs = [
+        (remi_ckpt, {"bars": 3, "sample": SampleConfig(seed=4)}),
+        (remi_ckpt, {"bars": 2, "primer": primer}),
+        (perf_ckpt, {"seconds": 1.0, "sample": SampleConfig(seed=2, top_p=0.9)}),
+    ]
+    for n, (folder, options) in enumerate(runs):
+        files = {
+            engine: gen.generate(folder, tmp_path / f"{engine}{n}", num=3, engine=engine, **options)
+            for engine in ("numpy", "keras")
+        }
+        for mine, theirs in zip(files["numpy"], files["keras"], strict=True):
+            assert mine.ids == theirs.ids
+            assert mine.path.read_bytes() == theirs.path.read_bytes()
+
+
+def test_engine_step_functions_give_the_same_logits(perf_ckpt):
+    numpy_model = ckpt.load_checkpoint(perf_ckpt, engine="numpy").model
+    keras_model = ckpt.load_checkpoint(perf_ckpt, engine="keras").model
+    prefix = [1, 30, 40, 50]
+    steps = [gen._step_function(m, 2, prefix) for m in (numpy_model, keras_model)]
+    for ids in ([60, 61], [70, 3], [0, 80]):
+        mine, theirs = (step(np.array(ids, dtype=np.int32)) for step in steps)
+        assert mine.dtype == np.float32 and mine.shape == theirs.shape
+        np.testing.assert_allclose(mine, theirs, atol=1e-5)
+
+
+def test_unknown_engine_is_a_usage_error(remi_ckpt, tmp_path):
+    with pytest.raises(UsageError, match="--engine must be one of auto, numpy, keras"):
+        gen.generate(remi_ckpt, tmp_path, num=1, bars=1, engine="torch")
+    result = CliRunner().invoke(main, ["generate", "--checkpoint", str(remi_ckpt), "--engine", "x"])
+    assert result.exit_code == 2
+
+
+def test_cli_generate_does_not_import_tensorflow(remi_ckpt, tmp_path):
+    """The whole `musicgen generate` (default engine) runs without TensorFlow or Keras."""
+    script = f"""
+import sys
+import musicgen.generate
+from musicgen.cli import main
+try:
+    main(["generate", "--checkpoint", {str(remi_ckpt)!r}, "--out", {str(tmp_path)!r},
+          "--num", "2", "--bars", "2"])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"tensorflow", "keras"}}))
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert len(list(tmp_path.glob("*.mid"))) == 2

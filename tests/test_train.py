@@ -265,7 +265,7 @@ def test_cli_rejects_bad_settings(tmp_path):
     assert runner.invoke(main, ["train", "--units", "0"]).exit_code == 2
     assert runner.invoke(main, ["train", "--cell", "rnn"]).exit_code == 2
     missing = runner.invoke(main, ["info", str(tmp_path / "nope")])
-    assert missing.exit_code == 1 and "not found" in missing.output
+    assert missing.exit_code == 2 and "not found" in missing.output
 
 
 @pytest.mark.slow

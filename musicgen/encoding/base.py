@@ -123,15 +123,27 @@ class Encoding(ABC):
         pitch_min..pitch_max in ascending order (remi: Pitch; performance: NoteOn and
         NoteOff). Transposing by k semitones adds k to every id in these ranges."""
 
+    def cyclic_id_groups(self) -> list[tuple[int, int]]:
+        """(first id, size) of each group of tokens that name a pitch class, in
+        ascending pitch-class order (e.g. remi's Key_* tokens of one mode, size 12).
+        Transposing by k semitones rotates an id within its group by k, modulo the
+        size. None by default."""
+        return []
+
     def transpose(self, ids: np.ndarray, semitones: int) -> np.ndarray:
-        """Shift every pitch token by `semitones`; ValueError if one leaves the range."""
-        out = np.array(ids, dtype=np.int32, copy=True)
+        """Shift every pitch token by `semitones` and rotate every pitch-class token
+        (`cyclic_id_groups`) with it; ValueError if a pitch leaves its range."""
+        original = np.asarray(ids, dtype=np.int32)
+        out = np.array(original, copy=True)
         for first, last in self.pitch_id_ranges():
-            inside = (out >= first) & (out <= last)
-            moved = out[inside] + semitones
+            inside = (original >= first) & (original <= last)
+            moved = original[inside] + semitones
             if moved.size and (moved.min() < first or moved.max() > last):
                 raise ValueError(f"transposing by {semitones} leaves the pitch range")
             out[inside] = moved
+        for first, size in self.cyclic_id_groups():
+            inside = (original >= first) & (original < first + size)
+            out[inside] = first + (original[inside] - first + semitones) % size
         return out
 
     def describe(self, ids: Sequence[int] | np.ndarray) -> list[str]:

@@ -10,6 +10,13 @@ whole steps, 1..max. The vocabulary is a function of `EncodingConfig` alone:
 
     PAD BOS EOS | Bar | TimeSig_* | Tempo_* | Position_* | Pitch_* | Velocity_* | Duration_*
 
+With `EncodingConfig.controls` the vocabulary ends with control tokens (appended, so
+the ids above do not move) and every piece opens `BOS Key_<pc>_<mode> Density_<level>
+Bar ...`: the key is found from the music itself (`find_key`: Krumhansl-Schmuckler
+correlation with Aarden-Essen profiles) and the density is the piece's notes per bar in one of three
+bins (`density_level`). A model trained on them can be asked for a key or a density
+by forcing these tokens (musicgen.constraints).
+
 `RemiEncoding.encode` quantizes a `Score` onto this grid (each loss counted),
 `decode` reads tokens back (skipping what makes no sense where it stands), and
 `RemiGrammar` is the state machine that only allows sequences `decode` reads
@@ -36,7 +43,28 @@ TIME_SIGNATURE_DENOMINATORS = (2, 4, 8)
 MAX_NUMERATOR = 16
 
 # token kinds, indexed by id through RemiEncoding.kinds
-SPECIAL, BAR, TIMESIG, TEMPO, POSITION, PITCH, VELOCITY, DURATION = range(8)
+SPECIAL, BAR, TIMESIG, TEMPO, POSITION, PITCH, VELOCITY, DURATION, KEY, DENSITY = range(10)
+
+MODES = ("major", "minor")  # Key_<pc>_<mode> ids: first Key id + mode * 12 + tonic pc
+DENSITY_LEVELS = ("low", "medium", "high")
+# Notes per bar separating the density levels: the terciles of the per-piece notes per
+# bar of midi_corpus/ (409 Bach chorales; min 3.9, median 16.1, max 21.2). A piece with
+# fewer than 15.2 notes per bar is "low", with 17.1 or more "high".
+DENSITY_THRESHOLDS = (15.2, 17.1)
+# Key profiles (Aarden-Essen, as published with Humdrum's keycor): how often each pitch
+# class, counted from the tonic upwards, sounds in major and minor folk melodies.
+# find_key correlates a piece's pitch-class durations with each rotation (the
+# Krumhansl-Schmuckler method). On 50 midi_corpus chorales they gave the key music21's
+# default analysis gives for all 50, and the file's key signature for 41; Krumhansl &
+# Kessler's probe-tone profiles gave 36 and 32 (they favour the dominant key there).
+KEY_PROFILES = np.array(
+    [
+        [17.7661, 0.145624, 14.9265, 0.160186, 19.8049, 11.3587]
+        + [0.291248, 22.062, 0.145624, 8.15494, 0.232998, 4.95122],  # major
+        [18.2648, 0.737619, 14.0499, 16.8599, 0.702494, 14.4362]
+        + [0.702494, 18.6161, 4.56621, 1.93186, 7.37619, 1.75623],  # minor
+    ]
+)
 
 
 def supported_time_signatures(config: EncodingConfig) -> list[tuple[int, int]]:
@@ -48,6 +76,43 @@ def supported_time_signatures(config: EncodingConfig) -> list[tuple[int, int]]:
             if steps == int(steps) and steps <= config.max_bar_quarters * spq:
                 out.append((num, den))
     return out
+
+
+def find_key(pitches: Sequence[int], durations: Sequence[float]) -> tuple[int, int]:
+    """(tonic pitch class 0..11, mode index into MODES) of the best-fitting key.
+
+    pitches: MIDI numbers; durations: the notes' lengths in any one unit (they weight
+    the pitch-class histogram). The key is the rotation of KEY_PROFILES with the
+    highest Pearson correlation to the histogram; C major when nothing is found
+    (no notes, or every pitch class equally long). Transposing the notes by k
+    semitones moves the tonic by k.
+    """
+    histogram = np.bincount(
+        np.asarray(pitches, dtype=np.int64) % 12,
+        weights=np.asarray(durations, dtype=np.float64),
+        minlength=12,
+    )
+    centred = histogram - histogram.mean()
+    if not np.any(np.abs(centred) > 1e-12):
+        return 0, 0
+    # rotated[m, t, j] = weight of pitch class j in the key of tonic t, mode m
+    index = (np.arange(12)[None, :] - np.arange(12)[:, None]) % 12
+    rotated = KEY_PROFILES[:, index]
+    rotated = rotated - rotated.mean(axis=-1, keepdims=True)
+    # Pearson r up to the factor 1 / |centred|, which is the same for every key
+    scores = rotated @ centred / np.linalg.norm(rotated, axis=-1)
+    mode, tonic = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    return int(tonic), int(mode)
+
+
+def density_level(notes_per_bar: float) -> int:
+    """Index into DENSITY_LEVELS of a piece with this many notes per bar."""
+    return int(np.searchsorted(DENSITY_THRESHOLDS, notes_per_bar, side="right"))
+
+
+def key_token(tonic: int, mode: int) -> str:
+    """Token name of a key, e.g. (2, 1) -> "Key_2_minor"."""
+    return f"Key_{tonic % 12}_{MODES[mode]}"
 
 
 @dataclass(frozen=True)
@@ -82,7 +147,13 @@ class RemiEncoding(Encoding):
             *(f"Pitch_{n}" for n in range(c.pitch_min, c.pitch_max + 1)),
             *(f"Velocity_{v}" for v in range(c.velocity_bins)),
             *(f"Duration_{d}" for d in range(1, c.max_duration_quarters * c.steps_per_quarter + 1)),
+            *(self._control_tokens() if c.controls else []),
         ]
+
+    @staticmethod
+    def _control_tokens() -> list[str]:
+        keys = [key_token(tonic, mode) for mode in range(len(MODES)) for tonic in range(12)]
+        return [*keys, *(f"Density_{level}" for level in DENSITY_LEVELS)]
 
     def _index_tokens(self) -> None:
         """First id of each token kind, and kind/value of every id (for decoding)."""
@@ -96,6 +167,8 @@ class RemiEncoding(Encoding):
             VELOCITY: "Velocity_",
             DURATION: "Duration_",
         }
+        if self.config.controls:
+            prefixes.update({KEY: "Key_", DENSITY: "Density_"})
         self.first_id = {
             k: tokens.index(next(t for t in tokens if t.startswith(p))) for k, p in prefixes.items()
         }
@@ -107,6 +180,8 @@ class RemiEncoding(Encoding):
             PITCH: self.config.pitch_max - self.config.pitch_min + 1,
             VELOCITY: self.config.velocity_bins,
             DURATION: self.config.max_duration_quarters * self.config.steps_per_quarter,
+            KEY: 12 * len(MODES),
+            DENSITY: len(DENSITY_LEVELS),
         }
         self.id_range = {k: (self.first_id[k], self.first_id[k] + counts[k]) for k in prefixes}
         self.kinds = np.full(len(tokens), SPECIAL, dtype=np.int64)
@@ -123,6 +198,12 @@ class RemiEncoding(Encoding):
     def pitch_id_ranges(self) -> list[tuple[int, int]]:
         lo, hi = self.id_range[PITCH]
         return [(lo, hi - 1)]
+
+    def cyclic_id_groups(self) -> list[tuple[int, int]]:
+        """The Key_* tokens of each mode (12 tonics each), when controls are on."""
+        if not self.config.controls:
+            return []
+        return [(self.first_id[KEY] + 12 * mode, 12) for mode in range(len(MODES))]
 
     def bar_steps(self, signature: tuple[int, int]) -> int:
         """Length of a bar of `signature` in grid steps."""
@@ -158,6 +239,8 @@ class RemiEncoding(Encoding):
         tempo_bins = self._bar_tempos(score, bars, dropped)
 
         ids = [BOS]
+        if self.config.controls:
+            ids.extend(self._control_ids(notes, len(bars)))
         starts = [bar.start for bar in bars]
         by_bar: list[list[tuple[int, int, int, int]]] = [[] for _ in bars]
         for note in notes:
@@ -171,6 +254,12 @@ class RemiEncoding(Encoding):
             ids.extend(self._bar_note_ids(bar, by_bar[i]))
         ids.append(EOS)
         return Encoded(np.array(ids, dtype=np.int32), dropped)
+
+    def _control_ids(self, notes: list[tuple[int, int, int, int]], bars: int) -> list[int]:
+        """[Key id, Density id] of grid notes (onset, pitch, velocity bin, steps)."""
+        tonic, mode = find_key([n[1] for n in notes], [n[3] for n in notes])
+        level = density_level(len(notes) / max(bars, 1))
+        return [self.first_id[KEY] + 12 * mode + tonic, self.first_id[DENSITY] + level]
 
     def _grid_notes(self, score: Score, dropped: Counter) -> list[tuple[int, int, int, int]]:
         """Notes as (onset step, pitch, velocity bin, duration steps), sorted, one per
@@ -293,12 +382,17 @@ class _RemiReader:
             PITCH: self._pitch,
             VELOCITY: self._velocity,
             DURATION: self._duration,
+            KEY: self._control,
+            DENSITY: self._control,
         }[kind]
         if not handler(value, token_id):
             self.invalid += 1
 
     def _special(self, value: int, token_id: int) -> bool:
         return token_id in (PAD, BOS)
+
+    def _control(self, value: int, token_id: int) -> bool:
+        return not self.bars  # controls only open the piece; they carry no music
 
     def _drop_unfinished(self) -> None:
         if self.pitch is not None:
@@ -383,13 +477,15 @@ class _RemiReader:
 
 # grammar phases: what the last token was
 _START, _OPEN, _BAR, _TIMESIG, _TEMPO, _POSITION, _PITCH, _VELOCITY, _DURATION, _DONE = range(10)
+_KEY, _DENSITY = 10, 11  # control tokens (EncodingConfig.controls)
 
 
 class RemiGrammar(Grammar):
     """Which REMI ids may come next. `length`: the number of bars the piece must have.
 
-    After BOS only Bar. The first bar must open with TimeSig then Tempo; later bars
-    may (TimeSig only directly after Bar, Tempo directly after Bar or TimeSig).
+    After BOS only Bar, or with controls Key then Density then Bar. The first bar
+    must open with TimeSig then Tempo; later bars may (TimeSig only directly after
+    Bar, Tempo directly after Bar or TimeSig).
     Positions rise strictly within a bar and stay inside it; each Position is
     followed by one or more Pitch Velocity Duration triples with rising pitches.
     Bar only while fewer than `length` bars have begun, EOS only when exactly
@@ -413,6 +509,7 @@ class RemiGrammar(Grammar):
         self._pitch_end = r[PITCH][1]
         self._ranges = r
         self._bar_id = r[BAR][0]
+        self._controls = encoding.config.controls
 
     @property
     def done(self) -> bool:
@@ -427,7 +524,11 @@ class RemiGrammar(Grammar):
         phase, r = self.phase, self._ranges
         if phase == _START:
             mask[BOS] = True
-        elif phase == _OPEN:
+        elif phase == _OPEN and self._controls:
+            mask[r[KEY][0] : r[KEY][1]] = True
+        elif phase == _KEY:
+            mask[r[DENSITY][0] : r[DENSITY][1]] = True
+        elif phase in (_OPEN, _DENSITY):
             mask[self._bar_id] = True
         elif phase == _POSITION:
             mask[r[PITCH][0] : r[PITCH][1]] = True
@@ -483,3 +584,7 @@ class RemiGrammar(Grammar):
             self.phase = _VELOCITY
         elif kind == DURATION:
             self.phase = _DURATION
+        elif kind == KEY:
+            self.phase = _KEY
+        elif kind == DENSITY:
+            self.phase = _DENSITY

@@ -1,0 +1,242 @@
+"""Constrained decoding: impose a key, a density, a metre or a tempo on sampled pieces.
+
+The sampler only ever draws ids that a `Grammar` allows, so steering a piece is a
+matter of narrowing the grammar's mask at the right moments. How the pieces relate:
+
+- `parse_key`, `parse_time_signature`, `parse_density` read the user's words
+  ("D minor", "3/4", "low") into values, raising `UsageError` with a one-line hint.
+- `Controls.request(encoding, ...)` checks the request against a checkpoint's
+  encoding (key and density need a model trained with `--controls`; metre and tempo
+  are ordinary remi tokens) and keeps the id each control forces.
+- `ForcedGrammar(grammar, controls)` wraps a grammar: for each controlled group of
+  tokens (Key_*, Density_*, TimeSig_*, Tempo_*) the moment the inner grammar allows
+  any of them, the wrapper allows only the forced id while the piece is not yet in
+  that state, and none of the group once it is. So the piece opens
+  `BOS Key Density Bar TimeSig Tempo` with the asked values, and no later TimeSig or
+  Tempo token changes them: every bar is in the asked metre.
+
+Pure numpy; `generate.py` wraps each piece's grammar, `musicgen.harmonize` has a
+wrapper of its own for melodies built on the same idea.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from musicgen.encoding.base import Encoding, Grammar
+from musicgen.encoding.remi import (
+    DENSITY,
+    DENSITY_LEVELS,
+    KEY,
+    MODES,
+    TEMPO,
+    TIMESIG,
+    RemiEncoding,
+)
+from musicgen.errors import UsageError
+
+PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_ACCIDENTALS = {"#": 1, "♯": 1, "b": -1, "♭": -1, "-": -1}  # "-": music21's flat
+_MODE_WORDS = {"major": 0, "maj": 0, "minor": 1, "min": 1}
+_KEY_PATTERN = re.compile(r"^([a-g])([#♯b♭-]*)\s*([a-z]*)$", re.IGNORECASE)
+_KEY_HINT = "write e.g. 'D minor', 'Dm', 'F# major' or 'Bb'"
+
+
+# ----------------------------------------------------------------------------- reading words
+
+
+def parse_key(text: str) -> tuple[int, int]:
+    """A key name -> (tonic pitch class 0..11, mode index into MODES: 0 major, 1 minor).
+
+    Lenient: the tonic letter in either case, accidentals '#', 'b', '-' (music21's
+    flat) or the signs; then an optional mode, 'major'/'maj'/'M' or 'minor'/'min'/'m'
+    (any case, except that a lone 'M' is major and 'm' minor); no mode means major.
+    "D minor", "Dm", "f# minor", "B- major" and "Bb" all read. UsageError otherwise.
+    """
+    words = " ".join(str(text).split())
+    match = _KEY_PATTERN.match(words)
+    if not match:
+        raise UsageError(f"cannot read the key {text!r}: {_KEY_HINT}")
+    letter, accidentals, mode_word = match.groups()
+    if mode_word in ("M", ""):
+        mode = 0
+    elif mode_word == "m":
+        mode = 1
+    elif mode_word.lower() in _MODE_WORDS:
+        mode = _MODE_WORDS[mode_word.lower()]
+    else:
+        raise UsageError(f"cannot read the mode {mode_word!r} of key {text!r}: {_KEY_HINT}")
+    tonic = PITCH_CLASSES[letter.lower()] + sum(_ACCIDENTALS[a] for a in accidentals)
+    return tonic % 12, mode
+
+
+def key_name(tonic: int, mode: int) -> str:
+    """(2, 1) -> "D minor"."""
+    return f"{KEY_NAMES[tonic % 12]} {MODES[mode]}"
+
+
+def parse_time_signature(text: str, encoding: Encoding) -> tuple[int, int]:
+    """ "3/4" -> (3, 4), if the encoding has a TimeSig token for it; UsageError if not."""
+    match = re.fullmatch(r"\s*(\d{1,3})\s*/\s*(\d{1,3})\s*", str(text))
+    if not match:
+        raise UsageError(f"cannot read the time signature {text!r}: write e.g. 3/4 or 6/8")
+    signature = (int(match.group(1)), int(match.group(2)))
+    supported = getattr(encoding, "time_signatures", [])
+    if signature not in supported:
+        longest = encoding.config.max_bar_quarters
+        raise UsageError(
+            f"time signature {text} is not in this model's vocabulary (bars of whole grid "
+            f"steps up to {longest} quarters, denominators 2, 4, 8; e.g. 4/4, 3/4, 6/8)"
+        )
+    return signature
+
+
+def parse_density(text: str) -> int:
+    """ "low" / "medium" / "high" -> index into DENSITY_LEVELS; UsageError otherwise."""
+    word = str(text).strip().lower()
+    if word not in DENSITY_LEVELS:
+        raise UsageError(f"density must be one of {', '.join(DENSITY_LEVELS)}, not {text!r}")
+    return DENSITY_LEVELS.index(word)
+
+
+# ----------------------------------------------------------------------------- the request
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The id each asked control forces (None: left to the model), in the order the
+    tokens come in a piece. Build with `Controls.request`."""
+
+    key: int | None = None
+    density: int | None = None
+    time_signature: int | None = None
+    tempo: int | None = None
+    groups: tuple[tuple[int, int], ...] = ()  # (first, end) id range of each forced id
+
+    @property
+    def empty(self) -> bool:
+        return not self.forced()
+
+    def forced(self) -> list[tuple[tuple[int, int], int]]:
+        """[((first, end) id range, forced id)] for each asked control, in token order."""
+        ids = (self.key, self.density, self.time_signature, self.tempo)
+        return [(group, i) for group, i in zip(self.groups, ids, strict=False) if i is not None]
+
+    @classmethod
+    def request(
+        cls,
+        encoding: Encoding,
+        *,
+        key: str | None = None,
+        density: str | None = None,
+        time_signature: str | None = None,
+        tempo: float | None = None,
+    ) -> Controls:
+        """Check a request against the checkpoint's encoding; UsageError if it cannot
+        be met. `tempo` (bpm) is forced as a Tempo token on remi checkpoints only (a
+        performance piece has no tempo token; `generate` rewrites its tempo map)."""
+        asked_key = parse_key(key) if key is not None else None
+        asked_density = parse_density(density) if density is not None else None
+        if not isinstance(encoding, RemiEncoding):
+            if key is not None or density is not None or time_signature is not None:
+                raise UsageError(
+                    "--key, --density and --time-signature need a remi checkpoint; "
+                    f"this one uses the {encoding.name} encoding"
+                )
+            return cls()
+        if (key is not None or density is not None) and not encoding.config.controls:
+            raise UsageError(
+                "this model was trained without controls, so --key and --density cannot "
+                "steer it; retrain with `musicgen train --controls`"
+            )
+        r, first = encoding.id_range, encoding.first_id
+        empty = (0, 0)
+        groups = (r.get(KEY, empty), r.get(DENSITY, empty), r[TIMESIG], r[TEMPO])
+        key_id = density_id = signature_id = tempo_id = None
+        if asked_key is not None:
+            tonic, mode = asked_key
+            key_id = first[KEY] + 12 * mode + tonic
+        if asked_density is not None:
+            density_id = first[DENSITY] + asked_density
+        if time_signature is not None:
+            signature = parse_time_signature(time_signature, encoding)
+            signature_id = first[TIMESIG] + encoding.time_signatures.index(signature)
+        if tempo is not None:
+            tempo_id = first[TEMPO] + encoding.tempos.bin(tempo)
+        return cls(key_id, density_id, signature_id, tempo_id, groups)
+
+    def apply_to_primer(self, ids: Iterable[int]) -> list[int]:
+        """A primer's ids (after BOS) with its Key/Density tokens replaced by the asked
+        ones: the asked controls win over the primer's own."""
+        asked = zip(self.groups[:2], (self.key, self.density), strict=False)
+        replace = [(group, forced) for group, forced in asked if forced is not None]
+        out = []
+        for token_id in ids:
+            for (lo, hi), forced in replace:
+                token_id = forced if lo <= token_id < hi else token_id
+            out.append(int(token_id))
+        return out
+
+    def wrap(self, grammar: Grammar, history: Iterable[int] = ()) -> Grammar:
+        """`grammar` itself when nothing is asked, else a ForcedGrammar around it;
+        `history`: the ids the grammar has already read (BOS, a primer)."""
+        return grammar if self.empty else ForcedGrammar(grammar, self, history)
+
+
+# ----------------------------------------------------------------------------- the grammar
+
+
+class ForcedGrammar(Grammar):
+    """A grammar whose mask is narrowed so that the asked controls hold.
+
+    For each controlled group, `current` is the last id of the group read so far
+    (None before any). When the inner grammar allows ids of the group and `current`
+    is not the forced id, only the forced id is allowed (the piece must say it now);
+    once it is, no id of the group is allowed (nothing may change it).
+    """
+
+    def __init__(self, grammar: Grammar, controls: Controls, history: Iterable[int] = ()):
+        self.inner = grammar
+        self.forced = controls.forced()
+        self.current: list[int | None] = [None] * len(self.forced)
+        for token_id in history:
+            self._observe(int(token_id))
+
+    @property
+    def done(self) -> bool:
+        return self.inner.done
+
+    @property
+    def elapsed(self) -> float:
+        return self.inner.elapsed
+
+    def allowed(self) -> np.ndarray:
+        inner = self.inner.allowed()
+        mask = inner.copy()
+        for g, ((lo, hi), forced) in enumerate(self.forced):
+            if not mask[lo:hi].any():
+                continue
+            if self.current[g] != forced and mask[forced]:
+                mask[:] = False
+                mask[forced] = True
+            else:
+                mask[lo:hi] = False
+        return mask if mask.any() else inner  # never a dead end
+
+    def advance(self, token_id: int) -> None:
+        token_id = int(token_id)
+        mask = self.allowed()
+        if not (0 <= token_id < mask.size and mask[token_id]):
+            raise ValueError(f"token id {token_id} is not allowed here")
+        self.inner.advance(token_id)
+        self._observe(token_id)
+
+    def _observe(self, token_id: int) -> None:
+        for g, ((lo, hi), _) in enumerate(self.forced):
+            if lo <= token_id < hi:
+                self.current[g] = token_id

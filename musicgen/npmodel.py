@@ -1,0 +1,295 @@
+"""The network's recurrent step in NumPy: generation without TensorFlow.
+
+`MusicRNN.step` (model.py) is a few small matrix products per token; through
+TensorFlow each call pays far more in dispatch than in arithmetic, and importing
+TensorFlow and building the Keras model costs seconds before the first token.
+`NumpyRNN` runs the same inference arithmetic with NumPy on the weights that
+checkpoint.py saved (a Keras 3 `.weights.h5`, read with h5py):
+
+- `NumpyRNN.from_weights_file(path, model_config, vocab_size)` finds the arrays by
+  the layer names model.py gives (`embedding`, `rnn_0`.., `logits`), checks their
+  shapes against the config, and folds the embedding into the first layer's input
+  projection (one table row per token id);
+- `initial_states(batch)` and `step(ids[b], states) -> (logits[b, vocab], states)`
+  have `MusicRNN`'s meaning and state layout (a flat list of float32[b, units]: per
+  layer `h, c` for an LSTM, `h` for a GRU); `run(ids[b, t])` steps a whole sequence;
+- `one_blas_thread()` is the context to step in (see there why).
+
+The cells follow Keras 3 exactly (keras/src/layers/rnn/lstm.py, gru.py, defaults
+as model.py uses them): LSTM gates i, f, c, o with kernel [in, 4u], recurrent
+kernel [u, 4u], bias [4u], c' = f*c + i*tanh(g), h' = o*tanh(c'); GRU with
+reset_after: gates z, r, h with kernel [in, 3u], recurrent kernel [u, 3u], bias
+[2, 3u] (input bias, recurrent bias), h' = z*h + (1-z)*tanh(x_h + r*(h R_h + b_h)).
+Dropout is inactive at inference. Everything is float32; logits agree with Keras
+to float rounding (about 1e-6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from musicgen.config import ModelConfig
+from musicgen.errors import UserError
+
+GATES = {"lstm": 4, "gru": 3}  # gate blocks per cell in the kernels' last axis
+
+
+@dataclass
+class _Layer:
+    """One recurrent layer's weights, float32. `kernel` is None for the first layer,
+    whose input projection (bias included) lives in `NumpyRNN.table`."""
+
+    kernel: np.ndarray | None  # [in, gates * units]
+    recurrent: np.ndarray  # [units, gates * units]
+    bias: np.ndarray  # lstm: [4u] input bias; gru: [3u] input bias
+    recurrent_bias: np.ndarray | None  # gru only: [3u]
+
+
+class NumpyRNN:
+    """Embedding -> stacked LSTM/GRU -> Dense logits, one token per `step`, NumPy only."""
+
+    def __init__(
+        self,
+        cell: str,
+        embedding: np.ndarray,
+        kernels: list[np.ndarray],
+        recurrents: list[np.ndarray],
+        biases: list[np.ndarray],
+        dense_kernel: np.ndarray,
+        dense_bias: np.ndarray,
+    ):
+        """Weights as Keras stores them: embedding [vocab, dim]; per layer kernel
+        [in, g*u], recurrent [u, g*u], bias [g*u] (lstm) or [2, g*u] (gru); dense
+        kernel [u, vocab] and bias [vocab]."""
+        if cell not in GATES:
+            raise ValueError(f"cell must be lstm or gru, not {cell!r}")
+        self.cell = cell
+        self.units = recurrents[0].shape[0]
+        self.vocab_size = dense_bias.shape[0]
+        f32 = np.float32
+        self.layers: list[_Layer] = []
+        for i, (kernel, recurrent, bias) in enumerate(
+            zip(kernels, recurrents, biases, strict=True)
+        ):
+            bias = np.asarray(bias, f32)
+            input_bias, recurrent_bias = (bias[0], bias[1]) if cell == "gru" else (bias, None)
+            self.layers.append(
+                _Layer(
+                    kernel=None if i == 0 else np.ascontiguousarray(kernel, f32),
+                    recurrent=np.ascontiguousarray(recurrent, f32),
+                    bias=input_bias,
+                    recurrent_bias=recurrent_bias,
+                )
+            )
+        # token id -> the first layer's input projection plus its input bias
+        embedding = np.asarray(embedding, f32)
+        self.table = embedding @ np.asarray(kernels[0], f32) + self.layers[0].bias
+        self.dense_kernel = np.ascontiguousarray(dense_kernel, f32)
+        self.dense_bias = np.asarray(dense_bias, f32)
+
+    @property
+    def states_per_layer(self) -> int:
+        """2 for an LSTM (h, c), 1 for a GRU (h)."""
+        return 2 if self.cell == "lstm" else 1
+
+    @property
+    def num_states(self) -> int:
+        """Length of the flat state list."""
+        return len(self.layers) * self.states_per_layer
+
+    @classmethod
+    def from_weights_file(
+        cls, path: str | Path, model_config: ModelConfig, vocab_size: int
+    ) -> NumpyRNN:
+        """Read the weights checkpoint.py saved for `build_model(model_config, vocab_size)`.
+
+        UserError when the file cannot be read, lacks a layer, or holds arrays whose
+        shapes do not fit the config.
+        """
+        path = Path(path)
+        try:
+            with h5py.File(path, "r") as handle:
+                named = _named_vars(handle)
+                arrays = _collect(named, model_config, path)
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py on a bad file
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+            raise UserError(f"cannot load weights {path}: {reason[:200]}") from exc
+        _check_shapes(arrays, model_config, vocab_size, path)
+        return cls(model_config.cell, *arrays)
+
+    def initial_states(self, batch: int) -> list[np.ndarray]:
+        """Zero states for `batch` sequences: num_states arrays float32[batch, units]."""
+        return [np.zeros((int(batch), self.units), np.float32) for _ in range(self.num_states)]
+
+    def step(
+        self, ids: np.ndarray, states: list[np.ndarray]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One token per sequence: ids int[b] and states -> (logits float32[b, vocab],
+        new states). The given states are not modified."""
+        x = self.table[np.asarray(ids, dtype=np.intp)]  # [b, g*u], a fresh array
+        per = self.states_per_layer
+        new_states: list[np.ndarray] = []
+        for i, layer in enumerate(self.layers):
+            if layer.kernel is not None:
+                x = x @ layer.kernel
+                x += layer.bias
+            if per == 2:
+                x, c = _lstm(x, states[2 * i], states[2 * i + 1], layer)
+                new_states += (x, c)
+            else:
+                x = _gru(x, states[i], layer)
+                new_states.append(x)
+        logits = x @ self.dense_kernel
+        logits += self.dense_bias
+        return logits, new_states
+
+    def run(
+        self, ids: np.ndarray, states: list[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Step through ids int[b, t] from `states` (zeros when None):
+        (logits float32[b, t, vocab], final states)."""
+        ids = np.asarray(ids)
+        states = self.initial_states(ids.shape[0]) if states is None else states
+        logits = np.empty((ids.shape[0], ids.shape[1], self.vocab_size), np.float32)
+        for t in range(ids.shape[1]):
+            logits[:, t], states = self.step(ids[:, t], states)
+        return logits, states
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function in place, overflow-free: 1/(1+e^-x) = (1 + tanh(x/2)) / 2."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x += 1.0
+    x *= 0.5
+    return x
+
+
+def _lstm(
+    z: np.ndarray, h: np.ndarray, c: np.ndarray, layer: _Layer
+) -> tuple[np.ndarray, np.ndarray]:
+    """z: the input projection plus bias [b, 4u] (overwritten) -> new (h, c), [b, u] each."""
+    u = h.shape[1]
+    z += h @ layer.recurrent
+    gates = _sigmoid(z[:, : 2 * u])  # i, f
+    candidate = np.tanh(z[:, 2 * u : 3 * u])
+    out_gate = _sigmoid(z[:, 3 * u :])
+    new_c = gates[:, u:] * c
+    new_c += gates[:, :u] * candidate
+    new_h = np.tanh(new_c)
+    new_h *= out_gate
+    return new_h, new_c
+
+
+def _gru(x: np.ndarray, h: np.ndarray, layer: _Layer) -> np.ndarray:
+    """x: the input projection plus input bias [b, 3u] (overwritten) -> new h [b, u]."""
+    u = h.shape[1]
+    inner = h @ layer.recurrent
+    inner += layer.recurrent_bias
+    x[:, : 2 * u] += inner[:, : 2 * u]
+    gates = _sigmoid(x[:, : 2 * u])  # z, r
+    update, reset = gates[:, :u], gates[:, u:]
+    candidate = x[:, 2 * u :]
+    candidate += reset * inner[:, 2 * u :]
+    np.tanh(candidate, out=candidate)
+    # h' = z*h + (1-z)*hh = hh + z*(h - hh)
+    new_h = h - candidate
+    new_h *= update
+    new_h += candidate
+    return new_h
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager:
+    """A context in which NumPy's BLAS uses one thread. A step's products are small
+    ([batch <= ~64, units] x [units, 4 units]): extra BLAS threads gain little and,
+    when the cores are busy, their spin-waiting makes a step 10-50x slower. Without
+    threadpoolctl installed this does nothing."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a declared dependency, but not a vital one
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+# ----------------------------------------------------------------------------- file
+
+
+def _named_vars(handle: h5py.File) -> dict[str, h5py.Group]:
+    """Every `vars` group of a Keras 3 weights file by its layer's name attribute
+    (e.g. "embedding", "rnn_0", "logits")."""
+    found: dict[str, h5py.Group] = {}
+
+    def visit(name: str, item: object) -> None:
+        if isinstance(item, h5py.Group) and name.split("/")[-1] == "vars":
+            layer = item.attrs.get("name")
+            if isinstance(layer, bytes):
+                layer = layer.decode()
+            if isinstance(layer, str):
+                found.setdefault(layer, item)
+
+    handle.visititems(visit)
+    return found
+
+
+def _arrays(group: h5py.Group | None, count: int) -> list[np.ndarray] | None:
+    """vars/0 .. vars/{count-1} as float32 arrays, or None when any is missing."""
+    if group is None or any(str(i) not in group for i in range(count)):
+        return None
+    return [np.asarray(group[str(i)], dtype=np.float32) for i in range(count)]
+
+
+def _collect(named: dict[str, h5py.Group], model_config: ModelConfig, path: Path) -> tuple:
+    """(embedding, kernels, recurrents, biases, dense_kernel, dense_bias) from a file's
+    named groups; UserError naming the first layer that is missing."""
+
+    def need(what: str, arrays: list[np.ndarray] | None) -> list[np.ndarray]:
+        if arrays is None:
+            raise UserError(
+                f"cannot load weights {path}: no {what} found; was it saved by musicgen "
+                f"for a {model_config.layers}-layer {model_config.cell.upper()}?"
+            )
+        return arrays
+
+    [embedding] = need("embedding layer 'embedding'", _arrays(named.get("embedding"), 1))
+    kernels, recurrents, biases = [], [], []
+    for i in range(model_config.layers):
+        layer = named.get(f"rnn_{i}")
+        cell = layer.parent.get("cell/vars") if layer is not None else None
+        kernel, recurrent, bias = need(f"recurrent layer 'rnn_{i}'", _arrays(cell, 3))
+        kernels.append(kernel)
+        recurrents.append(recurrent)
+        biases.append(bias)
+    dense_kernel, dense_bias = need("output layer 'logits'", _arrays(named.get("logits"), 2))
+    return embedding, kernels, recurrents, biases, dense_kernel, dense_bias
+
+
+def _check_shapes(arrays: tuple, config: ModelConfig, vocab_size: int, path: Path) -> None:
+    """UserError when an array's shape is not what `build_model(config, vocab_size)` makes."""
+    embedding, kernels, recurrents, biases, dense_kernel, dense_bias = arrays
+    g, u = GATES[config.cell], config.units
+    bias_shape = (g * u,) if config.cell == "lstm" else (2, g * u)
+    expected = [("embedding", embedding, (vocab_size, config.embedding_dim))]
+    for i in range(config.layers):
+        width = config.embedding_dim if i == 0 else u
+        expected += [
+            (f"rnn_{i} kernel", kernels[i], (width, g * u)),
+            (f"rnn_{i} recurrent kernel", recurrents[i], (u, g * u)),
+            (f"rnn_{i} bias", biases[i], bias_shape),
+        ]
+    expected += [("logits kernel", dense_kernel, (u, vocab_size))]
+    expected += [("logits bias", dense_bias, (vocab_size,))]
+    for what, array, shape in expected:
+        if tuple(array.shape) != shape:
+            raise UserError(
+                f"cannot load weights {path}: {what} has shape {tuple(array.shape)}, "
+                f"but the checkpoint's config ({config.layers}x{u} {config.cell.upper()}, "
+                f"vocab {vocab_size}) needs {shape}"
+            )

@@ -1,0 +1,442 @@
+"""Key and density control tokens (remi), transposition of keys, and forced decoding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from musicgen.checkpoint import read_config
+from musicgen.config import ConfigError, EncodingConfig, RunConfig
+from musicgen.constraints import (
+    Controls,
+    ForcedGrammar,
+    key_name,
+    parse_density,
+    parse_key,
+    parse_time_signature,
+)
+from musicgen.encoding import BOS, get_encoding
+from musicgen.encoding.remi import (
+    DENSITY_THRESHOLDS,
+    PITCH,
+    RemiEncoding,
+    density_level,
+    find_key,
+)
+from musicgen.errors import UsageError
+from tests.music import make_score
+
+PLAIN = RemiEncoding(EncodingConfig())
+ENC = RemiEncoding(EncodingConfig(controls=True))
+MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11, 12]
+HARMONIC_MINOR = [0, 2, 3, 5, 7, 8, 11, 12]
+
+
+def scale_score(tonic: int, steps=MAJOR_SCALE, per_bar: int = 4, **kwargs):
+    """A scale from MIDI `tonic` up, then a long tonic chord, one quarter per note."""
+    notes = [(tonic + s, i, 1, 80) for i, s in enumerate(steps)]
+    end = len(steps)
+    notes += [(tonic + s, end, 4, 80) for s in (0, steps[2], 7)]
+    notes += [(tonic - 12, end, 4, 80)]
+    return make_score(notes, **kwargs)
+
+
+def random_walk(tonic: int, steps, sample: int, seed: int = 0) -> list[int]:
+    rng = np.random.default_rng(seed)
+    return [tonic + int(rng.choice(steps)) for _ in range(sample)]
+
+
+def sample_uniformly(grammar, rng, limit: int = 5000) -> list[int]:
+    """Ids drawn uniformly among those a grammar allows, until it is done."""
+    ids = []
+    for _ in range(limit):
+        if grammar.done:
+            return ids
+        token_id = int(rng.choice(np.flatnonzero(grammar.allowed())))
+        grammar.advance(token_id)
+        ids.append(token_id)
+    raise AssertionError("grammar did not finish")
+
+
+# ----------------------------------------------------------------------------- vocabulary
+
+
+def test_control_tokens_are_appended_after_every_other_token():
+    plain, tokens = PLAIN.vocab.tokens, ENC.vocab.tokens
+    assert tokens[: len(plain)] == plain  # old ids do not move
+    assert len(tokens) == len(plain) + 24 + 3
+    key0 = ENC.vocab.id("Key_0_major")
+    assert key0 == len(plain)
+    assert ENC.vocab.id("Key_2_minor") == key0 + 1 * 12 + 2
+    assert tokens[-3:] == ["Density_low", "Density_medium", "Density_high"]
+    assert PLAIN.cyclic_id_groups() == []
+    assert ENC.cyclic_id_groups() == [(key0, 12), (key0 + 12, 12)]
+
+
+def test_encode_opens_with_key_and_density_and_round_trips():
+    score = scale_score(62, tempo=ENC.tempos.values[10])  # D major
+    ids = ENC.encode(score).ids
+    assert ENC.describe(ids[:6]) == [
+        "BOS",
+        "Key_2_major",
+        "Density_low",
+        "Bar",
+        "TimeSig_4/4",
+        f"Tempo_{10}",
+    ]
+    assert list(ids[3:]) == list(PLAIN.encode(score).ids[1:])  # the rest as before
+    decoded = ENC.decode(ids)
+    assert not decoded.dropped
+    assert decoded.notes == PLAIN.decode(PLAIN.encode(score).ids).notes
+    grammar = ENC.grammar()
+    for token_id in ids:
+        assert grammar.allowed()[token_id]
+        grammar.advance(token_id)
+    assert grammar.done
+
+
+def test_density_follows_notes_per_bar():
+    low, high = DENSITY_THRESHOLDS
+    assert [density_level(x) for x in (0, low - 0.01, low, high - 0.01, high, 99)] == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+    ]
+    busy = make_score([(60 + (i % 5), i / 4, 0.25, 80) for i in range(32)])  # 16 a bar
+    chords = make_score([(p, i / 4, 0.25, 80) for i in range(16) for p in (48, 55, 60)])
+    assert ENC.describe(ENC.encode(busy).ids)[2] == "Density_medium"
+    assert ENC.describe(ENC.encode(chords).ids)[2] == "Density_high"
+
+
+def test_control_tokens_out_of_place_are_skipped_by_the_decoder():
+    ids = list(ENC.encode(scale_score(60)).ids)
+    ids.insert(5, ENC.vocab.id("Key_3_minor"))  # inside the first bar
+    assert ENC.decode(ids).dropped["invalid_tokens"] == 1
+
+
+# ----------------------------------------------------------------------------- key finding
+
+
+def test_find_key_on_scales_and_edge_cases():
+    for tonic in range(12):
+        major = random_walk(60 + tonic, [0, 2, 4, 5, 7, 9, 11, 0, 4, 7], 200, seed=tonic)
+        assert find_key(major, [1.0] * len(major)) == (tonic, 0)
+        minor = random_walk(60 + tonic, [0, 2, 3, 5, 7, 8, 11, 0, 3, 7], 200, seed=tonic)
+        assert find_key(minor, [1.0] * len(minor)) == (tonic, 1)
+    assert find_key([], []) == (0, 0)
+    assert find_key(list(range(60, 72)), [1.0] * 12) == (0, 0)  # no information
+
+
+def test_find_key_moves_with_transposition():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        pitches = rng.integers(40, 80, size=30)
+        durations = rng.integers(1, 8, size=30).astype(float)
+        tonic, mode = find_key(pitches, durations)
+        k = int(rng.integers(-6, 7))
+        assert find_key(pitches + k, durations) == ((tonic + k) % 12, mode)
+
+
+def test_duration_weights_the_histogram():
+    # A minor triad held long against a short C major scale fragment
+    pitches = [57, 60, 64, 62, 65, 67, 71]
+    assert find_key(pitches, [8, 8, 8, 1, 1, 1, 1]) == (9, 1)
+
+
+# ----------------------------------------------------------------------------- transposition
+
+
+def test_transposition_moves_the_key_token():
+    ids = ENC.encode(scale_score(60)).ids
+    assert ENC.describe(ids[1:2]) == ["Key_0_major"]
+    up = ENC.transpose(ids, 2)
+    assert ENC.describe(up[1:2]) == ["Key_2_major"]
+    assert ENC.describe(ENC.transpose(ids, -1)[1:2]) == ["Key_11_major"]
+    minor = ENC.encode(scale_score(69, HARMONIC_MINOR)).ids
+    assert ENC.describe(minor[1:2]) == ["Key_9_minor"]
+    assert ENC.describe(ENC.transpose(minor, 5)[1:2]) == ["Key_2_minor"]  # stays minor
+    # transposing ids is encoding the transposed music
+    shifted = scale_score(62)
+    assert list(up) == list(ENC.encode(shifted).ids)
+
+
+def test_feed_transposition_rotates_keys_like_encoding_transpose():
+    from musicgen import feed
+    from musicgen.runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    pieces = [
+        ENC.encode(scale_score(t, s)).ids for t, s in ((55, MAJOR_SCALE), (69, HARMONIC_MINOR))
+    ]
+    width = min(len(p) for p in pieces)
+    windows = np.stack([p[:width] for p in pieces])
+    key0 = ENC.vocab.id("Key_0_major")
+    for seed in range(4):
+        out = feed._transpose_windows(
+            tf.constant(windows),
+            6,
+            ENC.pitch_id_ranges(),
+            tf.constant([seed, 0], tf.int64),
+            ENC.cyclic_id_groups(),
+        ).numpy()
+        for before, after in zip(windows, out, strict=True):
+            pitch = np.flatnonzero(ENC.kinds[before] == PITCH)[0]
+            k = int(after[pitch] - before[pitch])
+            assert list(after) == list(ENC.transpose(before, k))
+            assert (after[1] - key0) % 12 == (before[1] - key0 + k) % 12
+
+
+# ----------------------------------------------------------------------------- grammar
+
+
+def test_grammar_requires_key_then_density_after_bos():
+    grammar = ENC.grammar(2)
+    grammar.advance(BOS)
+    allowed = np.flatnonzero(grammar.allowed())
+    assert ENC.describe(allowed) == [f"Key_{t}_{m}" for m in ("major", "minor") for t in range(12)]
+    with pytest.raises(ValueError):
+        _advance_all(ENC.grammar(2), [BOS, ENC.vocab.id("Bar")])  # controls are required
+    grammar.advance(ENC.vocab.id("Key_5_minor"))
+    assert ENC.describe(np.flatnonzero(grammar.allowed())) == [
+        "Density_low",
+        "Density_medium",
+        "Density_high",
+    ]
+    grammar.advance(ENC.vocab.id("Density_high"))
+    assert ENC.describe(np.flatnonzero(grammar.allowed())) == ["Bar"]
+    # and a model without controls never sees them
+    plain = PLAIN.grammar()
+    plain.advance(BOS)
+    assert PLAIN.describe(np.flatnonzero(plain.allowed())) == ["Bar"]
+
+
+def _advance_all(grammar, ids):
+    for token_id in ids:
+        grammar.advance(token_id)
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def test_old_configs_load_without_controls(tmp_path):
+    data = RunConfig().to_dict()
+    del data["encoding"]["controls"]
+    assert RunConfig.from_dict(data).encoding.controls is False
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({**data, "vocab_size": len(PLAIN.vocab)}))
+    config, meta = read_config(folder)
+    assert config.encoding.controls is False
+    assert len(get_encoding(config.encoding).vocab) == meta["vocab_size"]
+    assert RunConfig().with_flat({"controls": True}).encoding.controls is True
+    with pytest.raises(ConfigError, match="remi"):
+        EncodingConfig(name="performance", controls=True).validate()
+
+
+def test_cli_train_controls_option_reaches_the_config(tmp_path):
+    from musicgen.cli import main
+
+    result = CliRunner().invoke(
+        main, ["train", str(tmp_path), "--encoding", "performance", "--controls"]
+    )
+    assert result.exit_code == 2
+    assert "controls need the remi encoding" in result.output
+
+
+# ----------------------------------------------------------------------------- words
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("D minor", (2, 1)),
+        ("Dm", (2, 1)),
+        ("d min", (2, 1)),
+        ("F# major", (6, 0)),
+        ("f#", (6, 0)),
+        ("Bb", (10, 0)),
+        ("bbm", (10, 1)),
+        ("B- major", (10, 0)),
+        ("a minor", (9, 1)),
+        ("Cb", (11, 0)),
+        ("E♭ Major", (3, 0)),
+        ("  C   MINOR ", (0, 1)),
+        ("EM", (4, 0)),
+    ],
+)
+def test_parse_key(text, expected):
+    assert parse_key(text) == expected
+
+
+@pytest.mark.parametrize("text", ["H major", "", "D dorian", "C##x", "12"])
+def test_parse_key_errors_are_usage_errors(text):
+    with pytest.raises(UsageError, match="key"):
+        parse_key(text)
+
+
+def test_key_names_read_back():
+    for tonic in range(12):
+        for mode in (0, 1):
+            assert parse_key(key_name(tonic, mode)) == (tonic, mode)
+
+
+def test_parse_time_signature_and_density():
+    assert parse_time_signature("3/4", ENC) == (3, 4)
+    assert parse_time_signature(" 6 / 8 ", ENC) == (6, 8)
+    for bad in ("3:4", "9/4", "3/5", "x"):
+        with pytest.raises(UsageError, match="time signature"):
+            parse_time_signature(bad, ENC)
+    assert [parse_density(w) for w in ("low", "Medium", " HIGH ")] == [0, 1, 2]
+    with pytest.raises(UsageError, match="density"):
+        parse_density("dense")
+
+
+# ----------------------------------------------------------------------------- forced grammar
+
+
+def test_forced_grammar_imposes_every_control():
+    controls = Controls.request(ENC, key="D minor", density="high", time_signature="3/4", tempo=90)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        grammar = controls.wrap(ENC.grammar(4))
+        ids = sample_uniformly(grammar, rng)
+        names = ENC.describe(ids)
+        tempo = f"Tempo_{ENC.tempos.bin(90)}"
+        assert names[:6] == ["BOS", "Key_2_minor", "Density_high", "Bar", "TimeSig_3/4", tempo]
+        assert [n for n in names if n.startswith("TimeSig")] == ["TimeSig_3/4"]
+        assert [n for n in names if n.startswith("Tempo")] == [tempo]
+        score = ENC.decode(ids)
+        assert score.time_signatures == [(0.0, 3, 4)] and score.length == 4 * 3
+
+
+def test_forced_grammar_switches_a_primer_to_the_asked_metre():
+    primer = list(PLAIN.encode(scale_score(60)).ids[1:-1]) + [PLAIN.vocab.id("Bar")]
+    controls = Controls.request(PLAIN, time_signature="6/8")
+    grammar = PLAIN.grammar(4)
+    _advance_all(grammar, [BOS, *primer])
+    forced = controls.wrap(grammar, [BOS, *primer])
+    assert PLAIN.describe(np.flatnonzero(forced.allowed())) == ["TimeSig_6/8"]
+    ids = sample_uniformly(forced, np.random.default_rng(1))
+    score = PLAIN.decode([BOS, *primer, *ids])
+    assert score.time_signatures[-1][1:] == (6, 8)
+    assert sum(1 for t in PLAIN.describe(ids) if t.startswith("TimeSig")) == 1
+
+
+def test_asked_controls_replace_a_primers_own():
+    primer = list(ENC.encode(scale_score(60)).ids[1:-1])
+    controls = Controls.request(ENC, key="Eb major")
+    replaced = controls.apply_to_primer(primer)
+    assert ENC.describe(replaced[:2]) == ["Key_3_major", "Density_low"]
+    assert replaced[2:] == primer[2:]
+
+
+def test_requests_a_model_cannot_meet_are_usage_errors():
+    with pytest.raises(UsageError, match="trained without controls.*--controls"):
+        Controls.request(PLAIN, key="C major")
+    with pytest.raises(UsageError, match="trained without controls"):
+        Controls.request(PLAIN, density="low")
+    assert not Controls.request(PLAIN, time_signature="3/4", tempo=100).empty
+    perf = get_encoding(EncodingConfig(name="performance"))
+    with pytest.raises(UsageError, match="remi"):
+        Controls.request(perf, time_signature="3/4")
+    assert Controls.request(perf, tempo=100).empty
+    grammar = PLAIN.grammar()
+    assert Controls().wrap(grammar) is grammar
+    assert isinstance(Controls.request(PLAIN, tempo=60).wrap(grammar), ForcedGrammar)
+
+
+# ----------------------------------------------------------------------------- generate
+
+
+def _checkpoint(folder: Path, controls: bool) -> Path:
+    from musicgen import checkpoint as ckpt
+    from musicgen.config import ModelConfig
+    from musicgen.model import build_model
+    from musicgen.runtime import import_tensorflow
+
+    import_tensorflow()
+    config = RunConfig(
+        encoding=EncodingConfig(controls=controls),
+        model=ModelConfig(layers=1, units=16, embedding_dim=8),
+    )
+    vocab_size = len(get_encoding(config.encoding).vocab)
+    ckpt.save_config(folder, config, vocab_size, {"data_dir": "none"})
+    ckpt.save_weights(folder, build_model(config.model, vocab_size), "best")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpts")
+    return _checkpoint(root / "plain", False), _checkpoint(root / "steered", True)
+
+
+def test_generate_imposes_controls(checkpoints, tmp_path):
+    from musicgen.generate import generate
+
+    _, steered = checkpoints
+    files = generate(
+        steered, tmp_path, num=2, bars=3, key="Bb minor", density="low", time_signature="6/8"
+    )
+    for f in files:
+        names = ENC.describe(f.ids)
+        assert names[1:3] == ["Key_10_minor", "Density_low"]
+        assert {n for n in names if n.startswith("TimeSig")} == {"TimeSig_6/8"}
+        assert f.bars == 3
+
+
+def test_generate_without_controls_keeps_metre_and_refuses_key(checkpoints, tmp_path):
+    from musicgen.cli import main
+    from musicgen.generate import generate
+
+    plain, _ = checkpoints
+    (f,) = generate(plain, tmp_path / "a", num=1, bars=2, time_signature="3/4", tempo=100)
+    assert [n for n in PLAIN.describe(f.ids) if n.startswith("TimeSig")] == ["TimeSig_3/4"]
+    result = CliRunner().invoke(
+        main, ["generate", "--checkpoint", str(plain), "--out", str(tmp_path), "--key", "D"]
+    )
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "--controls" in result.output
+    result = CliRunner().invoke(
+        main, ["generate", "--checkpoint", str(plain), "--out", str(tmp_path), "--key", "Q"]
+    )
+    assert result.exit_code == 2 and "cannot read the key" in result.output
+
+
+@pytest.mark.slow
+def test_train_with_controls_then_steer(tmp_path):
+    """`musicgen train --controls` end to end on three tiny files, then --key/--density."""
+    from musicgen.cli import main
+    from tests.music import Track, write_test_midi
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, root in enumerate((60, 62, 69)):
+        steps = MAJOR_SCALE if i < 2 else HARMONIC_MINOR
+        notes = [(root + s, q, 1.0, 80) for q, s in enumerate(steps * 4)]
+        write_test_midi(data / f"piece{i}.mid", [Track(notes)])
+    out = tmp_path / "run"
+    tiny = ["--layers=1", "--units=16", "--embedding-dim=8", "--seq-len=16", "--batch-size=4"]
+    tiny += ["--epochs=1", "--steps-per-epoch=3", "--val-fraction=0.34", "--transpose=3"]
+    result = CliRunner().invoke(
+        main, ["train", str(data), "--out", str(out), "--controls", *tiny, "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    config, meta = read_config(out)
+    assert config.encoding.controls and meta["vocab_size"] == len(ENC.vocab)
+    args = ["generate", "--checkpoint", str(out), "--out", str(tmp_path / "g"), "--num", "1"]
+    result = CliRunner().invoke(main, [*args, "--key", "G minor", "--density", "high", "-q"])
+    assert result.exit_code == 0, result.output
+    (written,) = (tmp_path / "g").glob("*.mid")
+    assert written.stat().st_size > 0
+    from musicgen.generate import generate
+
+    (piece,) = generate(out, tmp_path / "h", num=1, bars=2, key="G minor", density="high")
+    assert ENC.describe(piece.ids[1:3]) == ["Key_7_minor", "Density_high"]
