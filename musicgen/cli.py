@@ -692,7 +692,7 @@ DEFAULT_GENERATE_CHECKPOINT = "checkpoints/bach"
               help="New bars per piece, after any primer (remi checkpoints; default 16).")  # fmt: skip
 @click.option("--seconds", type=click.FloatRange(0.01, 3600),
               help="New seconds per piece (performance checkpoints; default 30).")  # fmt: skip
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0,
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.8,
               show_default=True, help="Below 1 is safer, above 1 wilder.")  # fmt: skip
 @click.option("--top-k", type=click.IntRange(0), default=0, show_default=True,
               help="Sample only among the k most likely tokens (0 = all).")  # fmt: skip
@@ -921,7 +921,7 @@ class _ParseBar:
               help="Folder for the MIDI files.")  # fmt: skip
 @click.option("--num", type=click.IntRange(1, 1024), default=1, show_default=True,
               help="Harmonizations to write (sampled together in one batch).")  # fmt: skip
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=1.0,
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.8,
               show_default=True, help="Below 1 is safer, above 1 wilder.")  # fmt: skip
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Same checkpoint, melody, options and seed give the same files.")  # fmt: skip

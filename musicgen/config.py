@@ -198,7 +198,7 @@ class RunConfig(_Config):
 class SampleConfig(_Config):
     """How `generate` turns logits into tokens."""
 
-    temperature: float = 1.0  # divide logits by this; < 1 is safer, > 1 wilder
+    temperature: float = 1.0  # divide logits by this; < 1 is safer, > 1 wilder (the CLI uses 0.8)
     top_k: int = 0  # keep the k most likely tokens (0 = all)
     top_p: float = 1.0  # keep the smallest set with this much probability (1 = all)
     seed: int = 0
