@@ -8,6 +8,7 @@ A folder stands alone - generation needs nothing else:
     optimizer.npz      the optimizer's variables after the last completed epoch
     state.json         progress and metrics: epochs done, best val loss, steps, status
     history.csv        one row of metrics per epoch
+    curves.png         loss and accuracy curves drawn from history.csv
     split.json         which files were train and which validation
     logs/              TensorBoard event files
 
@@ -46,6 +47,7 @@ OPTIMIZER_FILE = "optimizer.npz"
 STATE_FILE = "state.json"
 HISTORY_FILE = "history.csv"
 SPLIT_FILE = "split.json"
+CURVES_FILE = "curves.png"  # loss and accuracy by epoch, redrawn after every epoch
 LOGS_DIR = "logs"
 
 WEIGHTS_FILES = {"best": BEST_WEIGHTS_FILE, "last": LAST_WEIGHTS_FILE}

@@ -713,6 +713,11 @@ DEFAULT_GENERATE_CHECKPOINT = "checkpoints/bach"
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Same checkpoint, options and seed give the same files.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--plot", is_flag=True, help="Also write a piano-roll PNG beside each file.")
+@click.option("--render", type=click.Choice(["wav"]),
+              help="Also render each file to audio with FluidSynth.")  # fmt: skip
+@click.option("--soundfont", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="General MIDI .sf2 for --render (default: the system's GM soundfont).")  # fmt: skip
 @click.option("--engine", type=click.Choice(["auto", "numpy", "keras"]), default="auto",
               show_default=True, help="Network step: numpy (auto; starts fast, no TensorFlow) "
               "or keras (TensorFlow; for a GPU and a very large --num).")  # fmt: skip
@@ -735,6 +740,9 @@ def generate(
     program: int | None,
     seed: int,
     force: bool,
+    plot: bool,
+    render: str | None,
+    soundfont: Path | None,
     engine: str,
     quiet: bool,
 ) -> None:
@@ -757,10 +765,12 @@ def generate(
         raise UsageError(str(exc)) from exc
     writable_folder(out, "--out")
     from musicgen.generate import generate as run_generation
+    from musicgen.generate import write_companions
+    from musicgen.render import RenderUnavailableError
 
     # generate() checks the request; only --engine keras imports TensorFlow (quietly unless --debug)
     debug = bool(click.get_current_context().find_root().params.get("debug"))
-    run_generation(
+    files = run_generation(
         checkpoint_dir,
         out,
         num=num,
@@ -779,6 +789,11 @@ def generate(
         density=density,
         time_signature=time_signature,
     )
+    try:
+        for path in write_companions(files, plot=plot, render=render, soundfont=soundfont):
+            echo(f"  {path}", quiet)
+    except RenderUnavailableError as exc:  # the MIDI files are written: say so, don't fail
+        echo(f"Warning: {exc}; the MIDI files are written", err=True)
 
 
 # ----------------------------------------------------------------------------- prepare

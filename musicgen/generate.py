@@ -449,3 +449,35 @@ def _write(
         tokens=0,
         ids=list(ids),
     )
+
+
+# ----------------------------------------------------------------------------- extras
+
+
+def write_companions(
+    files: list[GeneratedFile],
+    *,
+    plot: bool = False,
+    render: str | None = None,
+    soundfont: str | Path | None = None,
+) -> list[Path]:
+    """Beside each MIDI file: a piano-roll PNG (plot) and/or a WAV (render="wav").
+
+    Returns the paths written. Raises render.RenderUnavailableError (one line saying how
+    to install FluidSynth) before rendering anything when audio cannot be made; the MIDI
+    files are already written by then.
+    """
+    written: list[Path] = []
+    if plot:
+        from musicgen.plots import plot_piano_roll
+
+        for info in files:
+            score = read_score(info.path)
+            written.append(plot_piano_roll(score, info.path.with_suffix(".png"), info.path.name))
+    if render == "wav":
+        from musicgen.render import find_fluidsynth, find_soundfont, render_wav
+
+        find_fluidsynth(), find_soundfont(soundfont)  # fail early, with the install hint
+        for info in files:
+            written.append(render_wav(info.path, info.path.with_suffix(".wav"), soundfont))
+    return written

@@ -442,6 +442,7 @@ class _CheckpointWriter(keras.callbacks.Callback):
             ckpt.save_weights(self.out, self.model, "best")
             self.state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1)
         ckpt.save_history(self.out, self.history)
+        _draw_curves(self.out)
         self.state.update(
             epoch=epoch + 1,
             metrics=row,
@@ -495,6 +496,16 @@ class _EarlyStopping(keras.callbacks.EarlyStopping):
             best_index = min(range(len(self.previous)), key=self.previous.__getitem__)
             self.best = self.previous[best_index]
             self.wait = len(self.previous) - 1 - best_index
+
+
+def _draw_curves(out: Path) -> None:
+    """Redraw curves.png from history.csv; a picture never stops a training run."""
+    from musicgen.plots import plot_history
+
+    try:
+        plot_history(out / ckpt.HISTORY_FILE, out / ckpt.CURVES_FILE)
+    except Exception:  # noqa: BLE001 - matplotlib trouble must not cost the run
+        pass
 
 
 class _EpochScalars(keras.callbacks.Callback):

@@ -68,7 +68,7 @@ def test_loss_falls_and_folder_is_complete(corpus, tmp_path):
     assert result.best_val_loss == min(row["val_loss"] for row in history)
     assert math.isclose(result.best_val_perplexity, math.exp(result.best_val_loss))
     for name in ("config.json", "best.weights.h5", "last.weights.h5", "optimizer.npz",
-                 "state.json", "history.csv", "split.json"):  # fmt: skip
+                 "state.json", "history.csv", "split.json", "curves.png"):  # fmt: skip
         assert (out / name).is_file(), name
     assert list((out / "logs").rglob("events.out.tfevents.*"))
     assert not list(out.glob(".tmp-*")), "no temporary files left behind"
