@@ -22,6 +22,7 @@ from musicgen import __version__
 from musicgen.errors import UsageError, UserError
 
 DEFAULT_DATA_DIR = "midi_corpus"
+DEFAULT_CHECKPOINT = "checkpoints/bach"  # the bundled model
 
 
 def _quiet_tensorflow() -> None:
@@ -511,8 +512,6 @@ def _size(count: int) -> str:
 
 # ----------------------------------------------------------------------------- evaluate, stats
 
-DEFAULT_EVAL_CHECKPOINT = "checkpoints/bach"
-
 
 def _write_json_file(path: Path, data: Any) -> None:
     try:
@@ -528,7 +527,7 @@ def _write_json_file(path: Path, data: Any) -> None:
     "--checkpoint",
     "checkpoint_dir",
     type=click.Path(path_type=Path),
-    default=DEFAULT_EVAL_CHECKPOINT,
+    default=DEFAULT_CHECKPOINT,
     show_default=True,
     help="Checkpoint folder to evaluate.",
 )
@@ -670,15 +669,13 @@ class _ProgressBar:
 
 # ----------------------------------------------------------------------------- generate
 
-DEFAULT_GENERATE_CHECKPOINT = "checkpoints/bach"
-
 
 @main.command()
 @click.option(
     "--checkpoint",
     "checkpoint_dir",
     type=click.Path(path_type=Path),
-    default=DEFAULT_GENERATE_CHECKPOINT,
+    default=DEFAULT_CHECKPOINT,
     show_default=True,
     help="Checkpoint folder to sample from (the bundled Bach model by default).",
 )
@@ -929,7 +926,7 @@ class _ParseBar:
 @click.argument("melody", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option(
     "--checkpoint", "checkpoint_dir", type=click.Path(path_type=Path),
-    default=DEFAULT_GENERATE_CHECKPOINT, show_default=True,
+    default=DEFAULT_CHECKPOINT, show_default=True,
     help="Remi checkpoint folder to sample the harmony from.",
 )  # fmt: skip
 @click.option("--out", type=click.Path(path_type=Path), default="generated", show_default=True,
