@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from musicgen.encoding.base import Encoding, Grammar
+from musicgen.encoding.base import Encoding, Grammar, NarrowedGrammar
 from musicgen.encoding.remi import (
     DENSITY,
     DENSITY_LEVELS,
@@ -191,7 +191,7 @@ class Controls:
 # ----------------------------------------------------------------------------- the grammar
 
 
-class ForcedGrammar(Grammar):
+class ForcedGrammar(NarrowedGrammar):
     """A grammar whose mask is narrowed so that the asked controls hold.
 
     For each controlled group, `current` is the last id of the group read so far
@@ -201,19 +201,11 @@ class ForcedGrammar(Grammar):
     """
 
     def __init__(self, grammar: Grammar, controls: Controls, history: Iterable[int] = ()):
-        self.inner = grammar
+        super().__init__(grammar)
         self.forced = controls.forced()
         self.current: list[int | None] = [None] * len(self.forced)
         for token_id in history:
             self._observe(int(token_id))
-
-    @property
-    def done(self) -> bool:
-        return self.inner.done
-
-    @property
-    def elapsed(self) -> float:
-        return self.inner.elapsed
 
     def allowed(self) -> np.ndarray:
         inner = self.inner.allowed()

@@ -37,7 +37,7 @@ import numpy as np
 from musicgen import checkpoint as ckpt
 from musicgen import generate as gen
 from musicgen.config import RunConfig, SampleConfig
-from musicgen.encoding.base import BOS, EOS, Grammar, get_encoding
+from musicgen.encoding.base import BOS, EOS, Grammar, NarrowedGrammar, get_encoding
 from musicgen.encoding.remi import (
     BAR,
     DENSITY,
@@ -186,7 +186,7 @@ def _ceiling(notes: list[Note], total: int, encoding: RemiEncoding) -> np.ndarra
 # ----------------------------------------------------------------------------- 3. grammar
 
 
-class HarmonyGrammar(Grammar):
+class HarmonyGrammar(NarrowedGrammar):
     """A remi grammar narrowed so that the piece holds the melody of `plan` as its top
     voice (see the module docstring). `grammar` is a fresh grammar of the encoding
     with length len(plan.bars); this wrapper feeds it every id. `clashes`: intervals
@@ -199,7 +199,8 @@ class HarmonyGrammar(Grammar):
         plan: MelodyPlan,
         clashes: tuple[int, ...] = CLASHES,
     ):
-        self.inner, self.enc, self.plan = grammar, encoding, plan
+        super().__init__(grammar)
+        self.enc, self.plan = encoding, plan
         self.clashes = np.array(sorted({c % 12 for c in clashes}), dtype=np.int64)
         self._kinds, self._values = encoding.kinds.tolist(), encoding.values.tolist()
         r = encoding.id_range
@@ -213,14 +214,6 @@ class HarmonyGrammar(Grammar):
         self.position: int | None = None
         self.closed = False  # the melody note at this position is written: no more pitches
         self.forced: int | None = None  # the melody note's velocity or duration id, next
-
-    @property
-    def done(self) -> bool:
-        return self.inner.done
-
-    @property
-    def elapsed(self) -> float:
-        return self.inner.elapsed
 
     def _melody(self) -> MelodyNote | None:
         """The next melody note of this bar, or None once they are all written."""

@@ -86,6 +86,25 @@ class Grammar(ABC):
         """Length so far: bars begun (remi) or seconds (performance)."""
 
 
+class NarrowedGrammar(Grammar):
+    """A grammar that narrows another one's choices (controls, a melody to keep).
+
+    The inner grammar reads every id and decides length and end; subclasses implement
+    `allowed()` (a subset of `self.inner.allowed()`) and `advance()`.
+    """
+
+    def __init__(self, inner: Grammar):
+        self.inner = inner
+
+    @property
+    def done(self) -> bool:
+        return self.inner.done
+
+    @property
+    def elapsed(self) -> float:
+        return self.inner.elapsed
+
+
 class Encoding(ABC):
     """Score <-> ids for one family of token events."""
 
