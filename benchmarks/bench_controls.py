@@ -114,6 +114,9 @@ class _Runner:
 def _judge(encoding, f: GeneratedFile) -> dict:
     """What one written piece turned out to be: keys, metres, notes per bar."""
     score = read_score(f.path)
+    # a MIDI file's silent last beats are not notes: take the length the file was written
+    # with (its end of track) from the piece's own ids
+    score.end = encoding.decode(f.ids).length
     bars = bar_grid(score)
     timesigs = {t for t in encoding.describe(f.ids) if t.startswith("TimeSig_")}
     return {
