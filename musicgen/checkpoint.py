@@ -59,6 +59,7 @@ KNOWN_NAMES = (
     STATE_FILE,
     HISTORY_FILE,
     SPLIT_FILE,
+    CURVES_FILE,
     LOGS_DIR,
 )
 # config.json keys beside the RunConfig sections; a --config file may carry them too.
