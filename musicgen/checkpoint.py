@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from musicgen import __version__
-from musicgen.config import ConfigError, RunConfig
+from musicgen.config import ConfigError, RunConfig, read_json_object
 from musicgen.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -283,11 +283,9 @@ def read_config(folder: Path) -> tuple[RunConfig, dict[str, Any]]:
     if not path.is_file():
         raise UserError(f"not a checkpoint: {folder} has no {CONFIG_FILE}")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise UserError(f"cannot read {path}: not a JSON object")
+        raw = read_json_object(path)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from exc
     settings, meta = split_metadata(raw)
     try:
         config = RunConfig.from_dict(settings)

@@ -337,7 +337,7 @@ def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path
     from click.core import ParameterSource
 
     from musicgen import checkpoint
-    from musicgen.config import ConfigError, RunConfig
+    from musicgen.config import ConfigError, RunConfig, read_json_object
 
     config = RunConfig()
     if resume and checkpoint.is_checkpoint(out):
@@ -345,11 +345,9 @@ def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path
     try:
         if config_file is not None:
             try:
-                raw = json.loads(config_file.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise UsageError(f"cannot read --config {config_file}: {exc}") from exc
-            if not isinstance(raw, dict):
-                raise UsageError(f"--config {config_file}: expected a JSON object")
+                raw = read_json_object(config_file)
+            except ConfigError as exc:
+                raise UsageError(f"--config: {exc}") from exc
             config = config.with_flat(checkpoint.split_metadata(raw)[0])
         given = {
             name: ctx.params[name]

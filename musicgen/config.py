@@ -60,6 +60,17 @@ def _nested_type(cls: type, name: str) -> type[_Config] | None:
     return None
 
 
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """The JSON object in a file; ConfigError (one line naming the file) otherwise."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"cannot read {path}: not a JSON object")
+    return raw
+
+
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise ConfigError(message)
