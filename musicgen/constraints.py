@@ -220,14 +220,6 @@ class ForcedGrammar(NarrowedGrammar):
                 mask[lo:hi] = False
         return mask if mask.any() else inner  # never a dead end
 
-    def advance(self, token_id: int) -> None:
-        token_id = int(token_id)
-        mask = self.allowed()
-        if not (0 <= token_id < mask.size and mask[token_id]):
-            raise ValueError(f"token id {token_id} is not allowed here")
-        self.inner.advance(token_id)
-        self._observe(token_id)
-
     def _observe(self, token_id: int) -> None:
         for g, ((lo, hi), _) in enumerate(self.forced):
             if lo <= token_id < hi:

@@ -266,12 +266,7 @@ class HarmonyGrammar(NarrowedGrammar):
             top = int(self.plan.ceiling[self.plan.bars[self.bar].start + self.position])
         mask[self._pitch0 + max(top - self._pitch_min, 0) : self._pitch_end] = False
 
-    def advance(self, token_id: int) -> None:
-        token_id = int(token_id)
-        mask = self.allowed()
-        if not (0 <= token_id < mask.size and mask[token_id]):
-            raise ValueError(f"token id {token_id} is not allowed here")
-        self.inner.advance(token_id)
+    def _observe(self, token_id: int) -> None:
         kind, value = self._kinds[token_id], self._values[token_id]
         melody = self._melody()
         if kind == BAR:

@@ -198,3 +198,25 @@ def _absolute(track: mido.MidiTrack) -> list[tuple[int, mido.Message]]:
         now += message.time
         out.append((now, message))
     return out
+
+
+def untrained_checkpoint(folder, encoding=None, cell: str = "lstm"):
+    """A checkpoint folder holding an untrained 1x16 network (logits near 0, so sampling
+    is close to uniform over what the grammar allows). `encoding`: an EncodingConfig
+    (default remi). Imports TensorFlow (quietly) on first use."""
+    from musicgen import checkpoint as ckpt
+    from musicgen.config import EncodingConfig, ModelConfig, RunConfig
+    from musicgen.encoding.base import get_encoding
+    from musicgen.runtime import import_tensorflow
+
+    import_tensorflow()
+    from musicgen.model import build_model
+
+    config = RunConfig(
+        encoding=encoding or EncodingConfig(),
+        model=ModelConfig(cell=cell, layers=1, units=16, embedding_dim=8),
+    )
+    vocab_size = len(get_encoding(config.encoding).vocab)
+    ckpt.save_config(folder, config, vocab_size, {"data_dir": "none"})
+    ckpt.save_weights(folder, build_model(config.model, vocab_size), "best")
+    return folder

@@ -28,7 +28,7 @@ from musicgen.encoding.remi import (
     find_key,
 )
 from musicgen.errors import UsageError
-from tests.music import make_score
+from tests.music import make_score, untrained_checkpoint
 
 PLAIN = RemiEncoding(EncodingConfig())
 ENC = RemiEncoding(EncodingConfig(controls=True))
@@ -356,20 +356,7 @@ def test_requests_a_model_cannot_meet_are_usage_errors():
 
 
 def _checkpoint(folder: Path, controls: bool) -> Path:
-    from musicgen import checkpoint as ckpt
-    from musicgen.config import ModelConfig
-    from musicgen.model import build_model
-    from musicgen.runtime import import_tensorflow
-
-    import_tensorflow()
-    config = RunConfig(
-        encoding=EncodingConfig(controls=controls),
-        model=ModelConfig(layers=1, units=16, embedding_dim=8),
-    )
-    vocab_size = len(get_encoding(config.encoding).vocab)
-    ckpt.save_config(folder, config, vocab_size, {"data_dir": "none"})
-    ckpt.save_weights(folder, build_model(config.model, vocab_size), "best")
-    return folder
+    return untrained_checkpoint(folder, EncodingConfig(controls=controls))
 
 
 @pytest.fixture(scope="module")

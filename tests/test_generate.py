@@ -16,26 +16,20 @@ import_tensorflow()
 from musicgen import checkpoint as ckpt  # noqa: E402
 from musicgen import generate as gen  # noqa: E402
 from musicgen.cli import main  # noqa: E402
-from musicgen.config import EncodingConfig, ModelConfig, RunConfig, SampleConfig  # noqa: E402
+from musicgen.config import EncodingConfig, SampleConfig  # noqa: E402
 from musicgen.encoding.base import EOS, get_encoding  # noqa: E402
 from musicgen.errors import UsageError, UserError  # noqa: E402
 from musicgen.midi_io import read_score  # noqa: E402
-from musicgen.model import build_model  # noqa: E402
-from tests.music import Track, assert_daw_ready, write_test_midi  # noqa: E402
+from tests.music import (  # noqa: E402
+    Track,
+    assert_daw_ready,
+    untrained_checkpoint,
+    write_test_midi,
+)
 
 
 def _make_checkpoint(folder: Path, encoding: str = "remi", cell: str = "lstm") -> Path:
-    """A checkpoint folder holding an untrained 1x16 network (its logits are near 0,
-    so sampling is close to uniform over what the grammar allows)."""
-    config = RunConfig(
-        encoding=EncodingConfig(name=encoding),
-        model=ModelConfig(cell=cell, layers=1, units=16, embedding_dim=8),
-    )
-    vocab_size = len(get_encoding(config.encoding).vocab)
-    model = build_model(config.model, vocab_size)
-    ckpt.save_config(folder, config, vocab_size, {"data_dir": "none"})
-    ckpt.save_weights(folder, model, "best")
-    return folder
+    return untrained_checkpoint(folder, EncodingConfig(name=encoding), cell=cell)
 
 
 @pytest.fixture(scope="module")

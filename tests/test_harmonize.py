@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from musicgen import checkpoint as ckpt
-from musicgen.config import EncodingConfig, ModelConfig, RunConfig, SampleConfig
+from musicgen.config import EncodingConfig, RunConfig, SampleConfig
 from musicgen.encoding import BOS, get_encoding
 from musicgen.encoding.remi import PITCH
 from musicgen.errors import UsageError, UserError
 from musicgen.harmonize import CLASHES, harmonize, plan_melody, read_melody, split_melody
-from tests.music import Track, assert_daw_ready, write_test_midi
+from tests.music import Track, assert_daw_ready, untrained_checkpoint, write_test_midi
 
 # a melody in E major, 3/4, with a chord under its first note (only the top note is the
 # melody), a legato overlap (cut at the next onset) and a rest
@@ -32,18 +32,7 @@ MELODY = [
 
 
 def _checkpoint(folder: Path, controls: bool, encoding: str = "remi") -> Path:
-    from musicgen.model import build_model
-    from musicgen.runtime import import_tensorflow
-
-    import_tensorflow()
-    config = RunConfig(
-        encoding=EncodingConfig(name=encoding, controls=controls),
-        model=ModelConfig(layers=1, units=16, embedding_dim=8),
-    )
-    vocab_size = len(get_encoding(config.encoding).vocab)
-    ckpt.save_config(folder, config, vocab_size, {"data_dir": "none"})
-    ckpt.save_weights(folder, build_model(config.model, vocab_size), "best")
-    return folder
+    return untrained_checkpoint(folder, EncodingConfig(name=encoding, controls=controls))
 
 
 @pytest.fixture(scope="module")

@@ -90,11 +90,24 @@ class NarrowedGrammar(Grammar):
     """A grammar that narrows another one's choices (controls, a melody to keep).
 
     The inner grammar reads every id and decides length and end; subclasses implement
-    `allowed()` (a subset of `self.inner.allowed()`) and `advance()`.
+    `allowed()` (a subset of `self.inner.allowed()`) and `_observe(id)`, their own
+    bookkeeping after an allowed id has been read.
     """
 
     def __init__(self, inner: Grammar):
         self.inner = inner
+
+    def advance(self, token_id: int) -> None:
+        token_id = int(token_id)
+        mask = self.allowed()
+        if not (0 <= token_id < mask.size and mask[token_id]):
+            raise ValueError(f"token id {token_id} is not allowed here")
+        self.inner.advance(token_id)
+        self._observe(token_id)
+
+    @abstractmethod
+    def _observe(self, token_id: int) -> None:
+        """Update the wrapper's own state after `token_id` was read."""
 
     @property
     def done(self) -> bool:
