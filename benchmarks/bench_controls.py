@@ -8,9 +8,11 @@ is judged from its MIDI file:
   (`remi.find_key`, what the Key tokens were trained on) is shown beside it;
 - metre (`--metres`): success when the file has the one asked time signature and a
   whole number of its bars, and the tokens hold no other TimeSig;
-- density (`--densities`): mean notes per bar, and the share of pieces whose notes per
-  bar fall in the asked level's bin (remi.DENSITY_THRESHOLDS); success overall when
-  the means rise from low to high.
+- density (`--densities`): each word means one Density level of the checkpoint (the
+  15th, 50th and 85th percentile bar of its training data, stored in config.json);
+  the figures are the mean notes per bar and the share of bars whose notes per
+  quarter note fall in the asked level (and within one level of it, a 19% step);
+  success overall when the means rise from low to high.
 
 A baseline batch generated without any control gives the chance level of each row.
 Key and density can only be steered by a model trained with `musicgen train
@@ -36,9 +38,9 @@ import numpy as np
 
 from musicgen import checkpoint as ckpt
 from musicgen.config import SampleConfig
-from musicgen.constraints import key_name, parse_density, parse_key
+from musicgen.constraints import key_name, parse_key, stored_density_choices
 from musicgen.encoding.base import get_encoding
-from musicgen.encoding.remi import DENSITY_THRESHOLDS, density_level, find_key
+from musicgen.encoding.remi import density_level, density_range, find_key
 from musicgen.errors import UsageError, UserError
 from musicgen.generate import GeneratedFile, generate
 from musicgen.midi_io import read_score
@@ -49,7 +51,7 @@ def main() -> int:
     args = _arguments()
     folder = Path(args.checkpoint)
     try:
-        config, _ = ckpt.read_config(folder)
+        config, meta = ckpt.read_config(folder)
     except UserError as exc:
         print(f"bench_controls: {exc}", file=sys.stderr)
         return 1
@@ -73,7 +75,8 @@ def main() -> int:
     baseline = [_judge(encoding, f) for f in run()]
     results["key"] = _keys(run, encoding, args.keys, baseline, controls)
     results["metre"] = _metres(run, encoding, args.metres, baseline)
-    results["density"] = _densities(run, encoding, args.densities, baseline, controls)
+    levels = stored_density_choices(meta)
+    results["density"] = _densities(run, encoding, args.densities, baseline, controls, levels)
     print(f"Took {time.perf_counter() - started:.0f} s.")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -126,7 +129,14 @@ def _judge(encoding, f: GeneratedFile) -> dict:
         "whole_bars": all(abs(length - num * 4 / den) < 1e-6 for _, length, num, den in bars),
         "timesig_tokens": timesigs,
         "notes_per_bar": len(score.notes) / max(len(bars), 1),
+        "bar_levels": [_bar_level(score, start, length) for start, length, _, _ in bars],
     }
+
+
+def _bar_level(score, start: float, length: float) -> int:
+    """Density level of the bar [start, start + length) quarters of a written piece."""
+    notes = sum(1 for n in score.notes if start - 1e-6 <= n.start < start + length - 1e-6)
+    return density_level(notes, length)
 
 
 def _rate(flags: list[bool]) -> str:
@@ -179,27 +189,34 @@ def _metres(run, encoding, metres: str, baseline: list[dict]) -> list[dict]:
     return rows
 
 
-def _densities(run, encoding, densities: str, baseline: list[dict], controls: bool) -> dict:
-    low, high = DENSITY_THRESHOLDS
-    print(f"## Density (notes per bar; bins: low < {low:g} <= medium < {high:g} <= high)\n")
-    print("| asked | mean notes per bar | in the asked bin | baseline in bin |")
-    print("|---|---|---|---|")
+def _densities(
+    run, encoding, densities: str, baseline: list[dict], controls: bool, levels: dict[str, int]
+) -> dict:
+    print("## Density (each word is one Density level of the model; notes per quarter)\n")
+    print("| asked | level | mean notes per bar | bars at the level | within one level |")
+    print("|---|---|---|---|---|")
     rows = []
     for text in [d.strip() for d in densities.split(",") if d.strip()]:
-        level = parse_density(text)
+        level = levels[text]
         pieces = [_judge(encoding, f) for f in run(density=text)] if controls else []
         means = [p["notes_per_bar"] for p in pieces]
+        bars = [b for p in pieces for b in p["bar_levels"]]
+        lo, hi = density_range(level)
         row = {
             "density": text,
+            "level": level,
+            "notes_per_quarter": [round(lo, 2), round(hi, 2)],
             "mean_notes_per_bar": round(float(np.mean(means)), 2) if means else None,
-            "in_bin": _rate([density_level(x) == level for x in means]),
-            "baseline_in_bin": _rate(
-                [density_level(p["notes_per_bar"]) == level for p in baseline]
-            ),
+            "bars_at_level": _rate([b == level for b in bars]),
+            "bars_within_one": _rate([abs(b - level) <= 1 for b in bars]),
+            "baseline_at_level": _rate([b == level for p in baseline for b in p["bar_levels"]]),
         }
         rows.append(row)
         mean = "-" if row["mean_notes_per_bar"] is None else f"{row['mean_notes_per_bar']:.1f}"
-        print(f"| {text} | {mean} | {row['in_bin']} | {row['baseline_in_bin']} |")
+        print(
+            f"| {text} | {level} ({lo:.2f}-{hi:.2f}) | {mean} | {row['bars_at_level']} "
+            f"(baseline {row['baseline_at_level']}) | {row['bars_within_one']} |"
+        )
     base_mean = float(np.mean([p["notes_per_bar"] for p in baseline]))
     means = [r["mean_notes_per_bar"] for r in rows]
     rising = (

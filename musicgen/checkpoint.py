@@ -371,7 +371,9 @@ def load_checkpoint(path: str | Path, which: str = "best", *, engine: str = "ker
     if meta.get("vocab_size", vocab_size) != vocab_size:
         raise UserError(
             f"checkpoint {folder} has a vocabulary of {meta['vocab_size']} tokens "
-            f"but this musicgen's {config.encoding.name} encoding has {vocab_size}"
+            f"but this musicgen's {config.encoding.name} encoding has {vocab_size} (made "
+            f"by musicgen {meta.get('versions', {}).get('musicgen', '?')}: use that version, "
+            "or retrain)"
         )
     if engine not in ("keras", "numpy"):
         raise ValueError(f"engine must be 'keras' or 'numpy', not {engine!r}")

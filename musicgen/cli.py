@@ -204,7 +204,7 @@ def _train_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--controls/--no-controls",
             default=enc.controls,
             show_default=True,
-            help="Open each piece with key and density tokens, so that `generate --key "
+            help="Open every bar with key and density tokens, so that `generate --key "
             "--density` can steer the model (remi only).",
         ),
         click.option(
@@ -701,8 +701,8 @@ class _ProgressBar:
               "(a model trained with --controls).")  # fmt: skip
 @click.option("--time-signature", help="Metre of every bar, e.g. 3/4 or 6/8 (remi models).")
 @click.option("--density", type=click.Choice(["low", "medium", "high"]),
-              help="Notes per bar, relative to the training music (a model trained with "
-              "--controls).")  # fmt: skip
+              help="Notes per bar: low, medium and high are the 15th, 50th and 85th "
+              "percentile bar of the training music (a model trained with --controls).")  # fmt: skip
 @click.option("--program", type=click.IntRange(0, 127),
               help="General MIDI program of the track (default 0, piano).")  # fmt: skip
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,

@@ -91,8 +91,8 @@ class EncodingConfig(_Config):
     tempo_bins: int = 32  # tempo tokens, log-spaced between tempo_min and tempo_max
     tempo_min: float = 40.0  # beats per minute
     tempo_max: float = 240.0
-    # Key_* and Density_* control tokens after BOS (remi only). False keeps the vocabulary
-    # of checkpoints made before controls existed (their config.json lacks this key).
+    # Key_* and Density_* control tokens after every Bar (remi only). False keeps the
+    # vocabulary of checkpoints made before controls existed (config.json lacks the key).
     controls: bool = False
     # performance
     time_shift_ms: int = 10  # one time-shift step in milliseconds

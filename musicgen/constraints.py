@@ -5,15 +5,20 @@ matter of narrowing the grammar's mask at the right moments. How the pieces rela
 
 - `parse_key`, `parse_time_signature`, `parse_density` read the user's words
   ("D minor", "3/4", "low") into values, raising `UsageError` with a one-line hint.
+- `density_choices(encoding, arrays)` measures, on a model's training data, which
+  Density level each word means: "low", "medium" and "high" are the levels of the
+  15th, 50th and 85th percentile bar. `train` stores them in the checkpoint's
+  config.json (data.controls.density), so the words fit any corpus.
 - `Controls.request(encoding, ...)` checks the request against a checkpoint's
   encoding (key and density need a model trained with `--controls`; metre and tempo
   are ordinary remi tokens) and keeps the id each control forces.
 - `ForcedGrammar(grammar, controls)` wraps a grammar: for each controlled group of
-  tokens (Key_*, Density_*, TimeSig_*, Tempo_*) the moment the inner grammar allows
-  any of them, the wrapper allows only the forced id while the piece is not yet in
-  that state, and none of the group once it is. So the piece opens
-  `BOS Key Density Bar TimeSig Tempo` with the asked values, and no later TimeSig or
-  Tempo token changes them: every bar is in the asked metre.
+  tokens (Key_*, Density_*, TimeSig_*, Tempo_*), whenever the inner grammar allows
+  any of them, the wrapper allows only the forced id if the grammar requires a token
+  of the group there or the piece is not yet in that state, and none of the group
+  otherwise. So every bar opens `Bar Key Density` with the asked values, the first
+  bar goes on `TimeSig Tempo` with the asked ones, and no later TimeSig or Tempo
+  token changes them: every bar is in the asked metre.
 
 Pure numpy; `generate.py` wraps each piece's grammar, `musicgen.harmonize` has a
 wrapper of its own for melodies built on the same idea.
@@ -36,6 +41,7 @@ from musicgen.encoding.remi import (
     TEMPO,
     TIMESIG,
     RemiEncoding,
+    density_level,
 )
 from musicgen.errors import UsageError
 
@@ -45,6 +51,9 @@ _ACCIDENTALS = {"#": 1, "♯": 1, "b": -1, "♭": -1, "-": -1}  # "-": music21's
 _MODE_WORDS = {"major": 0, "maj": 0, "minor": 1, "min": 1}
 _KEY_PATTERN = re.compile(r"^([a-g])([#♯b♭-]*)\s*([a-z]*)$", re.IGNORECASE)
 _KEY_HINT = "write e.g. 'D minor', 'Dm', 'F# major' or 'Bb'"
+DENSITY_WORDS = ("low", "medium", "high")
+DENSITY_PERCENTILES = (15, 50, 85)  # the bar whose level each word means
+_DEFAULT_DENSITY = (("low", 2), ("medium", 4), ("high", 8))  # notes per quarter
 
 
 # ----------------------------------------------------------------------------- reading words
@@ -96,12 +105,56 @@ def parse_time_signature(text: str, encoding: Encoding) -> tuple[int, int]:
     return signature
 
 
-def parse_density(text: str) -> int:
-    """ "low" / "medium" / "high" -> index into DENSITY_LEVELS; UsageError otherwise."""
+def parse_density(text: str) -> str:
+    """ "low" / "medium" / "high" (any case) -> the word in DENSITY_WORDS; UsageError
+    otherwise."""
     word = str(text).strip().lower()
-    if word not in DENSITY_LEVELS:
-        raise UsageError(f"density must be one of {', '.join(DENSITY_LEVELS)}, not {text!r}")
-    return DENSITY_LEVELS.index(word)
+    if word not in DENSITY_WORDS:
+        raise UsageError(f"density must be one of {', '.join(DENSITY_WORDS)}, not {text!r}")
+    return word
+
+
+def density_choices(encoding: RemiEncoding, arrays: Iterable[np.ndarray]) -> dict[str, int]:
+    """{word: Density level} measured on training id arrays: the level of the bar at
+    each DENSITY_PERCENTILES percentile. Where low or high falls on medium's level
+    (a corpus of even bars), it moves to the nearest level below (above) that the
+    data has, else one level down (up) the scale. {} when the arrays hold no Density
+    token (a model without controls)."""
+    lo, hi = encoding.id_range.get(DENSITY, (0, 0))
+    counts = np.zeros(DENSITY_LEVELS, dtype=np.int64)
+    for ids in arrays:
+        ids = np.asarray(ids)
+        counts += np.bincount(ids[(ids >= lo) & (ids < hi)] - lo, minlength=DENSITY_LEVELS)
+    if lo == hi or not counts.any():
+        return {}
+    cumulative = np.cumsum(counts) / counts.sum()
+    low, medium, high = (int(np.searchsorted(cumulative, q / 100)) for q in DENSITY_PERCENTILES)
+    seen = np.flatnonzero(counts)
+    if low == medium:
+        below = seen[seen < medium]
+        low = int(below[-1]) if below.size else max(medium - 1, 0)
+    if high == medium:
+        above = seen[seen > medium]
+        high = int(above[0]) if above.size else min(medium + 1, DENSITY_LEVELS - 1)
+    return dict(zip(DENSITY_WORDS, (low, medium, high), strict=True))
+
+
+def stored_density_choices(meta: dict) -> dict[str, int]:
+    """The {word: level} a checkpoint's config.json metadata holds (`train` writes
+    them under data.controls.density), else `default_density_choices()`."""
+    data = meta.get("data")
+    controls = data.get("controls") if isinstance(data, dict) else None
+    levels = controls.get("density") if isinstance(controls, dict) else None
+    if isinstance(levels, dict) and set(levels) == set(DENSITY_WORDS):
+        if all(isinstance(v, int) and 0 <= v < DENSITY_LEVELS for v in levels.values()):
+            return {word: levels[word] for word in DENSITY_WORDS}
+    return default_density_choices()
+
+
+def default_density_choices() -> dict[str, int]:
+    """The levels of 2, 4 and 8 notes per quarter: for a checkpoint that has controls
+    but no measured choices in its config.json."""
+    return {word: density_level(per_quarter, 1.0) for word, per_quarter in _DEFAULT_DENSITY}
 
 
 # ----------------------------------------------------------------------------- the request
@@ -136,10 +189,13 @@ class Controls:
         density: str | None = None,
         time_signature: str | None = None,
         tempo: float | None = None,
+        density_levels: dict[str, int] | None = None,
     ) -> Controls:
         """Check a request against the checkpoint's encoding; UsageError if it cannot
         be met. `tempo` (bpm) is forced as a Tempo token on remi checkpoints only (a
-        performance piece has no tempo token; `generate` rewrites its tempo map)."""
+        performance piece has no tempo token; `generate` rewrites its tempo map).
+        density_levels: the checkpoint's {word: level} (`stored_density_choices`;
+        default `default_density_choices()`)."""
         asked_key = parse_key(key) if key is not None else None
         asked_density = parse_density(density) if density is not None else None
         if not isinstance(encoding, RemiEncoding):
@@ -162,25 +218,14 @@ class Controls:
             tonic, mode = asked_key
             key_id = first[KEY] + 12 * mode + tonic
         if asked_density is not None:
-            density_id = first[DENSITY] + asked_density
+            levels = density_levels or default_density_choices()
+            density_id = first[DENSITY] + int(levels[asked_density])
         if time_signature is not None:
             signature = parse_time_signature(time_signature, encoding)
             signature_id = first[TIMESIG] + encoding.time_signatures.index(signature)
         if tempo is not None:
             tempo_id = first[TEMPO] + encoding.tempos.bin(tempo)
         return cls(key_id, density_id, signature_id, tempo_id, groups)
-
-    def apply_to_primer(self, ids: Iterable[int]) -> list[int]:
-        """A primer's ids (after BOS) with its Key/Density tokens replaced by the asked
-        ones: the asked controls win over the primer's own."""
-        asked = zip(self.groups[:2], (self.key, self.density), strict=False)
-        replace = [(group, forced) for group, forced in asked if forced is not None]
-        out = []
-        for token_id in ids:
-            for (lo, hi), forced in replace:
-                token_id = forced if lo <= token_id < hi else token_id
-            out.append(int(token_id))
-        return out
 
     def wrap(self, grammar: Grammar, history: Iterable[int] = ()) -> Grammar:
         """`grammar` itself when nothing is asked, else a ForcedGrammar around it;
@@ -195,9 +240,10 @@ class ForcedGrammar(NarrowedGrammar):
     """A grammar whose mask is narrowed so that the asked controls hold.
 
     For each controlled group, `current` is the last id of the group read so far
-    (None before any). When the inner grammar allows ids of the group and `current`
-    is not the forced id, only the forced id is allowed (the piece must say it now);
-    once it is, no id of the group is allowed (nothing may change it).
+    (None before any). When the inner grammar allows ids of the group, and either
+    `current` is not the forced id or the grammar allows nothing else (a bar's Key
+    and Density), only the forced id is allowed (the piece must say it now);
+    otherwise no id of the group is (nothing may change it).
     """
 
     def __init__(self, grammar: Grammar, controls: Controls, history: Iterable[int] = ()):
@@ -213,7 +259,8 @@ class ForcedGrammar(NarrowedGrammar):
         for g, ((lo, hi), forced) in enumerate(self.forced):
             if not mask[lo:hi].any():
                 continue
-            if self.current[g] != forced and mask[forced]:
+            required = not mask[:lo].any() and not mask[hi:].any()
+            if (self.current[g] != forced or required) and mask[forced]:
                 mask[:] = False
                 mask[forced] = True
             else:

@@ -43,7 +43,7 @@ import numpy as np
 
 from musicgen import checkpoint as ckpt
 from musicgen.config import ConfigError, RunConfig, SampleConfig
-from musicgen.constraints import Controls
+from musicgen.constraints import Controls, stored_density_choices
 from musicgen.encoding.base import BOS, PAD, Encoding, Grammar, get_encoding
 from musicgen.errors import UsageError, UserError
 from musicgen.midi_io import read_score, write_midi
@@ -96,6 +96,7 @@ class _Plan:
     length: float  # bars (remi) or seconds (performance) of new music
     paths: list[Path]
     track_name: str
+    density_levels: dict[str, int]  # what --density's words mean (config.json data.controls)
 
 
 def generate(
@@ -137,10 +138,11 @@ def generate(
     which:   "best" or "last" weights. verbose_tensorflow: show TensorFlow's start-up log.
     engine:  "auto" (= "numpy"), "numpy" (NumpyRNN, no TensorFlow) or "keras"
              (tf.function(MusicRNN.step); worth it on a GPU with a very large `num`).
-    key, density, time_signature: controls imposed on every piece by constrained
-             decoding (musicgen.constraints), e.g. "D minor", "low", "3/4"; key and
-             density need a checkpoint trained with controls, the metre (every bar)
-             and --tempo (as the opening Tempo token) work on any remi checkpoint.
+    key, density, time_signature: controls imposed on every new bar of every piece by
+             constrained decoding (musicgen.constraints), e.g. "D minor", "low", "3/4"
+             (a primer's own bars keep theirs); key and density need a checkpoint
+             trained with controls, the metre and --tempo (as the opening Tempo
+             token) work on any remi checkpoint.
     Returns the files in piece order.
     """
     sample = sample or SampleConfig()
@@ -149,10 +151,14 @@ def generate(
     plan = _plan(checkpoint_dir, out_dir, num, bars, seconds, sample.seed, name_prefix, force)
     encoding = get_encoding(plan.config.encoding)
     controls = Controls.request(
-        encoding, key=key, density=density, time_signature=time_signature, tempo=tempo
+        encoding,
+        key=key,
+        density=density,
+        time_signature=time_signature,
+        tempo=tempo,
+        density_levels=plan.density_levels,
     )
     prefix = _primer_ids(encoding, Path(primer), on_note) if primer is not None else []
-    prefix = controls.apply_to_primer(prefix)
     grammars = [_start_grammar(encoding, plan.length, prefix, controls) for _ in range(num)]
 
     if engine == "keras":
@@ -218,7 +224,7 @@ def _plan(
             f"no checkpoint folder at {folder}; train one with "
             f"`musicgen train DATA_DIR --out {folder}` or pass --checkpoint"
         )
-    config, _ = ckpt.read_config(folder)
+    config, meta = ckpt.read_config(folder)
     length = _length(config.encoding.name, bars, seconds)
     prefix = name_prefix or folder.resolve().name
     paths = [Path(out_dir) / f"{prefix}-{seed}-{i + 1:02d}.mid" for i in range(num)]
@@ -226,7 +232,8 @@ def _plan(
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise UsageError(f"{existing[0]} exists{more}; use --force to overwrite")
-    return _Plan(config, length, paths, track_name=folder.resolve().name)
+    levels = stored_density_choices(meta)
+    return _Plan(config, length, paths, folder.resolve().name, levels)
 
 
 def _length(encoding_name: str, bars: int | None, seconds: float | None) -> float:

@@ -9,8 +9,8 @@
    Pitch, Velocity and Duration ids; `ceiling` holds, per grid step, the melody pitch
    the harmony must stay under (the note sounding, or the last one in a rest);
 3. grammar: `HarmonyGrammar` wraps the encoding's grammar (length: the melody's bars)
-   and narrows its mask. Each bar opens with the melody's TimeSig/Tempo (and the
-   piece with the melody's key when the model has controls). A Position at every
+   and narrows its mask. Each bar opens with the melody's TimeSig/Tempo (and, when
+   the model has controls, the melody's key; the model picks each bar's density). A Position at every
    melody onset is forced: positions before it may be chosen freely, skipping past it
    is masked, and the bar cannot end while melody notes are missing. Remi lists a
    position's pitches in ascending order, so at a melody onset only pitches below the

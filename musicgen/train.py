@@ -195,6 +195,7 @@ def _load_data(
     log: Callable[[str], None],
 ) -> _Data:
     """Prepare the folder and split it by file (split.json; reused on --resume)."""
+    from musicgen.constraints import density_choices
     from musicgen.dataset import prepare, split_files
 
     prepared = prepare(data_dir, config.encoding, cache_dir=cache_dir)
@@ -228,6 +229,9 @@ def _load_data(
         },
         "tokens": {"train": _tokens(train), "validation": _tokens(validation)},
     }
+    if config.encoding.controls:  # what generate --density's words mean for this model
+        encoding = get_encoding(config.encoding)
+        summary["controls"] = {"density": density_choices(encoding, [f.ids for f in train])}
     log(
         f"Data: {len(train)} training files ({_tokens(train):,} tokens), {len(validation)} "
         f"validation files ({_tokens(validation):,} tokens), {len(prepared.skipped)} skipped"

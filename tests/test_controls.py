@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from musicgen.config import ConfigError, EncodingConfig, RunConfig
 from musicgen.constraints import (
     Controls,
     ForcedGrammar,
+    default_density_choices,
+    density_choices,
     key_name,
     parse_density,
     parse_key,
@@ -21,10 +24,14 @@ from musicgen.constraints import (
 )
 from musicgen.encoding import BOS, get_encoding
 from musicgen.encoding.remi import (
-    DENSITY_THRESHOLDS,
+    DENSITY,
+    DENSITY_EDGES,
+    DENSITY_LEVELS,
+    KEY,
     PITCH,
     RemiEncoding,
     density_level,
+    density_range,
     find_key,
 )
 from musicgen.errors import UsageError
@@ -68,27 +75,30 @@ def sample_uniformly(grammar, rng, limit: int = 5000) -> list[int]:
 def test_control_tokens_are_appended_after_every_other_token():
     plain, tokens = PLAIN.vocab.tokens, ENC.vocab.tokens
     assert tokens[: len(plain)] == plain  # old ids do not move
-    assert len(tokens) == len(plain) + 24 + 3
+    assert len(tokens) == len(plain) + 24 + DENSITY_LEVELS
     key0 = ENC.vocab.id("Key_0_major")
     assert key0 == len(plain)
     assert ENC.vocab.id("Key_2_minor") == key0 + 1 * 12 + 2
-    assert tokens[-3:] == ["Density_low", "Density_medium", "Density_high"]
+    assert tokens[-DENSITY_LEVELS:] == [f"Density_{i}" for i in range(DENSITY_LEVELS)]
     assert PLAIN.cyclic_id_groups() == []
     assert ENC.cyclic_id_groups() == [(key0, 12), (key0 + 12, 12)]
 
 
-def test_encode_opens_with_key_and_density_and_round_trips():
-    score = scale_score(62, tempo=ENC.tempos.values[10])  # D major
+def _without_controls(ids) -> list[int]:
+    return [int(i) for i in ids if ENC.kinds[i] not in (KEY, DENSITY)]
+
+
+def test_every_bar_opens_with_key_and_density_and_round_trips():
+    score = scale_score(62, tempo=ENC.tempos.values[10])  # D major: 8 quarters, a chord
     ids = ENC.encode(score).ids
-    assert ENC.describe(ids[:6]) == [
-        "BOS",
-        "Key_2_major",
-        "Density_low",
-        "Bar",
-        "TimeSig_4/4",
-        f"Tempo_{10}",
-    ]
-    assert list(ids[3:]) == list(PLAIN.encode(score).ids[1:])  # the rest as before
+    names = ENC.describe(ids)
+    assert names[:6] == ["BOS", "Bar", "Key_2_major", "Density_9", "TimeSig_4/4", "Tempo_10"]
+    bars = [i for i, name in enumerate(names) if name == "Bar"]
+    assert len(bars) == 3
+    # the key of the piece at every bar; each bar's own density: 4, 4 and 4 notes
+    assert [names[i + 1] for i in bars] == ["Key_2_major"] * 3
+    assert [names[i + 2] for i in bars] == ["Density_9"] * 3
+    assert _without_controls(ids) == list(PLAIN.encode(score).ids)  # the rest as before
     decoded = ENC.decode(ids)
     assert not decoded.dropped
     assert decoded.notes == PLAIN.decode(PLAIN.encode(score).ids).notes
@@ -99,25 +109,40 @@ def test_encode_opens_with_key_and_density_and_round_trips():
     assert grammar.done
 
 
-def test_density_follows_notes_per_bar():
-    low, high = DENSITY_THRESHOLDS
-    assert [density_level(x) for x in (0, low - 0.01, low, high - 0.01, high, 99)] == [
-        0,
-        0,
-        1,
-        1,
-        2,
-        2,
-    ]
+def test_density_levels_follow_notes_per_quarter():
+    assert density_level(0, 4.0) == 0  # an empty bar
+    assert density_level(1, 4.0) == 1  # one note in a 4/4 bar: 1/4 per quarter
+    assert density_level(16, 4.0) == density_level(12, 3.0) == 17  # 4 per quarter
+    assert density_level(10_000, 4.0) == DENSITY_LEVELS - 1
+    for level in range(DENSITY_LEVELS):
+        lo, hi = density_range(level)
+        assert density_level(math.ceil(lo * 4000), 4000.0) == level  # lo is in the level
+        assert hi == math.inf or density_level(math.ceil(hi * 4000) - 1, 4000.0) == level
+    assert list(DENSITY_EDGES) == sorted(DENSITY_EDGES)
     busy = make_score([(60 + (i % 5), i / 4, 0.25, 80) for i in range(32)])  # 16 a bar
     chords = make_score([(p, i / 4, 0.25, 80) for i in range(16) for p in (48, 55, 60)])
-    assert ENC.describe(ENC.encode(busy).ids)[2] == "Density_medium"
-    assert ENC.describe(ENC.encode(chords).ids)[2] == "Density_high"
+    assert ENC.describe(ENC.encode(busy).ids)[3] == "Density_17"
+    assert ENC.describe(ENC.encode(chords).ids)[3] == f"Density_{density_level(48, 4.0)}"
+
+
+def test_density_words_are_measured_on_the_training_bars():
+    first = ENC.first_id[DENSITY]
+    bars = [first + 5] * 10 + [first + 9] * 80 + [first + 12] * 10
+    choices = density_choices(ENC, [np.array(bars[:50]), np.array(bars[50:])])
+    assert choices == {"low": 5, "medium": 9, "high": 12}  # moved apart to levels it has
+    uneven = [first + 2] * 15 + [first + 6] * 35 + [first + 7] * 30 + [first + 8] * 20
+    assert density_choices(ENC, [np.array(uneven)]) == {"low": 2, "medium": 6, "high": 8}
+    assert density_choices(ENC, [np.array([first + 3] * 5)]) == {"low": 2, "medium": 3, "high": 4}
+    assert density_choices(ENC, [np.array([1, 2, 3])]) == {}
+    assert density_choices(PLAIN, [np.array([1, 2, 3])]) == {}
+    top = [first + DENSITY_LEVELS - 1] * 5
+    assert density_choices(ENC, [np.array(top)])["high"] == DENSITY_LEVELS - 1
+    assert list(default_density_choices().values()) == [13, 17, 21]  # 2, 4, 8 per quarter
 
 
 def test_control_tokens_out_of_place_are_skipped_by_the_decoder():
     ids = list(ENC.encode(scale_score(60)).ids)
-    ids.insert(5, ENC.vocab.id("Key_3_minor"))  # inside the first bar
+    ids.insert(6, ENC.vocab.id("Key_3_minor"))  # after the first bar's Tempo
     assert ENC.decode(ids).dropped["invalid_tokens"] == 1
 
 
@@ -155,13 +180,13 @@ def test_duration_weights_the_histogram():
 
 def test_transposition_moves_the_key_token():
     ids = ENC.encode(scale_score(60)).ids
-    assert ENC.describe(ids[1:2]) == ["Key_0_major"]
+    assert ENC.describe(ids[2:3]) == ["Key_0_major"]
     up = ENC.transpose(ids, 2)
-    assert ENC.describe(up[1:2]) == ["Key_2_major"]
-    assert ENC.describe(ENC.transpose(ids, -1)[1:2]) == ["Key_11_major"]
+    assert {n for n in ENC.describe(up) if n.startswith("Key")} == {"Key_2_major"}
+    assert ENC.describe(ENC.transpose(ids, -1)[2:3]) == ["Key_11_major"]
     minor = ENC.encode(scale_score(69, HARMONIC_MINOR)).ids
-    assert ENC.describe(minor[1:2]) == ["Key_9_minor"]
-    assert ENC.describe(ENC.transpose(minor, 5)[1:2]) == ["Key_2_minor"]  # stays minor
+    assert ENC.describe(minor[2:3]) == ["Key_9_minor"]
+    assert ENC.describe(ENC.transpose(minor, 5)[2:3]) == ["Key_2_minor"]  # stays minor
     # transposing ids is encoding the transposed music
     shifted = scale_score(62)
     assert list(up) == list(ENC.encode(shifted).ids)
@@ -190,31 +215,32 @@ def test_feed_transposition_rotates_keys_like_encoding_transpose():
             pitch = np.flatnonzero(ENC.kinds[before] == PITCH)[0]
             k = int(after[pitch] - before[pitch])
             assert list(after) == list(ENC.transpose(before, k))
-            assert (after[1] - key0) % 12 == (before[1] - key0 + k) % 12
+            assert (after[2] - key0) % 12 == (before[2] - key0 + k) % 12
 
 
 # ----------------------------------------------------------------------------- grammar
 
 
-def test_grammar_requires_key_then_density_after_bos():
+def test_grammar_requires_key_then_density_after_every_bar():
     grammar = ENC.grammar(2)
     grammar.advance(BOS)
+    assert ENC.describe(np.flatnonzero(grammar.allowed())) == ["Bar"]
+    grammar.advance(ENC.vocab.id("Bar"))
     allowed = np.flatnonzero(grammar.allowed())
     assert ENC.describe(allowed) == [f"Key_{t}_{m}" for m in ("major", "minor") for t in range(12)]
-    with pytest.raises(ValueError):
-        _advance_all(ENC.grammar(2), [BOS, ENC.vocab.id("Bar")])  # controls are required
+    with pytest.raises(ValueError):  # controls are required
+        _advance_all(ENC.grammar(2), [BOS, ENC.vocab.id("Bar"), ENC.vocab.id("TimeSig_4/4")])
     grammar.advance(ENC.vocab.id("Key_5_minor"))
-    assert ENC.describe(np.flatnonzero(grammar.allowed())) == [
-        "Density_low",
-        "Density_medium",
-        "Density_high",
-    ]
-    grammar.advance(ENC.vocab.id("Density_high"))
-    assert ENC.describe(np.flatnonzero(grammar.allowed())) == ["Bar"]
+    densities = [f"Density_{i}" for i in range(DENSITY_LEVELS)]
+    assert ENC.describe(np.flatnonzero(grammar.allowed())) == densities
+    grammar.advance(ENC.vocab.id("Density_3"))
+    assert all(n.startswith("TimeSig") for n in ENC.describe(np.flatnonzero(grammar.allowed())))
+    _advance_all(grammar, [ENC.vocab.id(n) for n in ("TimeSig_4/4", "Tempo_3", "Bar")])
+    assert ENC.describe(np.flatnonzero(grammar.allowed()))[0] == "Key_0_major"
     # and a model without controls never sees them
     plain = PLAIN.grammar()
-    plain.advance(BOS)
-    assert PLAIN.describe(np.flatnonzero(plain.allowed())) == ["Bar"]
+    _advance_all(plain, [BOS, PLAIN.vocab.id("Bar")])
+    assert all(n.startswith("TimeSig") for n in PLAIN.describe(np.flatnonzero(plain.allowed())))
 
 
 def _advance_all(grammar, ids):
@@ -293,7 +319,7 @@ def test_parse_time_signature_and_density():
     for bad in ("3:4", "9/4", "3/5", "x"):
         with pytest.raises(UsageError, match="time signature"):
             parse_time_signature(bad, ENC)
-    assert [parse_density(w) for w in ("low", "Medium", " HIGH ")] == [0, 1, 2]
+    assert [parse_density(w) for w in ("low", "Medium", " HIGH ")] == ["low", "medium", "high"]
     with pytest.raises(UsageError, match="density"):
         parse_density("dense")
 
@@ -302,14 +328,19 @@ def test_parse_time_signature_and_density():
 
 
 def test_forced_grammar_imposes_every_control():
-    controls = Controls.request(ENC, key="D minor", density="high", time_signature="3/4", tempo=90)
+    levels = {"low": 4, "medium": 8, "high": 15}
+    controls = Controls.request(
+        ENC, key="D minor", density="high", time_signature="3/4", tempo=90, density_levels=levels
+    )
     rng = np.random.default_rng(0)
+    tempo = f"Tempo_{ENC.tempos.bin(90)}"
     for _ in range(20):
         grammar = controls.wrap(ENC.grammar(4))
         ids = sample_uniformly(grammar, rng)
         names = ENC.describe(ids)
-        tempo = f"Tempo_{ENC.tempos.bin(90)}"
-        assert names[:6] == ["BOS", "Key_2_minor", "Density_high", "Bar", "TimeSig_3/4", tempo]
+        assert names[:6] == ["BOS", "Bar", "Key_2_minor", "Density_15", "TimeSig_3/4", tempo]
+        assert [n for n in names if n.startswith("Key")] == ["Key_2_minor"] * 4
+        assert [n for n in names if n.startswith("Density")] == ["Density_15"] * 4
         assert [n for n in names if n.startswith("TimeSig")] == ["TimeSig_3/4"]
         assert [n for n in names if n.startswith("Tempo")] == [tempo]
         score = ENC.decode(ids)
@@ -329,12 +360,18 @@ def test_forced_grammar_switches_a_primer_to_the_asked_metre():
     assert sum(1 for t in PLAIN.describe(ids) if t.startswith("TimeSig")) == 1
 
 
-def test_asked_controls_replace_a_primers_own():
-    primer = list(ENC.encode(scale_score(60)).ids[1:-1])
-    controls = Controls.request(ENC, key="Eb major")
-    replaced = controls.apply_to_primer(primer)
-    assert ENC.describe(replaced[:2]) == ["Key_3_major", "Density_low"]
-    assert replaced[2:] == primer[2:]
+def test_asked_controls_steer_the_bars_after_a_primer():
+    primer = list(ENC.encode(scale_score(60)).ids[1:-1]) + [ENC.vocab.id("Bar")]
+    controls = Controls.request(ENC, key="Eb major", density="low")
+    grammar = ENC.grammar(5)
+    _advance_all(grammar, [BOS, *primer])
+    forced = controls.wrap(grammar, [BOS, *primer])
+    assert ENC.describe(np.flatnonzero(forced.allowed())) == ["Key_3_major"]
+    ids = sample_uniformly(forced, np.random.default_rng(2))
+    keys = [n for n in ENC.describe(ids) if n.startswith("Key")]
+    assert keys == ["Key_3_major"] * 2  # the 2 new bars; the primer's 3 keep Key_0_major
+    low = default_density_choices()["low"]
+    assert {n for n in ENC.describe(ids) if n.startswith("Density")} == {f"Density_{low}"}
 
 
 def test_requests_a_model_cannot_meet_are_usage_errors():
@@ -374,7 +411,9 @@ def test_generate_imposes_controls(checkpoints, tmp_path):
     )
     for f in files:
         names = ENC.describe(f.ids)
-        assert names[1:3] == ["Key_10_minor", "Density_low"]
+        low = default_density_choices()["low"]  # the untrained model has no measured ones
+        assert names[1:4] == ["Bar", "Key_10_minor", f"Density_{low}"]
+        assert [n for n in names if n.startswith("Key")] == ["Key_10_minor"] * 3
         assert {n for n in names if n.startswith("TimeSig")} == {"TimeSig_6/8"}
         assert f.bars == 3
 
@@ -418,6 +457,9 @@ def test_train_with_controls_then_steer(tmp_path):
     assert result.exit_code == 0, result.output
     config, meta = read_config(out)
     assert config.encoding.controls and meta["vocab_size"] == len(ENC.vocab)
+    levels = meta["data"]["controls"]["density"]  # measured on the training bars
+    assert set(levels) == {"low", "medium", "high"}
+    assert levels["low"] < levels["medium"] < levels["high"]
     args = ["generate", "--checkpoint", str(out), "--out", str(tmp_path / "g"), "--num", "1"]
     result = CliRunner().invoke(main, [*args, "--key", "G minor", "--density", "high", "-q"])
     assert result.exit_code == 0, result.output
@@ -426,4 +468,4 @@ def test_train_with_controls_then_steer(tmp_path):
     from musicgen.generate import generate
 
     (piece,) = generate(out, tmp_path / "h", num=1, bars=2, key="G minor", density="high")
-    assert ENC.describe(piece.ids[1:3]) == ["Key_7_minor", "Density_high"]
+    assert ENC.describe(piece.ids[1:4]) == ["Bar", "Key_7_minor", f"Density_{levels['high']}"]

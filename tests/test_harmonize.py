@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from musicgen import checkpoint as ckpt
 from musicgen.config import EncodingConfig, RunConfig, SampleConfig
 from musicgen.encoding import BOS, get_encoding
-from musicgen.encoding.remi import PITCH
+from musicgen.encoding.remi import KEY, PITCH
 from musicgen.errors import UsageError, UserError
 from musicgen.harmonize import CLASHES, harmonize, plan_melody, read_melody, split_melody
 from tests.music import Track, assert_daw_ready, untrained_checkpoint, write_test_midi
@@ -170,11 +170,13 @@ def test_harmonize_keeps_every_melody_note(checkpoints, melody_file, tmp_path, w
         assert_daw_ready(f.path, length_quarters=9.0)
         assert f.bars == 3 and f.notes > 0 and f.highest < 80
     assert files[0].path.read_bytes() != files[1].path.read_bytes()
-    if which == 1:  # the model with controls is told the key of the melody
+    if which == 1:  # the model with controls is told the key of the melody at every bar
         encoding = get_encoding(EncodingConfig(controls=True))
-        melody_key = encoding.encode(read_melody(melody_file, encoding)).ids[1]
-        assert all(f.ids[1] == melody_key for f in files)
+        melody_key = encoding.encode(read_melody(melody_file, encoding)).ids[2]
         assert encoding.describe([melody_key]) == ["Key_1_minor"]  # C# minor: E D# B C# ...
+        for f in files:
+            keys = [i for i in f.ids if encoding.kinds[i] == KEY]
+            assert keys == [melody_key] * f.bars
     tempo = next(m for m in mido.MidiFile(files[0].path).tracks[0] if m.type == "set_tempo")
     assert tempo.tempo == 666_667  # the melody's own 90 bpm, not the nearest tempo bin
 

@@ -11,11 +11,13 @@ whole steps, 1..max. The vocabulary is a function of `EncodingConfig` alone:
     PAD BOS EOS | Bar | TimeSig_* | Tempo_* | Position_* | Pitch_* | Velocity_* | Duration_*
 
 With `EncodingConfig.controls` the vocabulary ends with control tokens (appended, so
-the ids above do not move) and every piece opens `BOS Key_<pc>_<mode> Density_<level>
-Bar ...`: the key is found from the music itself (`find_key`: Krumhansl-Schmuckler
-correlation with Aarden-Essen profiles) and the density is the piece's notes per bar in one of three
-bins (`density_level`). A model trained on them can be asked for a key or a density
-by forcing these tokens (musicgen.constraints).
+the ids above do not move) and every bar opens `Bar Key_<pc>_<mode> Density_<level>`:
+the key is the piece's, found from the music itself (`find_key`: Krumhansl-Schmuckler
+correlation with Aarden-Essen profiles), and the density is the bar's own notes per
+quarter note on a fixed geometric scale (`density_level`, DENSITY_EDGES). Repeating
+them at every bar puts them in every training window, so the model learns to follow
+them wherever it is in a piece; a model trained on them can be asked for a key or a
+density by forcing these tokens (musicgen.constraints).
 
 `RemiEncoding.encode` quantizes a `Score` onto this grid (each loss counted),
 `decode` reads tokens back (skipping what makes no sense where it stands), and
@@ -46,11 +48,13 @@ MAX_NUMERATOR = 16
 SPECIAL, BAR, TIMESIG, TEMPO, POSITION, PITCH, VELOCITY, DURATION, KEY, DENSITY = range(10)
 
 MODES = ("major", "minor")  # Key_<pc>_<mode> ids: first Key id + mode * 12 + tonic pc
-DENSITY_LEVELS = ("low", "medium", "high")
-# Notes per bar separating the density levels: the terciles of the per-piece notes per
-# bar of midi_corpus/ (409 Bach chorales; min 3.9, median 16.1, max 21.2). A piece with
-# fewer than 15.2 notes per bar is "low", with 17.1 or more "high".
-DENSITY_THRESHOLDS = (15.2, 17.1)
+# Density_<level> of a bar: its notes per quarter note against these edges (a geometric
+# scale, four levels per octave of density, from 1/4 to 16 notes per quarter): level 0
+# below the first edge (an empty bar), level i in [DENSITY_EDGES[i-1], DENSITY_EDGES[i]).
+# Fixed, so the vocabulary never depends on the data; which levels "low", "medium" and
+# "high" mean for a model is measured on its training data (constraints.density_choices).
+DENSITY_EDGES = tuple(float(2 ** (k / 4)) for k in range(-8, 17))
+DENSITY_LEVELS = len(DENSITY_EDGES) + 1
 # Key profiles (Aarden-Essen, as published with Humdrum's keycor): how often each pitch
 # class, counted from the tonic upwards, sounds in major and minor folk melodies.
 # find_key correlates a piece's pitch-class durations with each rotation (the
@@ -105,9 +109,17 @@ def find_key(pitches: Sequence[int], durations: Sequence[float]) -> tuple[int, i
     return int(tonic), int(mode)
 
 
-def density_level(notes_per_bar: float) -> int:
-    """Index into DENSITY_LEVELS of a piece with this many notes per bar."""
-    return int(np.searchsorted(DENSITY_THRESHOLDS, notes_per_bar, side="right"))
+def density_level(notes: int, quarters: float) -> int:
+    """Density level (0 .. DENSITY_LEVELS - 1) of a bar of `quarters` quarter notes
+    holding `notes` note onsets."""
+    per_quarter = notes / quarters if quarters > 0 else 0.0
+    return int(np.searchsorted(DENSITY_EDGES, per_quarter, side="right"))
+
+
+def density_range(level: int) -> tuple[float, float]:
+    """(lowest, highest) notes per quarter of a density level (highest exclusive)."""
+    edges = (0.0, *DENSITY_EDGES, math.inf)
+    return edges[level], edges[level + 1]
 
 
 def key_token(tonic: int, mode: int) -> str:
@@ -153,7 +165,7 @@ class RemiEncoding(Encoding):
     @staticmethod
     def _control_tokens() -> list[str]:
         keys = [key_token(tonic, mode) for mode in range(len(MODES)) for tonic in range(12)]
-        return [*keys, *(f"Density_{level}" for level in DENSITY_LEVELS)]
+        return [*keys, *(f"Density_{level}" for level in range(DENSITY_LEVELS))]
 
     def _index_tokens(self) -> None:
         """First id of each token kind, and kind/value of every id (for decoding)."""
@@ -181,7 +193,7 @@ class RemiEncoding(Encoding):
             VELOCITY: self.config.velocity_bins,
             DURATION: self.config.max_duration_quarters * self.config.steps_per_quarter,
             KEY: 12 * len(MODES),
-            DENSITY: len(DENSITY_LEVELS),
+            DENSITY: DENSITY_LEVELS,
         }
         self.id_range = {k: (self.first_id[k], self.first_id[k] + counts[k]) for k in prefixes}
         self.kinds = np.full(len(tokens), SPECIAL, dtype=np.int64)
@@ -238,15 +250,17 @@ class RemiEncoding(Encoding):
         bars = self._bars(score, end_step, dropped)
         tempo_bins = self._bar_tempos(score, bars, dropped)
 
+        key = self._key_id(notes) if self.config.controls else None
         ids = [BOS]
-        if self.config.controls:
-            ids.extend(self._control_ids(notes, len(bars)))
         starts = [bar.start for bar in bars]
         by_bar: list[list[tuple[int, int, int, int]]] = [[] for _ in bars]
         for note in notes:
             by_bar[bisect.bisect_right(starts, note[0]) - 1].append(note)
         for i, bar in enumerate(bars):
             ids.append(self.first_id[BAR])
+            if key is not None:
+                ids.append(key)
+                ids.append(self.density_id(by_bar[i], bar.steps))
             if i == 0 or bar.signature != bars[i - 1].signature:
                 ids.append(self._timesig_id[bar.signature])
             if i == 0 or tempo_bins[i] != tempo_bins[i - 1]:
@@ -255,11 +269,15 @@ class RemiEncoding(Encoding):
         ids.append(EOS)
         return Encoded(np.array(ids, dtype=np.int32), dropped)
 
-    def _control_ids(self, notes: list[tuple[int, int, int, int]], bars: int) -> list[int]:
-        """[Key id, Density id] of grid notes (onset, pitch, velocity bin, steps)."""
+    def _key_id(self, notes: list[tuple[int, int, int, int]]) -> int:
+        """Key id of the piece's grid notes (onset, pitch, velocity bin, steps)."""
         tonic, mode = find_key([n[1] for n in notes], [n[3] for n in notes])
-        level = density_level(len(notes) / max(bars, 1))
-        return [self.first_id[KEY] + 12 * mode + tonic, self.first_id[DENSITY] + level]
+        return self.first_id[KEY] + 12 * mode + tonic
+
+    def density_id(self, notes: Sequence, steps: int) -> int:
+        """Density id of a bar of `steps` grid steps holding `notes` (one per onset)."""
+        quarters = steps / self.config.steps_per_quarter
+        return self.first_id[DENSITY] + density_level(len(notes), quarters)
 
     def _grid_notes(self, score: Score, dropped: Counter) -> list[tuple[int, int, int, int]]:
         """Notes as (onset step, pitch, velocity bin, duration steps), sorted, one per
@@ -392,7 +410,8 @@ class _RemiReader:
         return token_id in (PAD, BOS)
 
     def _control(self, value: int, token_id: int) -> bool:
-        return not self.bars  # controls only open the piece; they carry no music
+        # controls open a bar, before its TimeSig/Tempo; they carry no music
+        return self.bars > 0 and self.stage == 0 and self.position is None
 
     def _drop_unfinished(self) -> None:
         if self.pitch is not None:
@@ -477,13 +496,14 @@ class _RemiReader:
 
 # grammar phases: what the last token was
 _START, _OPEN, _BAR, _TIMESIG, _TEMPO, _POSITION, _PITCH, _VELOCITY, _DURATION, _DONE = range(10)
-_KEY, _DENSITY = 10, 11  # control tokens (EncodingConfig.controls)
+_CONTROLS, _KEY = 10, 11  # a Bar's Key and Density (EncodingConfig.controls) to come
 
 
 class RemiGrammar(Grammar):
     """Which REMI ids may come next. `length`: the number of bars the piece must have.
 
-    After BOS only Bar, or with controls Key then Density then Bar. The first bar
+    After BOS only Bar. With controls every Bar is followed by Key then Density
+    (then the bar goes on as one without controls). The first bar
     must open with TimeSig then Tempo; later bars may (TimeSig only directly after
     Bar, Tempo directly after Bar or TimeSig).
     Positions rise strictly within a bar and stay inside it; each Position is
@@ -524,11 +544,11 @@ class RemiGrammar(Grammar):
         phase, r = self.phase, self._ranges
         if phase == _START:
             mask[BOS] = True
-        elif phase == _OPEN and self._controls:
+        elif phase == _CONTROLS:
             mask[r[KEY][0] : r[KEY][1]] = True
         elif phase == _KEY:
             mask[r[DENSITY][0] : r[DENSITY][1]] = True
-        elif phase in (_OPEN, _DENSITY):
+        elif phase == _OPEN:
             mask[self._bar_id] = True
         elif phase == _POSITION:
             mask[r[PITCH][0] : r[PITCH][1]] = True
@@ -569,6 +589,8 @@ class RemiGrammar(Grammar):
             self.phase = _DONE
         elif kind == BAR:
             self.phase, self.bars, self.position = _BAR, self.bars + 1, -1
+            if self._controls:
+                self.phase = _CONTROLS
             if self.bars == 1:
                 self.bar_len = 0  # set by the first TimeSig
         elif kind == TIMESIG:
@@ -587,4 +609,4 @@ class RemiGrammar(Grammar):
         elif kind == KEY:
             self.phase = _KEY
         elif kind == DENSITY:
-            self.phase = _DENSITY
+            self.phase = _BAR  # the bar goes on as if it had just begun
