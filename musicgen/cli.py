@@ -489,6 +489,11 @@ def _info_lines(d: dict[str, Any]) -> list[str]:
             f"{files.get('validation', 0)} validation files, "
             f"{tokens.get('train', 0):,} / {tokens.get('validation', 0):,} tokens"
         )
+    if enc.get("controls"):
+        from musicgen.constraints import describe_density_choices, stored_density_choices
+
+        levels = stored_density_choices({"data": data})
+        lines.append(f"Controls: --key (24 keys), --density {describe_density_choices(levels)}")
     if state.get("wall_seconds") is not None:
         minutes, seconds = divmod(int(round(state["wall_seconds"])), 60)
         lines.append(f"Time: {minutes}m {seconds:02d}s wall")

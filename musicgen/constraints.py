@@ -26,6 +26,7 @@ wrapper of its own for melodies built on the same idea.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from musicgen.encoding.remi import (
     TIMESIG,
     RemiEncoding,
     density_level,
+    density_range,
 )
 from musicgen.errors import UsageError
 
@@ -149,6 +151,15 @@ def stored_density_choices(meta: dict) -> dict[str, int]:
         if all(isinstance(v, int) and 0 <= v < DENSITY_LEVELS for v in levels.values()):
             return {word: levels[word] for word in DENSITY_WORDS}
     return default_density_choices()
+
+
+def describe_density_choices(levels: dict[str, int], quarters: float = 4.0) -> str:
+    """ "low 8-9.5, medium 16-19, high 19-22.6 notes per 4/4 bar" for {word: level}."""
+    parts = []
+    for word, level in levels.items():
+        lo, hi = (x * quarters for x in density_range(level))
+        parts.append(f"{word} {lo:.3g}-{hi:.3g}" if hi != math.inf else f"{word} {lo:.3g}+")
+    return ", ".join(parts) + f" notes per {quarters:g}/4 bar"
 
 
 def default_density_choices() -> dict[str, int]:

@@ -17,6 +17,7 @@ from musicgen.constraints import (
     ForcedGrammar,
     default_density_choices,
     density_choices,
+    describe_density_choices,
     key_name,
     parse_density,
     parse_key,
@@ -138,6 +139,8 @@ def test_density_words_are_measured_on_the_training_bars():
     top = [first + DENSITY_LEVELS - 1] * 5
     assert density_choices(ENC, [np.array(top)])["high"] == DENSITY_LEVELS - 1
     assert list(default_density_choices().values()) == [13, 17, 21]  # 2, 4, 8 per quarter
+    text = describe_density_choices({"low": 13, "medium": 17, "high": DENSITY_LEVELS - 1})
+    assert text == "low 8-9.51, medium 16-19, high 64+ notes per 4/4 bar"
 
 
 def test_control_tokens_out_of_place_are_skipped_by_the_decoder():
@@ -460,6 +463,8 @@ def test_train_with_controls_then_steer(tmp_path):
     levels = meta["data"]["controls"]["density"]  # measured on the training bars
     assert set(levels) == {"low", "medium", "high"}
     assert levels["low"] < levels["medium"] < levels["high"]
+    info = CliRunner().invoke(main, ["info", str(out)])
+    assert "Controls: --key (24 keys), --density low " in info.output
     args = ["generate", "--checkpoint", str(out), "--out", str(tmp_path / "g"), "--num", "1"]
     result = CliRunner().invoke(main, [*args, "--key", "G minor", "--density", "high", "-q"])
     assert result.exit_code == 0, result.output
