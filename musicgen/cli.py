@@ -862,10 +862,11 @@ def prepare(
 def _prepare_lines(s: dict[str, Any], val_fraction: float, seed: int) -> list[str]:
     """The human report of `musicgen prepare` from `PreparedData.summary()`."""
     skipped = s["files_skipped"]
+    pieces = f"{s['pieces']:,} pieces, " if s["pieces"] != s["files_ok"] else ""
     lines = [
         f"{s['data_dir']}: {s['files_ok']:,} file(s) used, {len(skipped):,} skipped "
         f"({s['encoding']} encoding; {s['cached']:,} from the cache, {s['parsed']:,} parsed)",
-        f"  {s['notes']:,} notes, {s['tokens']:,} tokens, {s['hours']:.2f} hours of music",
+        f"  {pieces}{s['notes']:,} notes, {s['tokens']:,} tokens, {s['hours']:.2f} hours of music",
         f"  split by file (validation {val_fraction:g}, seed {seed}): "
         f"{s['split']['train']:,} training / {s['split']['validation']:,} validation files",
     ]

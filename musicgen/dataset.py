@@ -43,11 +43,12 @@ import numpy as np
 
 from musicgen import __version__
 from musicgen.config import EncodingConfig, TrainConfig
+from musicgen.encoding.base import BOS
 from musicgen.errors import UsageError, UserError
 from musicgen.midi_io import SUPPORTED_SUFFIXES
 from musicgen.score import EmptyMusicError, MusicError, UnreadableFileError
 
-CACHE_FORMAT = 2  # bump when the cache entry layout or what a file parses to changes
+CACHE_FORMAT = 3  # bump when the cache entry layout or what a file parses to changes
 CACHE_ENV = "MUSICGEN_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path("~/.cache/musicgen")
 IN_PROCESS_MAX = 4  # this many misses or fewer are parsed without starting a pool
@@ -68,7 +69,7 @@ class PreparedFile:
 
     path: str  # relative to the data folder, POSIX separators
     digest: str  # sha256 of the file's bytes (hex)
-    ids: np.ndarray  # int32 token ids, BOS ... EOS
+    ids: np.ndarray  # int32 token ids, BOS ... EOS (once per piece of the file)
     notes: int  # notes encoded
     seconds: float  # length of the music in seconds
     dropped: dict[str, int]  # what reading and encoding left out, by reason
@@ -99,6 +100,7 @@ class PreparedData:
         return {
             "data_dir": printable(self.data_dir or str(self.root)),
             "files_ok": len(self.files),
+            "pieces": int(sum(np.count_nonzero(f.ids == BOS) for f in self.files)),
             "files_skipped": [{"path": printable(p), "reason": r} for p, r in self.skipped],
             "notes": int(sum(f.notes for f in self.files)),
             "tokens": int(sum(len(f.ids) for f in self.files)),
@@ -406,22 +408,31 @@ class Cache:
 
 def _parse_file(path: str, config_json: str) -> ParseResult:
     """Worker: read and encode one file. Never raises: ("ok", ids, notes, seconds,
-    dropped) or ("skip", one-line reason). Runs in a worker process; imports no
-    TensorFlow."""
-    from musicgen.midi_io import read_score
+    dropped) or ("skip", one-line reason). A file of several pieces (an ABC file of
+    many tunes) gives their sequences back to back, each BOS ... EOS; a piece left
+    with no note after encoding is counted as "empty_pieces". Runs in a worker
+    process; imports no TensorFlow."""
+    from musicgen.midi_io import read_pieces
 
     try:
         config = EncodingConfig.from_dict(json.loads(config_json))
-        score = read_score(path, include_drums=config.include_drums)
-        encoded = _encoding(config_json).encode(score)
-        ids = np.asarray(encoded.ids, dtype=np.int32)
-        notes = int(np.isin(ids, _note_ids(config_json)).sum())
+        sequences, notes, seconds, dropped = [], 0, 0.0, Counter()
+        for score in read_pieces(path, include_drums=config.include_drums):
+            encoded = _encoding(config_json).encode(score)
+            ids = np.asarray(encoded.ids, dtype=np.int32)
+            dropped.update(score.dropped)
+            piece_notes = int(np.isin(ids, _note_ids(config_json)).sum())
+            if piece_notes == 0:
+                dropped["empty_pieces"] += 1
+                continue
+            dropped.update(encoded.dropped)
+            sequences.append(ids)
+            notes += piece_notes
+            seconds += float(score.duration_seconds)
         if notes == 0:
             return ("skip", "no notes left after encoding (all out of range?)")
-        dropped = Counter(score.dropped)
-        dropped.update(encoded.dropped)
         counts = {str(k): int(v) for k, v in sorted(dropped.items()) if v}
-        return ("ok", ids, notes, float(score.duration_seconds), counts)
+        return ("ok", np.concatenate(sequences), notes, seconds, counts)
     except UnreadableFileError as exc:
         return ("skip", _one_line(f"unreadable: {exc}"))
     except (EmptyMusicError, MusicError) as exc:

@@ -1,8 +1,10 @@
 """Files <-> `Score`: the only module that imports pretty_midi, mido and music21.
 
-Reading: `read_score` picks a reader by file suffix. MIDI files go through
+Reading: `read_pieces` picks a reader by file suffix. MIDI files go through
 pretty_midi (every instrument, any tick resolution, the tempo and time-signature
-maps); the score formats (MusicXML, kern, ABC) go through music21. Both readers
+maps) and hold one piece; the score formats (MusicXML, kern, ABC) go through
+music21, and a collection (an ABC file of many tunes, which music21 reads as an
+Opus) gives one piece per tune. `read_score` is the first piece. Both readers
 produce raw notes in quarter notes, and `_finish_score` applies the same clean-up
 to either: drums set apart, zero-length notes dropped, same-pitch overlaps merged,
 each loss counted in `Score.dropped`. Before pretty_midi sees a MIDI file, its events
@@ -50,12 +52,22 @@ RawNote = tuple[int, float, float, int, int, bool]
 
 
 def read_score(path: str | Path, include_drums: bool = False) -> Score:
-    """Read a MIDI or score file into a `Score` (times in quarter notes).
+    """Read a MIDI or score file into a `Score` (times in quarter notes): the file's
+    first piece when it holds several (see `read_pieces`).
 
     include_drums: merge drum notes into `Score.notes` instead of `Score.drums`.
     Raises UnreadableFileError (not parseable, unsupported type, absurd size) or
     EmptyMusicError ("no notes", "drums only").
     """
+    return read_pieces(path, include_drums)[0]
+
+
+def read_pieces(path: str | Path, include_drums: bool = False) -> list[Score]:
+    """Every piece of a MIDI or score file, in file order: one for a MIDI file or a
+    single score; one per tune of a collection (e.g. an ABC file with many X: tunes).
+    Pieces without pitched notes are left out and counted in the first piece's
+    `dropped["empty_pieces"]`. Raises as `read_score`; EmptyMusicError when no
+    piece has pitched notes."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -71,15 +83,28 @@ def read_score(path: str | Path, include_drums: bool = False) -> Score:
     reader = _read_midi if suffix in MIDI_SUFFIXES else _read_music21
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        raw, tempos, time_signatures, changes = reader(path)
-    score = _finish_score(raw, tempos, time_signatures, include_drums)
-    score.dropped.update(changes)
-    return score
+        pieces = reader(path)
+    scores: list[Score] = []
+    empty: list[EmptyMusicError] = []
+    for raw, tempos, time_signatures, changes in pieces:
+        try:
+            score = _finish_score(raw, tempos, time_signatures, include_drums)
+        except EmptyMusicError as exc:
+            empty.append(exc)
+            continue
+        score.dropped.update(changes)
+        scores.append(score)
+    if not scores:
+        raise empty[0] if len(empty) == 1 else EmptyMusicError("no notes in any piece")
+    if empty:
+        scores[0].dropped["empty_pieces"] += len(empty)
+    return scores
 
 
-def _read_midi(path: Path) -> tuple[list[RawNote], list, list, Counter]:
-    """pretty_midi -> raw notes, tempos [(q, bpm)], time signatures [(q, n, d)] and the
-    changes made on the way (notes never closed are closed at the end of their track)."""
+def _read_midi(path: Path) -> list[tuple[list[RawNote], list, list, Counter]]:
+    """pretty_midi -> [(raw notes, tempos [(q, bpm)], time signatures [(q, n, d)], the
+    changes made on the way)]: one piece (notes never closed are closed at the end of
+    their track)."""
     import pretty_midi
 
     try:
@@ -125,7 +150,7 @@ def _read_midi(path: Path) -> tuple[list[RawNote], list, list, Counter]:
         (float(to_quarters(np.array([ts.time]))[0]), ts.numerator, ts.denominator)
         for ts in pm.time_signature_changes
     ]
-    return raw, tempos, signatures, changes
+    return [(raw, tempos, signatures, changes)]
 
 
 def count_midi_events(data: bytes, limit: int) -> int:
@@ -226,43 +251,60 @@ def _seconds_to_quarters(pm):
     return convert
 
 
-def _read_music21(path: Path) -> tuple[list[RawNote], list, list, Counter]:
-    """music21 (MusicXML, kern, ABC) -> raw notes, tempos, time signatures."""
+def _read_music21(path: Path) -> list[tuple[list[RawNote], list, list, Counter]]:
+    """music21 (MusicXML, kern, ABC) -> per piece (raw notes, tempos, time signatures,
+    changes): each score of a collection (music21's Opus) is a piece of its own."""
     try:
-        from music21 import converter, meter, note, tempo
+        from music21 import converter, stream
     except ImportError:  # pragma: no cover - music21 is a dependency
         raise UnreadableFileError("music21 is not installed") from None
     try:
         parsed = converter.parse(str(path))
-        parsed = parsed.stripTies()
-        parts = list(getattr(parsed, "parts", [])) or [parsed]
-        shift = _pickup(parts[0])
-        raw: list[RawNote] = []
-        for part in parts:
-            for element in part.flatten().notes:
-                if len(raw) > MAX_NOTES:
-                    raise UnreadableFileError(f"too many notes (more than {MAX_NOTES})")
-                start = float(element.offset) + shift
-                end = start + float(element.quarterLength)
-                velocity = element.volume.velocity if element.volume is not None else None
-                velocity = int(velocity) if velocity else DEFAULT_VELOCITY
-                pitches = element.pitches if not isinstance(element, note.Unpitched) else ()
-                for pitch in pitches:
-                    raw.append((int(pitch.midi), start, end, velocity, 0, False))
-        flat = parsed.flatten()
-        tempos = [
-            (float(mark.offset) + shift if mark.offset else 0.0, float(mark.getQuarterBPM()))
-            for mark in flat.getElementsByClass(tempo.MetronomeMark)
-            if mark.getQuarterBPM()
-        ]
-        signatures = [
-            (float(ts.offset) + shift if ts.offset else 0.0, int(ts.numerator), int(ts.denominator))
-            for ts in flat.getElementsByClass(meter.TimeSignature)
-        ]
+        scores = list(parsed.scores) if isinstance(parsed, stream.Opus) else [parsed]
+        pieces, notes = [], 0
+        for score in scores:
+            piece = _music21_piece(score, MAX_NOTES - notes)
+            notes += len(piece[0])
+            pieces.append(piece)
     except (UnreadableFileError, EmptyMusicError):
         raise
     except Exception as exc:  # music21 raises anything from its many sub-parsers
         raise UnreadableFileError(f"not readable as a score ({_reason(exc)})") from None
+    if not pieces:
+        raise EmptyMusicError("no notes")
+    return pieces
+
+
+def _music21_piece(parsed, max_notes: int) -> tuple[list[RawNote], list, list, Counter]:
+    """One music21 score -> (raw notes, tempos, time signatures, no changes);
+    UnreadableFileError past `max_notes` notes."""
+    from music21 import meter, note, tempo
+
+    parsed = parsed.stripTies()
+    parts = list(getattr(parsed, "parts", [])) or [parsed]
+    shift = _pickup(parts[0])
+    raw: list[RawNote] = []
+    for part in parts:
+        for element in part.flatten().notes:
+            if len(raw) > max_notes:
+                raise UnreadableFileError(f"too many notes (more than {MAX_NOTES})")
+            start = float(element.offset) + shift
+            end = start + float(element.quarterLength)
+            velocity = element.volume.velocity if element.volume is not None else None
+            velocity = int(velocity) if velocity else DEFAULT_VELOCITY
+            pitches = element.pitches if not isinstance(element, note.Unpitched) else ()
+            for pitch in pitches:
+                raw.append((int(pitch.midi), start, end, velocity, 0, False))
+    flat = parsed.flatten()
+    tempos = [
+        (float(mark.offset) + shift if mark.offset else 0.0, float(mark.getQuarterBPM()))
+        for mark in flat.getElementsByClass(tempo.MetronomeMark)
+        if mark.getQuarterBPM()
+    ]
+    signatures = [
+        (float(ts.offset) + shift if ts.offset else 0.0, int(ts.numerator), int(ts.denominator))
+        for ts in flat.getElementsByClass(meter.TimeSignature)
+    ]
     return raw, tempos, signatures, Counter()
 
 

@@ -8,7 +8,7 @@ import os
 import mido
 import pytest
 
-from musicgen.midi_io import SUPPORTED_SUFFIXES, read_score, write_midi
+from musicgen.midi_io import SUPPORTED_SUFFIXES, read_pieces, read_score, write_midi
 from musicgen.score import EmptyMusicError, Note, UnreadableFileError
 from tests.music import Track, assert_daw_ready, make_notes, make_score, write_test_midi
 
@@ -149,6 +149,27 @@ def test_abc_through_music21(tmp_path):
     ]
     assert score.time_signatures == [(0.0, 3, 4)]
     assert score.tempos == [(0.0, 90.0)]
+
+
+TUNES = (
+    "X:1\nT:first\nM:3/4\nL:1/4\nK:C\nC D E | G3 |]\n\n"
+    "X:2\nT:rests only\nM:4/4\nL:1/4\nK:C\nz4 |]\n\n"
+    "X:3\nT:third\nM:6/8\nL:1/8\nK:G\nG A B d2 B | G3 G3 |]\n"
+)
+
+
+def test_an_abc_file_of_several_tunes_is_several_pieces(tmp_path):
+    path = tmp_path / "tunes.abc"
+    path.write_text(TUNES)
+    first, third = read_pieces(path)  # the tune without notes is left out, and counted
+    assert first.time_signatures == [(0.0, 3, 4)] and len(first.notes) == 4
+    assert first.dropped["empty_pieces"] == 1
+    assert third.time_signatures == [(0.0, 6, 8)] and len(third.notes) == 7
+    assert third.notes[0].start == 0.0  # each tune starts at its own beginning
+    assert read_score(path).notes == first.notes
+    (tmp_path / "rests.abc").write_text("X:1\nT:r\nM:4/4\nL:1/4\nK:C\nz4 |]\n")
+    with pytest.raises(EmptyMusicError):
+        read_pieces(tmp_path / "rests.abc")
 
 
 def test_broken_musicxml_is_unreadable(tmp_path):

@@ -14,8 +14,8 @@ from tests.music import Track, write_test_midi
 from tests.test_dataset import drums_midi, good_midi
 
 SUMMARY_KEYS = {
-    "data_dir", "files_ok", "files_skipped", "notes", "tokens", "seconds", "hours", "dropped",
-    "cached", "parsed", "encoding", "split",
+    "data_dir", "files_ok", "pieces", "files_skipped", "notes", "tokens", "seconds", "hours",
+    "dropped", "cached", "parsed", "encoding", "split",
 }  # fmt: skip
 
 
@@ -96,3 +96,16 @@ def test_prepare_does_not_import_tensorflow(tmp_path):
                           timeout=120, cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_tunes_of_one_abc_file_are_pieces_of_their_own(tmp_path):
+    from tests.test_midi_io import TUNES
+
+    (tmp_path / "tunes.abc").write_text(TUNES)
+    good_midi(tmp_path / "one.mid")
+    result = run(str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["files_ok"] == 2 and summary["pieces"] == 3
+    assert summary["dropped"]["empty_pieces"] == 1
+    assert "3 pieces, " in run(str(tmp_path)).stdout
