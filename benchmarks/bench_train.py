@@ -1,15 +1,19 @@
 """Training speed: our step fed by our pipeline, the bare step, and the common recipe.
 
-One process, the default model (2 x 256 LSTM, embedding 128, remi vocabulary), the
-optimizer, loss and metrics `musicgen.train` compiles, batch 64 x seq_len 128:
+One process, the default model (2 x 256 LSTM, embedding 128, remi vocabulary), batch
+64 x seq_len 128:
 
-- (a) "ours, fed by feed.train_dataset": `model.fit` on `feed.train_dataset` over the
-  corpus's cached ids (random windows, random transposition), exactly as train.py
-  feeds it; supervised tokens/s = batch x seq_len per step;
-- (b) "bare step": the same model on one constant in-memory batch of the same shapes,
-  (b1) through the same `fit` loop on `Dataset.from_tensors(...).repeat()` and (b2)
-  `model.train_on_batch` on tensors already on the device. Pipeline overhead =
-  (fastest bare rate / rate a) - 1; the target is <= 10%;
+- (a) "ours, fed by feed.train_dataset": train.py's own training step (`train._build`'s
+  model and optimizer, `train._train_step`: `strategy.run` in a tf.function, under the
+  default one-device strategy, the loss read back every step as train.py's loop does)
+  on `feed.train_dataset` over the corpus's cached ids (random windows, random
+  transposition), exactly as train.py feeds one device; supervised tokens/s = batch x
+  seq_len per step;
+- (b) "bare step": on one constant in-memory batch of the same shapes, (b1) the same
+  step on `Dataset.from_tensors(...).repeat()` and (b2) Keras's own
+  `model.train_on_batch` (the same network compiled with the same Adam, clipping and
+  loss) on tensors already on the device. Pipeline overhead = (fastest bare rate /
+  rate a) - 1; the target is <= 10%;
 - (c) "common recipe": the well-known LSTM scripts' training at the same size: windows
   of 100 tokens, the last LSTM with return_sequences=False, one next-token target per
   window, batch 64; tokens/s = supervised targets/s. The target is ours/common >= 100x.
@@ -32,6 +36,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from run_all import Report, fmt
@@ -42,12 +47,12 @@ tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import layers as kl  # noqa: E402
 
-from musicgen import feed  # noqa: E402
+from musicgen import distribute, feed  # noqa: E402
 from musicgen.config import RunConfig  # noqa: E402
 from musicgen.dataset import prepare, split_files  # noqa: E402
-from musicgen.encoding.base import EOS, get_encoding  # noqa: E402
+from musicgen.encoding.base import EOS, PAD, get_encoding  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
-from musicgen.train import _compile  # noqa: E402  (the very compile train.py uses)
+from musicgen.train import _build, _train_step  # noqa: E402  (train.py's own step)
 
 COMMON_WINDOW = 100  # the recipe's sequence length: 100 notes in, 1 note out
 COMMON_BATCH = 64  # the recipe's batch size (windows per step)
@@ -97,6 +102,32 @@ def fit_step_seconds(model: keras.Model, data: tf.data.Dataset | tuple, steps: i
             data, epochs=1, steps_per_epoch=steps + 1, shuffle=False, verbose=0, callbacks=[timer]
         )
     return timer.per_step()
+
+
+def step_seconds(step: Callable, data: tf.data.Dataset, steps: int) -> Seconds:
+    """(wall, CPU) seconds per call of train.py's `step(iterator)` over `steps` steps
+    after one untimed step; each step's sums are read back (a host sync), as in
+    train.py's loop."""
+    iterator = iter(data)
+    _ = [float(x) for x in step(iterator)]
+    start = clock()
+    for _ in range(steps):
+        _ = [float(x) for x in step(iterator)]
+    return per_step(start, clock(), steps)
+
+
+def compiled_model(config: RunConfig, vocab: int) -> keras.Model:
+    """The same network compiled for Keras's own loop: Adam with the same global-norm
+    clip, cross-entropy over logits ignoring PAD targets."""
+    model = build_model(config.model, vocab)
+    cfg = config.train
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.learning_rate, global_clipnorm=cfg.clip_norm or None),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD),
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=False,
+    )
+    return model
 
 
 def train_on_batch_seconds(model: keras.Model, batch: tuple, steps: int) -> Seconds:
@@ -178,25 +209,29 @@ class Timings:
     feed alone, and peak memory (MiB)."""
 
     ours: Seconds  # (a)
-    bare_fit: Seconds  # (b1)
+    bare_step: Seconds  # (b1)
     bare_call: Seconds  # (b2)
     common: Seconds  # (c)
     feed: Seconds  # per batch, no model
     memory: dict[str, float]
 
 
-def measure(args: argparse.Namespace, config: RunConfig, arrays: list[np.ndarray]) -> Timings:
-    """Build both models, warm every way up, then time them interleaved."""
+def measure(
+    args: argparse.Namespace, config: RunConfig, arrays: list[np.ndarray], layout: Any
+) -> Timings:
+    """Build the models, warm every way up, then time them interleaved (call inside
+    `layout.placement()`, as train.py runs)."""
     cfg = config.train
     b, t = cfg.batch_size, cfg.seq_len
     keras.utils.set_random_seed(cfg.seed)
     encoding = get_encoding(config.encoding)
     vocab = len(encoding.vocab)
     memory = {"after loading the data": peak_mib()}
-    # (a) our model fed by our pipeline; (b) the same model on one constant batch
-    model = build_model(config.model, vocab)
-    _compile(model, config)
-    fed = feed.train_dataset(  # the feed exactly as train.py builds it
+    # (a) train.py's step fed by our pipeline; (b) the same on one constant batch
+    model, optimizer = _build(config, vocab, layout)
+    step = _train_step(model, optimizer, layout.strategy)
+    keras_model = compiled_model(config, vocab)
+    fed = feed.train_dataset(  # the feed exactly as train.py builds it for one device
         arrays,
         t,
         b,
@@ -216,18 +251,18 @@ def measure(args: argparse.Namespace, config: RunConfig, arrays: list[np.ndarray
 
     def ways(steps: int) -> list[Callable[[], Seconds]]:
         return [
-            lambda: fit_step_seconds(model, fed, steps),
-            lambda: fit_step_seconds(model, bare, steps),
-            lambda: train_on_batch_seconds(model, const, steps),
+            lambda: step_seconds(step, fed, steps),
+            lambda: step_seconds(step, bare, steps),
+            lambda: train_on_batch_seconds(keras_model, const, steps),
             lambda: fit_step_seconds(common, recipe, steps),
         ]
 
     median_of(ways(args.warmup), 1)  # trace and warm up every way before any timing
     memory["after warm-up (both models built)"] = peak_mib()
-    ours, bare_fit, bare_call, common_step = median_of(ways(args.steps), args.repeats)
+    ours, bare_step, bare_call, common_step = median_of(ways(args.steps), args.repeats)
     (feed_step,) = median_of([lambda: feed_seconds(fed, args.steps * 4)], args.repeats)
     memory["after timing"] = peak_mib()
-    return Timings(ours, bare_fit, bare_call, common_step, feed_step, memory)
+    return Timings(ours, bare_step, bare_call, common_step, feed_step, memory)
 
 
 def fill_report(
@@ -239,20 +274,21 @@ def fill_report(
     stream_tokens = sum(len(a) for a in arrays)
     vocab = len(get_encoding(config.encoding).vocab)
     ways = {
-        "(a) ours: fit on feed.train_dataset": (took.ours, tokens),
-        "(b1) bare: fit on one constant batch": (took.bare_fit, tokens),
-        "(b2) bare: train_on_batch, device tensors": (took.bare_call, tokens),
+        "(a) ours: train.py's step on feed.train_dataset": (took.ours, tokens),
+        "(b1) bare: the same step on one constant batch": (took.bare_step, tokens),
+        "(b2) bare: Keras train_on_batch, device tensors": (took.bare_call, tokens),
         f"(c) common recipe: {COMMON_WINDOW} in, 1 out": (took.common, COMMON_BATCH),
     }
     rate = {way: n / seconds[0] for way, (seconds, n) in ways.items()}
-    ours, bare_fit, bare_call, common = rate.values()
-    overhead = max(bare_fit, bare_call) / ours - 1
-    cpu_overhead = took.ours[1] / min(took.bare_fit[1], took.bare_call[1]) - 1
+    ours, bare_step, bare_call, common = rate.values()
+    overhead = max(bare_step, bare_call) / ours - 1
+    cpu_overhead = took.ours[1] / min(took.bare_step[1], took.bare_call[1]) - 1
     device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
     report.notes += [
         f"model: {config.model.layers} x {config.model.units} {config.model.cell.upper()}, "
         f"embedding {config.model.embedding_dim}, vocabulary {vocab} (remi), on the {device}; "
-        f"batch {cfg.batch_size} x seq_len {cfg.seq_len}; compiled as train.py compiles",
+        f"batch {cfg.batch_size} x seq_len {cfg.seq_len}; (a) and (b1) run train.py's own "
+        "training step (strategy.run in a tf.function, default strategy)",
         f"data: {args.data}, {len(arrays)} training files, {stream_tokens:,} tokens "
         f"(split by file, as train.py does); transposition +-{cfg.transpose}",
         f"each figure: median of {args.repeats} repeats of {args.steps} timed steps, "
@@ -295,6 +331,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per way first")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="4 steps, 1 repeat")
+    parser.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
     parser.add_argument("--json", help="also write the report here (for run_all.py)")
     args = parser.parse_args()
     if args.quick:
@@ -304,7 +341,10 @@ def main() -> None:
     prepared = prepare(args.data, config.encoding, cache_dir=args.cache_dir)
     train_files, _ = split_files(prepared.files, config.train.val_fraction, config.train.seed)
     arrays = [f.ids for f in train_files]
-    fill_report(report, args, config, arrays, measure(args, config, arrays))
+    layout = distribute.setup("none", "cpu" if args.cpu else "auto")  # as train.py, first
+    with layout.placement():
+        took = measure(args, config, arrays, layout)
+    fill_report(report, args, config, arrays, took)
     report.print()
     report.save(args.json)
 

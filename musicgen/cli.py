@@ -184,6 +184,7 @@ _TRAIN_SETTINGS = (
     "seed",
     "device",
     "mixed_precision",
+    "distribute",
 )
 
 
@@ -325,6 +326,14 @@ def _train_options(func: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="float16 compute on a GPU (ignored on CPU).",
         ),
+        click.option(
+            "--distribute",
+            type=click.Choice(["none", "mirrored", "multi-worker"]),
+            default=tr.distribute,
+            show_default=True,
+            help="mirrored: every GPU of this machine (or its CPU devices); multi-worker: "
+            "several machines, cluster in $TF_CONFIG. --batch-size is the global batch.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -380,7 +389,8 @@ def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue the checkpoint in --out (only --epochs, --patience, --device may change).",
+    help="Continue the checkpoint in --out (only --epochs, --patience, --device, "
+    "--distribute may change).",
 )
 @click.option("--force", is_flag=True, help="Replace an existing checkpoint in --out.")
 @click.option(

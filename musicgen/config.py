@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T", bound="_Config")
+DISTRIBUTE_MODES = ("none", "mirrored", "multi-worker")  # TrainConfig.distribute
 
 
 class ConfigError(ValueError):
@@ -145,6 +146,10 @@ class TrainConfig(_Config):
     seed: int = 0  # one seed for the split, the data feed and the weights
     mixed_precision: bool = False  # float16 compute on GPU
     device: str = "auto"  # "auto", "cpu" or "gpu"
+    # "none" (one device), "mirrored" (every GPU of this machine, or its logical CPUs) or
+    # "multi-worker" (several machines, cluster from TF_CONFIG); batch_size is the global
+    # batch, split evenly across the replicas
+    distribute: str = "none"
 
     def validate(self) -> None:
         _check(2 <= self.seq_len <= 100_000, "seq_len must be 2..100000")
@@ -157,6 +162,10 @@ class TrainConfig(_Config):
         _check(0 <= self.transpose <= 24, "transpose must be 0..24")
         _check(self.patience >= 0, "patience must be >= 0")
         _check(self.device in ("auto", "cpu", "gpu"), "device must be auto, cpu or gpu")
+        _check(
+            self.distribute in DISTRIBUTE_MODES,
+            f"distribute must be one of {', '.join(DISTRIBUTE_MODES)}, not {self.distribute!r}",
+        )
 
 
 @dataclass

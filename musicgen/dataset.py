@@ -16,6 +16,11 @@
    with it unnoticed (its files are retried one by one, a file that kills its own
    worker again is skipped).
 
+5. The usable files are packed into token shards (`shards.py`) beside the cache
+   entries, keyed by the folder's (path, digest) pairs: what training reads.
+   `find_shards` finds an unchanged folder's set by scanning and hashing alone, without
+   loading a single file's ids (what each worker of a multi-machine run does).
+
 `PreparedData.summary()` is the `musicgen prepare --json` report; `split_files`
 splits by file (never by token), reproducibly from a seed.
 
@@ -41,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from musicgen import __version__
+from musicgen import __version__, shards
 from musicgen.config import EncodingConfig, TrainConfig
 from musicgen.encoding.base import BOS
 from musicgen.errors import UsageError, UserError
@@ -86,6 +91,7 @@ class PreparedData:
     cached: int = 0  # files answered by the cache (usable or not)
     parsed: int = 0  # files parsed in this run
     data_dir: str = ""  # the folder (or file) as the caller named it
+    shards: shards.ShardSet | None = None  # the files packed as token shards (on disk)
 
     def summary(
         self, val_fraction: float = TrainConfig.val_fraction, seed: int = TrainConfig.seed
@@ -153,13 +159,15 @@ def prepare(
     cache_dir: str | Path | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
+    tokens_per_shard: int | None = None,
 ) -> PreparedData:
     """Scan, hash, look up the cache, parse the misses on `workers` processes (default:
-    every core) and return the folder's encoded files.
+    every core), write the token shards and return the folder's encoded files.
 
     data_dir: a folder (searched recursively) or a single music file.
     cache_dir: default $MUSICGEN_CACHE_DIR, else ~/.cache/musicgen.
     progress: called as progress(files done, files in total) while it works.
+    tokens_per_shard: shard size (default $MUSICGEN_SHARD_TOKENS, else 1 << 20).
     Raises UsageError (no such path, no music file in it), UserError (no usable file).
     """
     cache = Cache(resolve_cache_dir(cache_dir), encoding_config)
@@ -178,10 +186,13 @@ def prepare(
     report(cached, total)
     misses = [(rel, digest) for rel, digest in unique if rel not in results]
 
+    unwritable = []  # entries the cache could not store (then no shards are written)
+
     def done(index: int, result: ParseResult) -> None:
         rel, digest = misses[index]
         results[rel] = result
-        cache.store(digest, result)
+        if not cache.store(digest, result):
+            unwritable.append(rel)
         report(len(results), total)
 
     _parse_all([root / rel for rel, _ in misses], encoding_config, workers, done)
@@ -189,7 +200,52 @@ def prepare(
     data.cached, data.parsed, data.data_dir = cached, len(misses), str(data_dir)
     if not data.files:
         raise UserError(_nothing_usable(data_dir, data.skipped))
+    if not unwritable:  # a cache that cannot be written gets no shards either
+        data.shards = _write_shards(cache, unique, data, tokens_per_shard)
     return data
+
+
+def find_shards(
+    data_dir: str | Path,
+    encoding_config: EncodingConfig,
+    *,
+    cache_dir: str | Path | None = None,
+    tokens_per_shard: int | None = None,
+) -> shards.ShardSet | None:
+    """The shard set `prepare` wrote for this folder as it is now, or None (never
+    prepared with these settings, or changed since). Scans and hashes the folder but
+    loads no file's ids. Raises UsageError like `prepare` for a missing/empty folder."""
+    cache = Cache(resolve_cache_dir(cache_dir), encoding_config)
+    root, found, skipped = _find_music(Path(data_dir), cache.root)
+    if not found and not skipped:
+        raise UsageError(f"no music files ({_suffix_list()}) in {data_dir}")
+    unique, _ = _hash_and_dedupe(root, found, skipped)
+    return shards.ShardSet.load(_shard_folder(cache, unique, tokens_per_shard))
+
+
+def shard_set(data: PreparedData, tokens_per_shard: int | None = None) -> shards.ShardSet:
+    """`data`'s shard set: the one `prepare` wrote, else (the cache could not be written)
+    the same set held in memory."""
+    if data.shards is not None:
+        return data.shards
+    size = shards.tokens_per_shard(tokens_per_shard)
+    return shards.ShardSet.in_memory(data.files, data.skipped, size)
+
+
+def _shard_folder(cache: Cache, unique: list[tuple[str, str]], tokens: int | None) -> Path:
+    size = shards.tokens_per_shard(tokens)
+    return cache.folder / f"shards-{shards.folder_key(unique, size)}"
+
+
+def _write_shards(
+    cache: Cache, unique: list[tuple[str, str]], data: PreparedData, tokens: int | None
+) -> shards.ShardSet | None:
+    """Write (or reuse) the folder's shard set; None when the cache cannot be written."""
+    folder = _shard_folder(cache, unique, tokens)
+    try:
+        return shards.write(folder, data.files, data.skipped, shards.tokens_per_shard(tokens))
+    except OSError:
+        return None
 
 
 def _collect(
@@ -381,8 +437,9 @@ class Cache:
         except Exception:  # noqa: BLE001 - missing, truncated, garbled: all a miss
             return None
 
-    def store(self, digest: str, result: ParseResult) -> None:
-        """Write one entry atomically (temp file + rename); errors are ignored."""
+    def store(self, digest: str, result: ParseResult) -> bool:
+        """Write one entry atomically (temp file + rename); False when it could not be
+        written (errors are otherwise ignored)."""
         if result[0] == "ok":
             _, ids, notes, seconds, dropped = result
             meta = json.dumps({"notes": notes, "seconds": seconds, "dropped": dropped})
@@ -394,13 +451,15 @@ class Cache:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".npz")
         except OSError:
-            return
+            return False
         try:
             with os.fdopen(fd, "wb") as handle:
                 np.savez(handle, **arrays)
             os.replace(tmp, target)
         except OSError:
             Path(tmp).unlink(missing_ok=True)
+            return False
+        return True
 
 
 # ----------------------------------------------------------------------------- parsing

@@ -14,13 +14,24 @@ corpus shorter than a window) and 1.0 elsewhere.
   pitch-class tokens (remi's Key_*, `Encoding.cyclic_id_groups`) rotate with it.
   Everything runs as vectorized TensorFlow ops on whole batches (no Python in the
   loop), so the pipeline keeps up with the model.
+- `grouped_train_dataset`: the same batches over a corpus too big to hold at once,
+  given as groups of tokens loaded on demand (a few shards each). Each pass over the
+  corpus visits the groups in a seeded order and draws from each as many batches as it
+  has tokens for; at most two groups are in memory. Batch n is still a pure function
+  of (key, n, the groups); with one group it is exactly `train_dataset`'s batch n.
 - `val_dataset`: non-overlapping windows in order, no augmentation, the last one
-  padded with PAD (weight 0); a finite dataset that is the same on every pass.
+  padded with PAD (weight 0); a finite dataset that is the same on every pass
+  (optionally padded with empty windows to a fixed number of batches).
+
+For tf.distribute, `replicas=R` cuts each batch into R consecutive per-replica batches
+(elements R * n ... R * n + R - 1): a strategy's local replicas take them in turn, so
+the replicas together see exactly the batch a single device would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -49,6 +60,8 @@ def train_dataset(
     *,
     first_batch: int = 0,
     cyclic_id_groups: Sequence[tuple[int, int]] = (),
+    key: int | None = None,
+    replicas: int = 1,
 ) -> tf.data.Dataset:
     """Endless (inputs, targets, weights) batches of random windows, each [batch, seq_len].
 
@@ -57,16 +70,127 @@ def train_dataset(
     first_batch: index of the first batch to yield (a resumed run continues the feed).
     cyclic_id_groups: (first id, size) groups of pitch-class tokens; a window shifted
     by k semitones has each such id rotated by k within its group.
+    key: the random ops' seed (default `seed`; each worker of a cluster has its own).
+    replicas: cut each batch into this many per-replica batches (batch_size / replicas).
     """
+    make_batch = _batch_maker(
+        seq_len, batch_size, transpose, pitch_id_ranges, cyclic_id_groups,
+        seed if key is None else key,
+    )  # fmt: skip
     tokens = tf.constant(concatenate(arrays, min_length=seq_len + 1))
-    num_starts = int(tokens.shape[0]) - seq_len  # window starts 0 .. N - seq_len - 1
+    dataset = tf.data.Dataset.counter(start=first_batch).map(
+        lambda step: make_batch(tokens, step),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return _per_replica(dataset, batch_size, replicas).prefetch(tf.data.AUTOTUNE)
+
+
+@dataclass(frozen=True)
+class TokenGroup:
+    """Part of a corpus that is loaded as one stream: `tokens` ids, read by `load()`."""
+
+    tokens: int
+    load: Callable[[], np.ndarray]
+
+
+def group_schedule(
+    sizes: Sequence[int], batch_tokens: int, key: int
+) -> Callable[[int], Iterator[tuple[int, int, int]]]:
+    """The order in which `grouped_train_dataset` draws batches from groups of `sizes`
+    tokens: a function first_batch -> endless (group, first batch, end batch) visits.
+
+    Pass p (of sum(per_visit) batches) visits every group once, in the permutation
+    `np.random.default_rng([key mod 2**63, p])` draws; a visit to group g yields per_visit[g] =
+    ceil(sizes[g] / batch_tokens) (at least 1) consecutive batch numbers."""
+    per_visit = [max(1, -(-int(size) // batch_tokens)) for size in sizes]
+    pass_length = sum(per_visit)
+
+    def visits(first_batch: int) -> Iterator[tuple[int, int, int]]:
+        pass_index, skip = divmod(first_batch, pass_length)
+        while True:
+            start = pass_index * pass_length
+            order = np.random.default_rng([key % 2**63, pass_index]).permutation(len(sizes))
+            for group in order:
+                end = start + per_visit[group]
+                if end > pass_index * pass_length + skip:
+                    yield int(group), max(start, pass_index * pass_length + skip), end
+                start = end
+            pass_index, skip = pass_index + 1, 0
+
+    return visits
+
+
+def grouped_train_dataset(
+    groups: Sequence[TokenGroup],
+    seq_len: int,
+    batch_size: int,
+    transpose: int = 0,
+    pitch_id_ranges: Sequence[tuple[int, int]] = (),
+    seed: int = 0,
+    *,
+    first_batch: int = 0,
+    cyclic_id_groups: Sequence[tuple[int, int]] = (),
+    key: int | None = None,
+    replicas: int = 1,
+) -> tf.data.Dataset:
+    """`train_dataset` over `groups` loaded one at a time (see `group_schedule`).
+
+    Batch n draws its windows from the group that the schedule gives for n, with the
+    random ops of batch n; one group gives exactly `train_dataset`'s batches."""
+    key = seed if key is None else key
+    if len(groups) == 1:
+        return train_dataset(
+            [groups[0].load()], seq_len, batch_size, transpose, pitch_id_ranges, seed,
+            first_batch=first_batch, cyclic_id_groups=cyclic_id_groups, key=key,
+            replicas=replicas,
+        )  # fmt: skip
+    make_batch = _batch_maker(
+        seq_len, batch_size, transpose, pitch_id_ranges, cyclic_id_groups, key
+    )
+    visits = group_schedule([g.tokens for g in groups], batch_size * seq_len, key)
+
+    def segments() -> Iterator[tuple[np.ndarray, int, int]]:
+        for group, start, end in visits(first_batch):
+            yield concatenate([groups[group].load()], min_length=seq_len + 1), start, end
+
+    def batches(tokens: tf.Tensor, start: tf.Tensor, end: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.Dataset.range(start, end).map(
+            lambda step: make_batch(tokens, step),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+
+    signature = (
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([], tf.int64),
+        tf.TensorSpec([], tf.int64),
+    )
+    dataset = tf.data.Dataset.from_generator(segments, output_signature=signature)
+    dataset = dataset.flat_map(batches)
+    return _per_replica(dataset, batch_size, replicas).prefetch(tf.data.AUTOTUNE)
+
+
+def _batch_maker(
+    seq_len: int,
+    batch_size: int,
+    transpose: int,
+    pitch_id_ranges: Sequence[tuple[int, int]],
+    cyclic_id_groups: Sequence[tuple[int, int]],
+    key: int,
+) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+    """make_batch(tokens int32[N >= seq_len + 1], step int64) -> batch `step` of windows
+    of `tokens`: starts drawn with the stateless seed (key, 2 step), shifts with
+    (key, 2 step + 1)."""
     offsets = tf.range(seq_len + 1, dtype=tf.int32)
     ranges = [(int(a), int(b)) for a, b in pitch_id_ranges]
     cycles = [(int(a), int(b)) for a, b in cyclic_id_groups]
+    key_tensor = tf.constant(key, tf.int64)
 
-    def make_batch(step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        start_seed = tf.stack([tf.constant(seed, tf.int64), step * 2])
-        shift_seed = tf.stack([tf.constant(seed, tf.int64), step * 2 + 1])
+    def make_batch(tokens: tf.Tensor, step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        num_starts = tf.shape(tokens)[0] - seq_len  # window starts 0 .. N - seq_len - 1
+        start_seed = tf.stack([key_tensor, step * 2])
+        shift_seed = tf.stack([key_tensor, step * 2 + 1])
         starts = tf.random.stateless_uniform(
             [batch_size], start_seed, minval=0, maxval=num_starts, dtype=tf.int32
         )
@@ -75,33 +199,53 @@ def train_dataset(
             windows = _transpose_windows(windows, transpose, ranges, shift_seed, cycles)
         return _split(windows)
 
-    return (
-        tf.data.Dataset.counter(start=first_batch)
-        .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return make_batch
 
 
-def val_dataset(arrays: Sequence[np.ndarray], seq_len: int, batch_size: int) -> tf.data.Dataset:
+def _per_replica(dataset: tf.data.Dataset, batch_size: int, replicas: int) -> tf.data.Dataset:
+    """Each batch of `batch_size` cut into `replicas` consecutive batches."""
+    if replicas <= 1:
+        return dataset
+    if batch_size % replicas:
+        raise ValueError(f"batch size {batch_size} does not split over {replicas} replicas")
+    return dataset.rebatch(batch_size // replicas)
+
+
+def val_dataset(
+    arrays: Sequence[np.ndarray],
+    seq_len: int,
+    batch_size: int,
+    *,
+    steps: int | None = None,
+    replicas: int = 1,
+) -> tf.data.Dataset:
     """Finite (inputs, targets, weights) batches of consecutive, non-overlapping windows.
 
     Window i covers tokens [i * seq_len, (i + 1) * seq_len] of the concatenated stream;
     the stream is padded with PAD (weight 0) to fill the last window. Same every pass.
+    steps: pad with all-PAD windows (weight 0) to exactly this many full batches, so
+    that every replica of a cluster runs the same number of steps.
     """
     windows = val_windows(arrays, seq_len)
-    return (
-        tf.data.Dataset.from_tensor_slices(windows)
-        .batch(batch_size)
-        .map(_split)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    if steps is not None:
+        if steps * batch_size < len(windows):
+            raise ValueError(f"{len(windows)} windows do not fit {steps} batches")
+        padding = np.full((steps * batch_size - len(windows), seq_len + 1), PAD, np.int32)
+        windows = np.concatenate([windows, padding])
+    dataset = tf.data.Dataset.from_tensor_slices(windows).batch(batch_size).map(_split)
+    return _per_replica(dataset, batch_size, replicas).prefetch(tf.data.AUTOTUNE)
+
+
+def val_window_count(tokens: int, seq_len: int) -> int:
+    """How many windows `val_windows` cuts from a stream of `tokens` tokens."""
+    return max(1, -(-(tokens - 1) // seq_len))
 
 
 def val_windows(arrays: Sequence[np.ndarray], seq_len: int) -> np.ndarray:
     """int32[n, seq_len + 1]: the consecutive windows `val_dataset` feeds (sharing one
     token at each seam, so every token after the first is a target exactly once)."""
     tokens = concatenate(arrays)
-    count = max(1, -(-(tokens.size - 1) // seq_len))  # ceil((N - 1) / seq_len)
+    count = val_window_count(tokens.size, seq_len)  # ceil((N - 1) / seq_len)
     tokens = concatenate([tokens], min_length=count * seq_len + 1)
     index = np.arange(count)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
     return tokens[index]

@@ -2,7 +2,7 @@
 
 Root ignores chmod, so an unwritable place is simulated by making `os.replace` or
 `tempfile.mkstemp` raise OSError(ENOSPC / EROFS), and TensorFlow's out-of-memory
-error by making `fit` raise it.
+error by making the training loop (`train._fit`) raise it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from musicgen.runtime import import_tensorflow
 
 tf = import_tensorflow()
 
-import keras  # noqa: E402
-
 from musicgen import checkpoint as ckpt  # noqa: E402
 from musicgen import dataset  # noqa: E402
+from musicgen import train as train_module  # noqa: E402
 from musicgen.cli import main  # noqa: E402
 from musicgen.config import EncodingConfig, ModelConfig, RunConfig  # noqa: E402
 from musicgen.encoding.base import get_encoding  # noqa: E402
@@ -138,7 +137,7 @@ def test_out_of_memory_suggests_a_smaller_batch(corpus, tmp_path, monkeypatch, e
     def fit(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(keras.Model, "fit", fit)
+    monkeypatch.setattr(train_module, "_fit", fit)
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["train", str(corpus), "--out", str(out), *CLI_TINY, "-q"])
     assert result.exit_code == 1
