@@ -98,6 +98,9 @@ def setup(mode: str, device: str) -> Layout:
     strategy = _MIRRORED[devices]
     replicas = strategy.num_replicas_in_sync
     line = f"{_describe(kind)}; MirroredStrategy over {replicas} {kind.upper()} replicas"
+    if replicas == 1:
+        line = f"{_describe(kind)}; MirroredStrategy over 1 {kind.upper()} replica (no other "
+        line += "device to mirror on; training runs as with --distribute none)"
     return Layout(strategy, mode, kind, replicas, 1, 0, True, line)
 
 

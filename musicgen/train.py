@@ -474,7 +474,7 @@ def _fit(
             for callback in callbacks:
                 callback.on_train_batch_end(index, logs)
             if bar:
-                bar.update(index + 1, list(logs.items()))
+                bar.update(index + 1, list(logs.items()), finalize=False)
             if model.stop_training:
                 break
         if not math.isfinite(logs["loss"]):
