@@ -255,13 +255,14 @@ def collect(
     progress: Callable[[int, int], None] | None = None,
 ) -> SetStats:
     """Read and measure every music file under `folder` (recursively, as `dataset.scan`
-    finds them), or the one file `folder` names.
+    finds them), or the one file `folder` names; each piece of a collection (an ABC
+    file of many tunes) is measured on its own, as "path#k" (its k-th piece with notes).
 
     Unreadable or empty files are skipped and listed; UsageError if the folder is
     missing, UserError if no file is usable. progress: called (files done, total).
     """
     from musicgen.dataset import scan
-    from musicgen.midi_io import read_score
+    from musicgen.midi_io import read_pieces
 
     root = Path(folder)
     if not root.exists():
@@ -273,11 +274,17 @@ def collect(
     files, scores = [], []
     for i, rel in enumerate(paths):
         try:
-            score = read_score(root / rel)
-            files.append(file_stats(score, rel, key=key))
-            scores.append(score)
+            pieces = read_pieces(root / rel)
         except MusicError as exc:
             skipped.append((rel, str(exc)))
+            pieces = []
+        for k, score in enumerate(pieces, start=1):  # a collection: "tunes.abc#3"
+            name = rel if len(pieces) == 1 else f"{rel}#{k}"
+            try:
+                files.append(file_stats(score, name, key=key))
+                scores.append(score)
+            except MusicError as exc:
+                skipped.append((name, str(exc)))
         if progress is not None:
             progress(i + 1, len(paths))
     if not files:
@@ -491,9 +498,9 @@ def report_lines(
     then the copy-check summary and the most frequent keys."""
     sa = a.summary()
     sb = b.summary() if b is not None else None
-    cols = [f"{a.root} ({len(a.files)} files)"]
+    cols = [f"{a.root} ({len(a.files)} pieces)"]
     if sb is not None:
-        cols.append(f"{b.root} ({len(b.files)} files)")
+        cols.append(f"{b.root} ({len(b.files)} pieces)")
     width = max(22, *(len(c) + 2 for c in cols))
     lines = [f"{'statistic':<22}" + "".join(f"{c:>{width}}" for c in cols)]
     if comparison is not None:

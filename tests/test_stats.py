@@ -160,6 +160,15 @@ def test_collect_reads_a_folder_and_reports_skips(tmp_path):
     assert summary["stats"]["polyphony"]["std"] == pytest.approx(0.5)
 
 
+def test_each_tune_of_an_abc_collection_is_measured(tmp_path):
+    from tests.test_midi_io import TUNES
+
+    (tmp_path / "tunes.abc").write_text(TUNES)  # three tunes, one of them rests only
+    result = stats.collect(tmp_path, key=False)
+    assert [f.path for f in result.files] == ["tunes.abc#1", "tunes.abc#2"]
+    assert [f.values["notes"] for f in result.files] == [4.0, 7.0]
+
+
 def test_collect_errors(tmp_path):
     from musicgen.errors import UsageError, UserError
 
