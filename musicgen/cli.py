@@ -983,6 +983,7 @@ def harmonize(
         sample=SampleConfig(temperature=temperature, seed=seed),
         force=force,
         on_file=lambda path, info: echo(info.summary(), quiet),
+        on_note=lambda line: echo(f"Note: {line}", quiet, err=True),
         verbose_tensorflow=debug,
     )
 

@@ -46,7 +46,7 @@ from musicgen.config import ConfigError, RunConfig, SampleConfig
 from musicgen.constraints import Controls, stored_density_choices
 from musicgen.encoding.base import BOS, PAD, Encoding, Grammar, get_encoding
 from musicgen.errors import UsageError, UserError
-from musicgen.midi_io import read_score, write_midi
+from musicgen.midi_io import read_pieces, read_score, write_midi
 from musicgen.npmodel import NumpyRNN, one_blas_thread
 from musicgen.runtime import import_tensorflow
 from musicgen.score import MusicError, Note, Score
@@ -264,9 +264,12 @@ def _primer_ids(encoding: Encoding, path: Path, on_note: Callable[[str], None] |
     """The primer's ids after BOS, without EOS, truncated to its last bars/seconds;
     remi primers end with an extra `Bar` (the new music opens a bar of its own)."""
     try:
-        score = read_score(path, include_drums=encoding.config.include_drums)
+        pieces = read_pieces(path, include_drums=encoding.config.include_drums)
     except MusicError as exc:
         raise UserError(f"cannot use primer {path}: {exc}") from None
+    score = pieces[0]
+    if len(pieces) > 1 and on_note is not None:
+        on_note(f"primer {path.name} holds {len(pieces)} pieces: the first is used")
     ids = encoding.encode(score).ids
     quantized = encoding.decode(ids)
     start, why = _primer_cut(encoding, quantized)

@@ -51,7 +51,7 @@ from musicgen.encoding.remi import (
     RemiEncoding,
 )
 from musicgen.errors import UsageError, UserError
-from musicgen.midi_io import read_score, write_midi
+from musicgen.midi_io import read_pieces, write_midi
 from musicgen.runtime import import_tensorflow
 from musicgen.score import MusicError, Note, Score
 
@@ -67,15 +67,21 @@ CLASHES = (1, 2, 6, 10, 11)
 # ----------------------------------------------------------------------------- 1. melody
 
 
-def read_melody(path: str | Path, encoding: RemiEncoding) -> Score:
+def read_melody(
+    path: str | Path, encoding: RemiEncoding, on_note: Callable[[str], None] | None = None
+) -> Score:
     """The melody line of a file on the encoding's grid: at each onset step its highest
     note (of those in the pitch range), cut at the next onset and at the longest
-    duration. Times in quarters; the file's tempo and metre maps are kept.
+    duration. Times in quarters; the file's tempo and metre maps are kept. A file of
+    several pieces (an ABC file of many tunes) gives its first, said to `on_note`.
     UserError if the file is unreadable or has no note in range."""
     try:
-        score = read_score(path, include_drums=False)
+        pieces = read_pieces(path, include_drums=False)
     except MusicError as exc:
         raise UserError(f"cannot use melody {path}: {exc}") from None
+    score = pieces[0]
+    if len(pieces) > 1 and on_note is not None:
+        on_note(f"{Path(path).name} holds {len(pieces)} pieces: the first is harmonized")
     config, spq = encoding.config, encoding.config.steps_per_quarter
     top: dict[int, Note] = {}
     for note in score.notes:
@@ -310,18 +316,20 @@ def harmonize(
     engine: str = "auto",
     clashes: tuple[int, ...] = CLASHES,
     on_file: Callable[[Path, gen.GeneratedFile], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
     verbose_tensorflow: bool = False,
 ) -> list[gen.GeneratedFile]:
     """Write `num` harmonizations of the melody in `melody_path` into `out_dir`, named
     f"{melody stem}-harmony-{seed}-{i:02d}.mid" (i from 1); existing files need
     `force`. clashes: intervals below the melody forbidden at its onsets (() allows
     any). engine: as for `generate`. Returns one GeneratedFile per piece; its `notes`/`lowest`/`highest`
-    describe the harmony alone, `ids` the whole piece (melody included)."""
+    describe the harmony alone, `ids` the whole piece (melody included). on_note:
+    called with remarks for the user (a melody file of several pieces)."""
     sample = sample or SampleConfig()
     gen._check_options(num, sample, None, None)
     config, _ = _read_remi_config(Path(checkpoint_dir))
     encoding = get_encoding(config.encoding)
-    melody = read_melody(melody_path, encoding)
+    melody = read_melody(melody_path, encoding, on_note)
     plan = plan_melody(encoding, melody)
     paths = _paths(Path(melody_path), Path(out_dir), num, sample.seed, force)
     grammars = [_start(encoding, plan, clashes) for _ in range(num)]

@@ -155,6 +155,18 @@ def test_long_primer_keeps_its_last_bars(remi_ckpt, tmp_path, monkeypatch):
     assert [(n.pitch, n.start) for n in score.notes if n.start < 4] == [(61, 0), (64, 1.5), (67, 2)]
 
 
+def test_a_primer_of_several_tunes_continues_the_first(remi_ckpt, tmp_path):
+    from tests.test_midi_io import TUNES
+
+    primer = tmp_path / "tunes.abc"
+    primer.write_text(TUNES)
+    notes = []
+    [f] = gen.generate(remi_ckpt, tmp_path, num=1, bars=1, primer=primer, on_note=notes.append)
+    assert notes == ["primer tunes.abc holds 2 pieces: the first is used"]
+    first = [(n.pitch, n.start) for n in _remi().decode(f.ids).notes][:4]
+    assert first == [(60, 0.0), (62, 1.0), (64, 2.0), (67, 3.0)]  # C D E | G3 in 3/4
+
+
 def test_bad_primer_is_one_line_error(remi_ckpt, tmp_path):
     bad = tmp_path / "bad.mid"
     bad.write_bytes(b"MThd this is not midi")

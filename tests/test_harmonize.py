@@ -189,6 +189,17 @@ def test_melody_in_another_key_and_metre(checkpoints, tmp_path):
     assert_harmonized(f.path, [(p, s, s + d) for p, s, d, _ in notes])
 
 
+def test_a_melody_file_of_several_tunes_harmonizes_the_first(checkpoints, tmp_path):
+    from tests.test_midi_io import TUNES
+
+    path = tmp_path / "tunes.abc"
+    path.write_text(TUNES)
+    notes = []
+    (f,) = harmonize(checkpoints[0], path, tmp_path / "out", on_note=notes.append)
+    assert notes == ["tunes.abc holds 2 pieces: the first is harmonized"]
+    assert_harmonized(f.path, [(60, 0.0, 1.0), (62, 1.0, 2.0), (64, 2.0, 3.0), (67, 3.0, 6.0)])
+
+
 def test_harmonize_errors(checkpoints, melody_file, tmp_path):
     harmonize(checkpoints[0], melody_file, tmp_path)
     with pytest.raises(UsageError, match="--force"):
