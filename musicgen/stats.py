@@ -61,18 +61,21 @@ _MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])  # natural minor uses the same sets (r
 
 @dataclass
 class FileStats:
-    """Statistics of one piece: scalars by name, histogram counts, the key found."""
+    """Statistics of one piece: scalars by name, histogram counts, the key found and
+    the time signatures of its bars."""
 
     path: str
     values: dict[str, float]
     histograms: dict[str, np.ndarray]  # counts per bin of HISTOGRAM_CENTRES
     key: str | None = None  # e.g. "C major", "f# minor"; None if not analysed
+    metre: str = ""  # its bars' time signatures in order of appearance, e.g. "3/4+4/4"
 
     def to_dict(self) -> dict:
         return {
             "path": self.path,
             **{k: _json_float(v) for k, v in self.values.items()},
             "key": self.key,
+            "metre": self.metre,
             **{f"{k}_histogram": v.astype(int).tolist() for k, v in self.histograms.items()},
         }
 
@@ -118,7 +121,8 @@ def file_stats(score: Score, path: str = "", *, key: bool = True) -> FileStats:
         "ioi": _log2_histogram(np.diff(distinct_onsets)),
     }
     found = music21_key(score) if key else None
-    return FileStats(path, values, histograms, found)
+    metre = "+".join(dict.fromkeys(f"{num}/{den}" for _, _, num, den in bars))
+    return FileStats(path, values, histograms, found, metre)
 
 
 def _entropy_bits(counts: np.ndarray) -> float:
@@ -231,6 +235,7 @@ class SetStats:
                 "std": _json_float(v.std() if len(v) else math.nan),
             }
         keys = Counter(f.key for f in self.files if f.key)
+        metres = Counter(f.metre for f in self.files if f.metre)
         return {
             "root": self.root,
             "files": len(self.files),
@@ -244,6 +249,7 @@ class SetStats:
                 for name in HISTOGRAMS
             },
             "keys": dict(keys.most_common()),
+            "metres": dict(metres.most_common()),
             **({"per_file": [f.to_dict() for f in self.files]} if files else {}),
         }
 
@@ -495,7 +501,7 @@ def report_lines(
     a: SetStats, b: SetStats | None = None, comparison: dict | None = None
 ) -> list[str]:
     """A readable table: per statistic the mean +- std of each set and their overlap,
-    then the copy-check summary and the most frequent keys."""
+    then the copy-check summary, the most frequent keys and the pieces' metres."""
     sa = a.summary()
     sb = b.summary() if b is not None else None
     cols = [f"{a.root} ({len(a.files)} pieces)"]
@@ -523,6 +529,9 @@ def report_lines(
     keys = list(sa["keys"].items())[:4]
     if keys:
         lines += ["", "Keys: " + ", ".join(f"{k} {n}" for k, n in keys)]
+    metres = ", ".join(f"{m} {n}" for m, n in list(sa["metres"].items())[:4])
+    if metres:
+        lines += ([] if keys else [""]) + [f"Metres (of every bar): {metres}"]
     skipped = len(a.skipped) + (len(b.skipped) if b is not None else 0)
     if skipped:
         lines.append(f"Skipped {skipped} unreadable file(s) (see --json)")

@@ -67,6 +67,11 @@ def test_bars_and_beats_follow_the_time_signature():
         [(60, 0, 1, 80), (60, 5, 1, 80)], time_signature=[(0, 3, 4), (3, 2, 4)], end=7
     )
     assert stats.bar_grid(changing) == [(0.0, 3.0, 3, 4), (3.0, 2.0, 2, 4), (5.0, 2.0, 2, 4)]
+    assert stats.file_stats(score, key=False).metre == "6/8"
+    assert stats.file_stats(changing, key=False).metre == "3/4+2/4"
+    both = [stats.file_stats(s, key=False) for s in (score, changing)]
+    summary = stats.SetStats("x", both, [score, changing])
+    assert summary.summary()["metres"] == {"6/8": 1, "3/4+2/4": 1}
 
 
 def test_histograms_in_quarters():
