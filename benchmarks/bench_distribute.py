@@ -8,7 +8,8 @@ global batch 64 x 128, the corpus's shards split as train.py splits them:
   (`train._train_step`, `train._feeds`); "2 replicas": the same under
   MirroredStrategy over the two logical CPU devices (each replica gets 32 windows).
   On one CPU both replicas share the same cores, so this measures what the
-  strategy costs, not a speed-up; on a multi-GPU machine the replicas run in parallel;
+  strategy costs, not a speed-up; with GPUs visible (--device auto, the default) the
+  replicas are the GPUs and run in parallel, and the step is the GPU's;
 - "feed alone": batches/s of the distributed training dataset with no model running,
   against the step rate on one constant batch (the bare model): the feed must be
   much faster than the step for the model never to wait.
@@ -16,7 +17,8 @@ global batch 64 x 128, the corpus's shards split as train.py splits them:
 Each figure is the median of --repeats repeats of --steps steps, after a warm-up.
 Run from the repository root:
 
-    python benchmarks/bench_distribute.py [--quick] [--data midi_corpus] [--json FILE]
+    python benchmarks/bench_distribute.py [--quick] [--data midi_corpus] [--device auto]
+        [--json FILE]
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def seconds_per_call(call: Callable[[], object], steps: int, repeats: int) -> fl
 
 def measure(mode: str, config: RunConfig, data: train_module._Data, args: argparse.Namespace):
     """(seconds per fed step, per bare step, per feed batch) under `mode`."""
-    layout = distribute.setup(mode, "cpu")
+    layout = distribute.setup(mode, args.device)
     keras.utils.set_random_seed(config.train.seed)
     vocab = len(get_encoding(config.encoding).vocab)
     with layout.placement():
@@ -102,8 +104,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a tiny model, 3 steps, 1 repeat")
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     parser.add_argument("--json", help="also write the report here (for run_all.py)")
     args = parser.parse_args()
+    kind = distribute.setup("none", args.device).kind
     config = RunConfig()
     if args.quick:
         args.steps, args.repeats = 3, 1
@@ -113,11 +117,17 @@ def main() -> None:
     train, validation = split_files(packed.files, cfg.val_fraction, cfg.seed)
     data = train_module._Data(packed, train, validation or train, summary={})
 
-    report = Report("Distributed training: replica scaling on CPU devices, the feed vs the step")
+    report = Report(
+        f"Distributed training: replica scaling on {kind.upper()} devices, the feed vs the step"
+    )
+    devices = (
+        "the CPU split into 2 logical devices (both share the same cores)"
+        if kind == "cpu"
+        else f"{len(tf.config.list_logical_devices('GPU'))} GPU(s)"
+    )
     report.notes += [
         f"model: {config.model.layers} x {config.model.units} {config.model.cell.upper()}; "
-        f"global batch {cfg.batch_size} x seq_len {cfg.seq_len}; the CPU split into 2 "
-        "logical devices (both share the same cores)",
+        f"global batch {cfg.batch_size} x seq_len {cfg.seq_len}; {devices}",
         f"data: {args.data}, {len(train)} training files in {packed.num_shards} shard(s)",
         f"median of {args.repeats} repeats of {args.steps} steps (the feed: {args.steps * 4})",
     ]
