@@ -49,7 +49,7 @@ tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 from musicgen import distribute, feed, shards  # noqa: E402
-from musicgen.encoding.base import PAD, get_encoding  # noqa: E402
+from musicgen.encoding.base import PAD, Encoding, get_encoding  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
 
 # Settings that --resume may change; anything else would make a different run.
@@ -205,6 +205,7 @@ def _load_data(
     resume: bool,
     cache_dir: str | Path | None,
     log: Callable[[str], None],
+    encoding: Encoding,
     *,
     chief: bool = True,
 ) -> _Data:
@@ -246,7 +247,6 @@ def _load_data(
         "tokens": {"train": _tokens(train), "validation": _tokens(validation)},
     }
     if config.encoding.controls and chief:  # what generate --density's words mean
-        encoding = get_encoding(config.encoding)
         levels = density_choices(encoding, (packed.ids(f) for f in train))
         summary["controls"] = {"density": levels}
     log(
@@ -531,8 +531,10 @@ def _run(
     if _already_finished(previous, cfg.epochs, cfg.patience):
         log(f"{out} already finished at epoch {done}; raise --epochs or --patience to go on")
         return writer.result("already finished", started)
-    data = _load_data(config, data_dir, out, resume, cache_dir, log, chief=layout.is_chief)
     encoding = get_encoding(config.encoding)
+    data = _load_data(
+        config, data_dir, out, resume, cache_dir, log, encoding, chief=layout.is_chief
+    )
     model, optimizer = _build(config, len(encoding.vocab), layout)
     writer.optimizer = optimizer
     if resume and previous["epoch"] > 0:

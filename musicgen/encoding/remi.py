@@ -260,7 +260,7 @@ class RemiEncoding(Encoding):
             ids.append(self.first_id[BAR])
             if key is not None:
                 ids.append(key)
-                ids.append(self.density_id(by_bar[i], bar.steps))
+                ids.append(self._density_id(by_bar[i], bar.steps))
             if i == 0 or bar.signature != bars[i - 1].signature:
                 ids.append(self._timesig_id[bar.signature])
             if i == 0 or tempo_bins[i] != tempo_bins[i - 1]:
@@ -274,7 +274,7 @@ class RemiEncoding(Encoding):
         tonic, mode = find_key([n[1] for n in notes], [n[3] for n in notes])
         return self.first_id[KEY] + 12 * mode + tonic
 
-    def density_id(self, notes: Sequence, steps: int) -> int:
+    def _density_id(self, notes: Sequence, steps: int) -> int:
         """Density id of a bar of `steps` grid steps holding `notes` (one per onset)."""
         quarters = steps / self.config.steps_per_quarter
         return self.first_id[DENSITY] + density_level(len(notes), quarters)
@@ -411,7 +411,7 @@ class _RemiReader:
 
     def _control(self, value: int, token_id: int) -> bool:
         # controls open a bar, before its TimeSig/Tempo; they carry no music
-        return self.bars > 0 and self.stage == 0 and self.position is None
+        return self.bars > 0 and self.stage == 0  # stage 0: no TimeSig/Tempo/Position yet
 
     def _drop_unfinished(self) -> None:
         if self.pitch is not None:
