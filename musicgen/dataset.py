@@ -19,7 +19,9 @@
 5. The usable files are packed into token shards (`shards.py`) beside the cache
    entries, keyed by the folder's (path, digest) pairs: what training reads.
    `find_shards` finds an unchanged folder's set by scanning and hashing alone, without
-   loading a single file's ids (what each worker of a multi-machine run does).
+   loading a single file's ids (what each worker of a multi-machine run does);
+   `load_shards` (what `train` calls) does that and, for a new or changed folder, goes
+   on to prepare it on the same scan.
 
 `PreparedData.summary()` is the `musicgen prepare --json` report; `split_files`
 splits by file (never by token), reproducibly from a seed.
@@ -170,11 +172,43 @@ def prepare(
     tokens_per_shard: shard size (default $MUSICGEN_SHARD_TOKENS, else 1 << 20).
     Raises UsageError (no such path, no music file in it), UserError (no usable file).
     """
+    survey = _survey(data_dir, encoding_config, cache_dir)
+    return _prepare(survey, data_dir, encoding_config, workers, progress, tokens_per_shard)
+
+
+@dataclass
+class _Survey:
+    """A folder scanned and hashed: its cache, root, unique (path, digest) pairs and the
+    files already skipped (links, duplicates, unreadable)."""
+
+    cache: Cache
+    root: Path
+    unique: list[tuple[str, str]]
+    skipped: list[tuple[str, str]]
+
+
+def _survey(
+    data_dir: str | Path, encoding_config: EncodingConfig, cache_dir: str | Path | None
+) -> _Survey:
+    """Scan and hash `data_dir`; UsageError for a missing folder or one without music."""
     cache = Cache(resolve_cache_dir(cache_dir), encoding_config)
     root, found, skipped = _find_music(Path(data_dir), cache.root)
     if not found and not skipped:
         raise UsageError(f"no music files ({_suffix_list()}) in {data_dir}")
     unique, skipped = _hash_and_dedupe(root, found, skipped)
+    return _Survey(cache, root, unique, skipped)
+
+
+def _prepare(
+    survey: _Survey,
+    data_dir: str | Path,
+    encoding_config: EncodingConfig,
+    workers: int | None,
+    progress: Progress | None,
+    tokens_per_shard: int | None,
+) -> PreparedData:
+    """`prepare`'s work after the survey: cache look-ups, parsing, shards."""
+    cache, root, unique, skipped = survey.cache, survey.root, survey.unique, survey.skipped
     total = len(unique)
     report = progress or (lambda _done, _total: None)
     results: dict[str, ParseResult] = {}
@@ -215,12 +249,26 @@ def find_shards(
     """The shard set `prepare` wrote for this folder as it is now, or None (never
     prepared with these settings, or changed since). Scans and hashes the folder but
     loads no file's ids. Raises UsageError like `prepare` for a missing/empty folder."""
-    cache = Cache(resolve_cache_dir(cache_dir), encoding_config)
-    root, found, skipped = _find_music(Path(data_dir), cache.root)
-    if not found and not skipped:
-        raise UsageError(f"no music files ({_suffix_list()}) in {data_dir}")
-    unique, _ = _hash_and_dedupe(root, found, skipped)
-    return shards.ShardSet.load(_shard_folder(cache, unique, tokens_per_shard))
+    survey = _survey(data_dir, encoding_config, cache_dir)
+    return shards.ShardSet.load(_shard_folder(survey.cache, survey.unique, tokens_per_shard))
+
+
+def load_shards(
+    data_dir: str | Path,
+    encoding_config: EncodingConfig,
+    *,
+    cache_dir: str | Path | None = None,
+    tokens_per_shard: int | None = None,
+) -> shards.ShardSet:
+    """The folder's shard set: `find_shards`'s when the folder is unchanged (no file's
+    ids loaded), else what `prepare` writes (or holds in memory). The folder is scanned
+    and hashed once either way. Raises as `prepare`."""
+    survey = _survey(data_dir, encoding_config, cache_dir)
+    found = shards.ShardSet.load(_shard_folder(survey.cache, survey.unique, tokens_per_shard))
+    if found is not None:
+        return found
+    data = _prepare(survey, data_dir, encoding_config, None, None, tokens_per_shard)
+    return shard_set(data, tokens_per_shard)
 
 
 def shard_set(data: PreparedData, tokens_per_shard: int | None = None) -> shards.ShardSet:

@@ -8,8 +8,8 @@
    workers wait until the chief has checked it, then read it on --resume;
 3. one seed for everything (Keras/TF/NumPy, the split, the data feed);
 4. on a GPU, the mixed-precision policy;
-5. the data: the folder's token shards (`dataset.find_shards`, else `dataset.prepare`
-   writes them), split by file (split.json); each worker feeds its own part
+5. the data: the folder's token shards (`dataset.load_shards`: those an unchanged
+   folder already has, else what `prepare` writes), split by file (split.json); each worker feeds its own part
    (`shards.assign`) through `feed.py` and `strategy.distribute_datasets_from_function`;
 6. the model and Adam (global-norm clipping; loss scaling under mixed precision),
    built in the strategy's scope;
@@ -212,11 +212,9 @@ def _load_data(
     """The folder's shards, split by file (split.json, written by the chief; reused on
     --resume). Reads no file's tokens when `prepare` has written the shards before."""
     from musicgen.constraints import density_choices
-    from musicgen.dataset import find_shards, prepare, shard_set, split_files
+    from musicgen.dataset import load_shards, split_files
 
-    packed = find_shards(data_dir, config.encoding, cache_dir=cache_dir)
-    if packed is None:
-        packed = shard_set(prepare(data_dir, config.encoding, cache_dir=cache_dir))
+    packed = load_shards(data_dir, config.encoding, cache_dir=cache_dir)
     saved = ckpt.read_split(out) if resume else None
     if saved:
         by_path = {f.path: f for f in packed.files}

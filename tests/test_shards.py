@@ -88,6 +88,20 @@ def test_prepare_writes_shards_that_find_shards_finds_until_the_folder_changes(t
     assert again.shards.folder != prepared.shards.folder
 
 
+def test_load_shards_prepares_a_new_folder_then_finds_its_shards(tmp_path, monkeypatch):
+    folder, cache = _corpus(tmp_path / "music", 3), tmp_path / "cache"
+    encoding = EncodingConfig()
+    first = dataset.load_shards(folder, encoding, cache_dir=cache, tokens_per_shard=150)
+    assert len(first.files) == 3 and first.folder is not None
+    parsed = []
+    monkeypatch.setattr(dataset, "_parse_all", lambda *args: parsed.append(args))
+    again = dataset.load_shards(folder, encoding, cache_dir=cache, tokens_per_shard=150)
+    assert again.folder == first.folder and not parsed  # found, not prepared again
+    assert [again.ids(f).tolist() for f in again.files] == [
+        first.ids(f).tolist() for f in first.files
+    ]
+
+
 def test_each_worker_gets_its_shards_else_its_files():
     files = [
         shards.ShardFile(f"f{i}", f"{i:02x}", shard, 0, 10)
