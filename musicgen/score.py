@@ -49,6 +49,32 @@ class Note:
         return self.end - self.start
 
 
+DRUM_PROGRAM = 128  # Part.program of a drum kit (General MIDI channel 10)
+
+
+@dataclass
+class Part:
+    """One instrument's part: a track of a MIDI file, a voice of a score.
+
+    program: General MIDI program 0..127, or DRUM_PROGRAM for a drum kit (whose
+             pitches are General MIDI drum notes, 35 = kick, 38 = snare, ...)
+    name:    the track or voice name as the file gave it ("" when it gave none)
+    notes:   sorted by (start, pitch), no same-pitch overlaps
+    """
+
+    program: int
+    notes: list[Note] = field(default_factory=list)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.program <= DRUM_PROGRAM:
+            raise ValueError(f"program {self.program} outside 0..{DRUM_PROGRAM}")
+
+    @property
+    def is_drum(self) -> bool:
+        return self.program == DRUM_PROGRAM
+
+
 @dataclass
 class Score:
     """A piece as one stream of pitched notes plus its tempo and metre maps.
@@ -61,6 +87,11 @@ class Score:
     end:              length in quarters when it is known exactly (e.g. a whole number
                       of bars from a decoder); None means "just after the last note"
     dropped:          what reading or encoding had to leave out, by reason
+    parts:            the same music kept apart by instrument (drum kit included), in
+                      the file's order; empty when the source had no parts to tell
+                      apart (then `notes` and `drums` are all there is). Readers fill
+                      both views: `notes` is every pitched part merged, `drums` every
+                      drum part merged.
     """
 
     notes: list[Note] = field(default_factory=list)
@@ -70,6 +101,7 @@ class Score:
     program: int = 0
     end: float | None = None
     dropped: Counter[str] = field(default_factory=Counter)
+    parts: list[Part] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.tempos or self.tempos[0][0] != 0:
@@ -84,7 +116,16 @@ class Score:
         """Length in quarters: `end` if set, else the end of the last note (0 if none)."""
         if self.end is not None:
             return self.end
-        return max((n.end for n in self.notes), default=0.0)
+        last = [n.end for n in self.notes] + [n.end for n in self.drums]
+        last += [n.end for part in self.parts for n in part.notes]
+        return max(last, default=0.0)
+
+    @property
+    def note_count(self) -> int:
+        """Notes of the piece, drums included (each part's, or notes + drums)."""
+        if self.parts:
+            return sum(len(part.notes) for part in self.parts)
+        return len(self.notes) + len(self.drums)
 
     def seconds_at(self, quarters: float) -> float:
         """Seconds from the start at a time given in quarters (through the tempo map)."""

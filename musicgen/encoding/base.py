@@ -178,6 +178,20 @@ class Encoding(ABC):
             out[inside] = first + (original[inside] - first + semitones) % size
         return out
 
+    def music_size(self, ids: Sequence[int] | np.ndarray) -> tuple[float, int]:
+        """(quarter notes, notes) of the music that `ids` encode: every BOS..EOS
+        piece decoded (a file may hold several back to back) and added up. The units
+        every encoding shares, so that nats per quarter note and per note compare
+        encodings and settings."""
+        ids = np.asarray(ids, dtype=np.int64)
+        starts = np.flatnonzero(ids == BOS).tolist() or [0]
+        quarters, notes = 0.0, 0
+        for first, nxt in zip(starts, [*starts[1:], ids.size], strict=True):
+            score = self.decode(ids[first:nxt])
+            quarters += score.length
+            notes += score.note_count
+        return quarters, notes
+
     def describe(self, ids: Sequence[int] | np.ndarray) -> list[str]:
         """Token names of ids, for debugging and tests."""
         return [self.vocab.token(int(i)) for i in ids]
