@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T", bound="_Config")
 DISTRIBUTE_MODES = ("none", "mirrored", "multi-worker")  # TrainConfig.distribute
+ENCODINGS = ("remi", "tracks", "performance")  # EncodingConfig.name
 
 
 class ConfigError(ValueError):
@@ -81,7 +82,9 @@ def _check(cond: bool, message: str) -> None:
 class EncodingConfig(_Config):
     """How music becomes tokens. The vocabulary is a function of these alone."""
 
-    name: str = "remi"  # "remi" (beat grid) or "performance" (10 ms expressive events)
+    # "remi" (beat grid, one merged part), "tracks" (beat grid, every instrument and the
+    # drums apart) or "performance" (10 ms expressive events)
+    name: str = "remi"
     pitch_min: int = 21  # lowest pitch kept (A0); notes outside are dropped and counted
     pitch_max: int = 108  # highest pitch kept (C8)
     velocity_bins: int = 16  # velocities 1..127 quantized into this many bins
@@ -99,9 +102,11 @@ class EncodingConfig(_Config):
     time_shift_ms: int = 10  # one time-shift step in milliseconds
     max_shift_steps: int = 100  # longest single time shift (100 x 10 ms = 1 s)
     include_drums: bool = False  # keep drum tracks (merged into the one stream)
+    # tracks
+    max_parts: int = 16  # parts a piece may have (more merge into the nearest program's)
 
     def validate(self) -> None:
-        _check(self.name in ("remi", "performance"), f"unknown encoding {self.name!r}")
+        _check(self.name in ENCODINGS, f"unknown encoding {self.name!r}")
         _check(0 <= self.pitch_min <= self.pitch_max <= 127, "pitch range must lie in 0..127")
         _check(1 <= self.velocity_bins <= 127, "velocity_bins must be 1..127")
         _check(1 <= self.steps_per_quarter <= 48, "steps_per_quarter must be 1..48")
@@ -109,7 +114,11 @@ class EncodingConfig(_Config):
         _check(self.max_bar_quarters >= 1, "max_bar_quarters must be >= 1")
         _check(self.tempo_bins >= 1 and 0 < self.tempo_min < self.tempo_max, "bad tempo bins")
         _check(self.time_shift_ms >= 1 and self.max_shift_steps >= 1, "bad time shift")
-        _check(not self.controls or self.name == "remi", "controls need the remi encoding")
+        _check(
+            not self.controls or self.name in ("remi", "tracks"),
+            "controls need the remi or tracks encoding",
+        )
+        _check(1 <= self.max_parts <= 64, "max_parts must be 1..64")
 
 
 @dataclass

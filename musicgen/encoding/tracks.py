@@ -1,0 +1,631 @@
+"""TRACKS: REMI with instruments (REMI+ style) - every part on the beat grid, in one
+time-ordered stream, each note tagged with the part that plays it.
+
+A piece opens with its instruments, then goes bar by bar as remi does:
+
+    BOS Program_p+                                   the parts, in a canonical order
+    Bar [Key Density] [TimeSig_N/D] [Tempo_i]        as remi (controls optional)
+      Position_s                                     an onset on the grid
+        [Track_i] [Velocity_v] Pitch_n Duration_d    a note of a pitched part
+        [Track_i] [Velocity_v] Drum_n                a hit of the drum part
+    ... EOS
+
+`Program_<0..127>` is a General MIDI program, `Program_drums` the drum kit (at most one,
+always the last part). `Track_i` names the i-th part of the header, so parts that share
+a program (a chorale's four voices, two guitars) stay apart. Tokens that carry no
+information are left out, which is what makes the stream dense:
+
+- `Track_i` only when the part changes (the part carries over from one position to
+  the next; within a position parts come in header order, pitches rise in a part);
+- `Velocity_v` only when the part's velocity changes (once per part for music of one
+  dynamic, such as a chorale);
+- drums have no duration (a hit lasts one grid step when decoded): `Drum_n` are their
+  own tokens, General MIDI drum notes, so transposing pitches never moves a drum.
+
+Canonical part order: pitched parts by program, parts of one program from the highest
+(mean pitch) to the lowest, then the drums. The key control is the pitched parts'
+key; a bar's density counts every part's onsets. The vocabulary is a function of
+`EncodingConfig` alone: remi's tokens (same ids, controls included), then Program_*,
+Track_* and Drum_*.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from musicgen.encoding.base import BOS, EOS, PAD, Encoded, Grammar, NarrowedGrammar
+from musicgen.encoding.remi import (
+    BAR,
+    DENSITY,
+    DURATION,
+    KEY,
+    PITCH,
+    POSITION,
+    SPECIAL,
+    TEMPO,
+    TIMESIG,
+    VELOCITY,
+    RemiEncoding,
+)
+from musicgen.instruments import track_names
+from musicgen.score import DRUM_PROGRAM, Note, Part, Score
+
+PROGRAM, TRACK, DRUM = 10, 11, 12  # token kinds after remi's
+DRUM_NOTES = 128  # Drum_0 .. Drum_127
+
+# a part's grid notes: (onset step, pitch, velocity bin, duration steps)
+GridNote = tuple[int, int, int, int]
+
+
+def canonical_parts(score: Score) -> list[Part]:
+    """The score's parts in the encoding's order (see the module docstring); a score
+    without parts is one pitched part (`notes`, `program`) plus its drums."""
+    parts = list(score.parts)
+    if not parts:
+        if score.notes:
+            parts.append(Part(score.program, list(score.notes)))
+        if score.drums:
+            parts.append(Part(DRUM_PROGRAM, list(score.drums)))
+    drums = [p for p in parts if p.is_drum]
+    pitched = [p for p in parts if not p.is_drum and p.notes]
+
+    def order(part: Part) -> tuple[int, float]:
+        return part.program, -sum(n.pitch for n in part.notes) / len(part.notes)
+
+    pitched.sort(key=order)
+    if len(drums) > 1:  # one kit: merge
+        drums = [Part(DRUM_PROGRAM, sorted(n for d in drums for n in d.notes), "Drums")]
+    return pitched + [d for d in drums if d.notes]
+
+
+class TracksEncoding(RemiEncoding):
+    """Multi-track beat-grid tokens; see the module docstring."""
+
+    name = "tracks"
+
+    # ------------------------------------------------------------------ vocabulary
+
+    def _build_tokens(self) -> list[str]:
+        return [
+            *super()._build_tokens(),
+            *(f"Program_{p}" for p in range(128)),
+            "Program_drums",
+            *(f"Track_{i}" for i in range(self.config.max_parts)),
+            *(f"Drum_{n}" for n in range(DRUM_NOTES)),
+        ]
+
+    def _index_tokens(self) -> None:
+        super()._index_tokens()
+        tokens = self.vocab.tokens
+        extra = {PROGRAM: ("Program_0", 129), TRACK: ("Track_0", self.config.max_parts)}
+        extra[DRUM] = ("Drum_0", DRUM_NOTES)
+        for kind, (first, count) in extra.items():
+            lo = tokens.index(first)
+            self.first_id[kind] = lo
+            self.id_range[kind] = (lo, lo + count)
+            self.kinds[lo : lo + count] = kind
+            self.values[lo : lo + count] = np.arange(count)
+        self._kinds_list, self._values_list = self.kinds.tolist(), self.values.tolist()
+
+    def program_id(self, program: int) -> int:
+        """Id of Program_<program> (DRUM_PROGRAM: Program_drums)."""
+        return self.first_id[PROGRAM] + program
+
+    # ------------------------------------------------------------------ encode
+
+    def encode(self, score: Score) -> Encoded:
+        """Score -> ids. Counted losses as remi's, plus parts_merged (more parts than
+        `max_parts`: the smallest go into the part of the nearest program)."""
+        dropped: Counter[str] = Counter()
+        parts = self._limit_parts(canonical_parts(score), dropped)
+        grids = [self._part_grid(part, dropped) for part in parts]
+        end_step = max((on + dur for grid in grids for on, _, _, dur in grid), default=0)
+        if score.end is not None:
+            end_step = max(end_step, round(score.end * self.config.steps_per_quarter))
+        bars = self._bars(score, end_step, dropped)
+        tempo_bins = self._bar_tempos(score, bars, dropped)
+        pitched = [
+            n for part, grid in zip(parts, grids, strict=True) if not part.is_drum for n in grid
+        ]
+        key = self._key_id(pitched) if self.config.controls else None
+
+        # every note as (onset, part index, pitch, velocity bin, steps), in stream order
+        events = sorted((n[0], i, n[1], n[2], n[3]) for i, grid in enumerate(grids) for n in grid)
+        starts = [bar.start for bar in bars]
+        by_bar: list[list[tuple[int, int, int, int, int]]] = [[] for _ in bars]
+        for event in events:
+            by_bar[bisect.bisect_right(starts, event[0]) - 1].append(event)
+
+        ids = [BOS, *(self.program_id(p.program) for p in parts)]
+        writer = _NoteWriter(self, [p.is_drum for p in parts])
+        for i, bar in enumerate(bars):
+            ids.append(self.first_id[BAR])
+            if key is not None:
+                ids.append(key)
+                ids.append(self._density_id(by_bar[i], bar.steps))
+            if i == 0 or bar.signature != bars[i - 1].signature:
+                ids.append(self._timesig_id[bar.signature])
+            if i == 0 or tempo_bins[i] != tempo_bins[i - 1]:
+                ids.append(self.first_id[TEMPO] + tempo_bins[i])
+            for event in by_bar[i]:
+                ids.extend(writer.note(bar.start, *event))
+        ids.append(EOS)
+        return Encoded(np.array(ids, dtype=np.int32), dropped)
+
+    def _limit_parts(self, parts: list[Part], dropped: Counter) -> list[Part]:
+        """At most `max_parts` parts: the smallest pitched part merges into the one of
+        the nearest program until they fit."""
+        parts = list(parts)
+        while len(parts) > self.config.max_parts:
+            pitched = [i for i, p in enumerate(parts) if not p.is_drum]
+            small = min(pitched, key=lambda i: (len(parts[i].notes), i))
+            rest = [i for i in pitched if i != small]
+            into = min(rest, key=lambda i: (abs(parts[i].program - parts[small].program), i))
+            notes = sorted(
+                [*parts[into].notes, *parts[small].notes], key=lambda n: (n.start, n.pitch)
+            )
+            parts[into] = Part(parts[into].program, notes, parts[into].name)
+            del parts[small]
+            dropped["parts_merged"] += 1
+        return parts
+
+    def _part_grid(self, part: Part, dropped: Counter) -> list[GridNote]:
+        """One part's notes on the grid; drums keep every note 0..127 and one step."""
+        if not part.is_drum:
+            return self._grid_notes(Score(notes=part.notes), dropped)
+        spq, grid = self.config.steps_per_quarter, {}
+        for note in part.notes:
+            key = (round(note.start * spq), note.pitch)
+            if key in grid:
+                dropped["duplicate_notes"] += 1
+            grid[key] = max(grid.get(key, 0), self.velocities.bin(note.velocity))
+        return [(on, p, vb, 1) for (on, p), vb in sorted(grid.items())]
+
+    # ------------------------------------------------------------------ decode
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> Score:
+        """Ids -> Score with one `Part` per header program (named by
+        `instruments.track_names`); `notes` is every pitched part merged, `drums` the
+        drum part. Tokens out of place are skipped and counted as invalid_tokens."""
+        reader = _TracksReader(self)
+        for token_id in np.asarray(ids, dtype=np.int64).tolist():
+            if token_id == EOS:
+                break
+            reader.read(token_id)
+        return reader.score()
+
+    def grammar(self, length: float | None = None) -> TracksGrammar:
+        return TracksGrammar(self, None if length is None else int(length))
+
+
+class _NoteWriter:
+    """Emits one note's ids, leaving out a Track or Velocity that would repeat."""
+
+    def __init__(self, encoding: TracksEncoding, is_drum: list[bool]):
+        self.enc, self.is_drum = encoding, is_drum
+        self.position: int | None = None  # absolute grid step of the last Position
+        self.part: int | None = None
+        self.velocity: list[int | None] = [None] * len(is_drum)
+
+    def note(
+        self, bar_start: int, onset: int, part: int, pitch: int, vbin: int, steps: int
+    ) -> list[int]:
+        f, ids = self.enc.first_id, []
+        if onset != self.position:
+            self.position = onset
+            ids.append(f[POSITION] + onset - bar_start)
+        if part != self.part:
+            self.part = part
+            ids.append(f[TRACK] + part)
+        if vbin != self.velocity[part]:
+            self.velocity[part] = vbin
+            ids.append(f[VELOCITY] + vbin)
+        if self.is_drum[part]:
+            ids.append(f[DRUM] + pitch)
+        else:
+            ids.append(f[PITCH] + pitch - self.enc.config.pitch_min)
+            ids.append(f[DURATION] + steps - 1)
+        return ids
+
+
+class _TracksReader:
+    """Decoding state; tolerant of tokens out of place (counted, skipped)."""
+
+    def __init__(self, encoding: TracksEncoding):
+        self.enc = encoding
+        self.programs: list[int] = []
+        self.notes: list[list[Note]] = []
+        self.bars = 0
+        self.bar_start = 0
+        self.signature = encoding.nearest_time_signature(4, 4)
+        self.bar_len = encoding.bar_steps(self.signature)
+        self.stage = 0  # 0 just after Bar, 1 after TimeSig, 2 after Tempo, 3 in the notes
+        self.position: int | None = None
+        self.part: int | None = None
+        self.velocity: list[int | None] = []
+        self.pitch: int | None = None  # a pitched note waiting for its Duration
+        self.tempos: list[tuple[int, float]] = []
+        self.signatures: list[tuple[int, int, int]] = []
+        self.invalid = 0
+
+    def read(self, token_id: int) -> None:
+        if not 0 <= token_id < len(self.enc.vocab):
+            self.invalid += 1
+            return
+        kind, value = self.enc._kinds_list[token_id], self.enc._values_list[token_id]
+        if kind != DURATION and self.pitch is not None:  # a pitch never finished
+            self.invalid, self.pitch = self.invalid + 1, None
+        handler = getattr(self, f"_{_KIND_NAMES[kind]}")
+        if not handler(value, token_id):
+            self.invalid += 1
+
+    def _special(self, value: int, token_id: int) -> bool:
+        return token_id in (PAD, BOS)
+
+    def _program(self, value: int, token_id: int) -> bool:
+        if self.bars or len(self.programs) >= self.enc.config.max_parts:
+            return False
+        self.programs.append(value)
+        self.notes.append([])
+        self.velocity.append(None)
+        return True
+
+    def _bar(self, value: int, token_id: int) -> bool:
+        if self.bars:
+            self.bar_start += self.bar_len
+        self.bars += 1
+        self.stage, self.position = 0, None
+        if self.bars == 1:
+            self.signatures.append((0, *self.signature))
+        return True
+
+    def _control(self, value: int, token_id: int) -> bool:
+        return self.bars > 0 and self.stage == 0
+
+    def _timesig(self, value: int, token_id: int) -> bool:
+        if not self.bars or self.stage != 0:
+            return False
+        self.signature = self.enc.time_signatures[value]
+        self.bar_len = self.enc.bar_steps(self.signature)
+        if self.signatures[-1][0] == self.bar_start:
+            self.signatures.pop()
+        if not self.signatures or self.signatures[-1][1:] != self.signature:
+            self.signatures.append((self.bar_start, *self.signature))
+        self.stage = 1
+        return True
+
+    def _tempo(self, value: int, token_id: int) -> bool:
+        if not self.bars or self.stage > 1:
+            return False
+        bpm = self.enc.tempos.value(value)
+        if not self.tempos or self.tempos[-1][1] != bpm:
+            self.tempos.append((self.bar_start, bpm))
+        self.stage = 2
+        return True
+
+    def _position(self, value: int, token_id: int) -> bool:
+        if not self.bars or value >= self.bar_len:
+            return False
+        self.position, self.stage = value, 3
+        return True
+
+    def _track(self, value: int, token_id: int) -> bool:
+        if self.position is None or value >= len(self.programs):
+            return False
+        self.part = value
+        return True
+
+    def _velocity(self, value: int, token_id: int) -> bool:
+        if self.position is None or self.part is None:
+            return False
+        self.velocity[self.part] = self.enc.velocities.value(value)
+        return True
+
+    def _pitch(self, value: int, token_id: int) -> bool:
+        if not self._ready(drum=False):
+            return False
+        self.pitch = value
+        return True
+
+    def _duration(self, value: int, token_id: int) -> bool:
+        if self.pitch is None:
+            return False
+        self._add(self.pitch, value)
+        self.pitch = None
+        return True
+
+    def _drum(self, value: int, token_id: int) -> bool:
+        if not self._ready(drum=True):
+            return False
+        self._add(value, 1)
+        return True
+
+    def _ready(self, drum: bool) -> bool:
+        """A note may start: a position, a part of the right kind with a velocity."""
+        part = self.part
+        return (
+            self.position is not None
+            and part is not None
+            and (self.programs[part] == DRUM_PROGRAM) == drum
+            and self.velocity[part] is not None
+        )
+
+    def _add(self, pitch: int, steps: int) -> None:
+        spq = self.enc.config.steps_per_quarter
+        onset = self.bar_start + self.position
+        velocity = self.velocity[self.part]
+        self.notes[self.part].append(Note(pitch, onset / spq, (onset + steps) / spq, velocity))
+
+    def score(self) -> Score:
+        if self.pitch is not None:
+            self.invalid += 1
+        spq = self.enc.config.steps_per_quarter
+        names = track_names(self.programs)
+        parts = [
+            Part(program, sorted(notes, key=lambda n: (n.start, n.pitch)), name)
+            for program, notes, name in zip(self.programs, self.notes, names, strict=True)
+        ]
+        pitched = [n for p in parts if not p.is_drum for n in p.notes]
+        drums = [n for p in parts if p.is_drum for n in p.notes]
+        programs = [p.program for p in parts if not p.is_drum]
+        dropped: Counter[str] = Counter()
+        if self.invalid:
+            dropped["invalid_tokens"] = self.invalid
+        return Score(
+            notes=sorted(pitched, key=lambda n: (n.start, n.pitch)),
+            tempos=[(s / spq, bpm) for s, bpm in self.tempos] or [(0.0, 120.0)],
+            time_signatures=[(s / spq, n, d) for s, n, d in self.signatures] or [(0.0, 4, 4)],
+            drums=sorted(drums, key=lambda n: (n.start, n.pitch)),
+            program=programs[0] if programs else 0,
+            end=(self.bar_start + self.bar_len) / spq if self.bars else 0.0,
+            dropped=dropped,
+            parts=parts,
+        )
+
+
+_KIND_NAMES = {
+    SPECIAL: "special",
+    BAR: "bar",
+    TIMESIG: "timesig",
+    TEMPO: "tempo",
+    POSITION: "position",
+    PITCH: "pitch",
+    VELOCITY: "velocity",
+    DURATION: "duration",
+    KEY: "control",
+    DENSITY: "control",
+    PROGRAM: "program",
+    TRACK: "track",
+    DRUM: "drum",
+}
+
+# grammar phases: what the last token was
+_START, _HEADER, _CONTROLS, _KEY, _BAR, _TIMESIG, _TEMPO = range(7)
+_POSITION, _TRACK, _VELOCITY, _PITCH, _NOTE, _DONE = range(7, 13)
+
+
+class TracksGrammar(Grammar):
+    """Which TRACKS ids may come next. `length`: the number of bars.
+
+    After BOS: Program tokens in canonical order (pitched programs not decreasing, at
+    most one Program_drums and nothing after it, at most max_parts), then Bar once
+    there is a part. Bars as remi's grammar (controls, TimeSig and Tempo at the first
+    bar, positions rising inside the bar). After a Position: a Track other than the
+    current part, or a note of the current part. Inside a position parts rise and a
+    part's pitches rise. A note starts with a Velocity (only if it changes the part's
+    velocity; required for the part's first note), then Pitch + Duration (pitched
+    part) or Drum (drum part). Bar only while fewer than `length` bars have begun, EOS
+    only when exactly `length` have (any number without a length).
+    """
+
+    def __init__(self, encoding: TracksEncoding, length: int | None = None):
+        if length is not None and length < 1:
+            raise ValueError("a piece needs at least one bar")
+        self.enc = encoding
+        self.length = length
+        self.size = len(encoding.vocab)
+        self.r = encoding.id_range
+        self.controls = encoding.config.controls
+        self.phase = _START
+        self.programs: list[int] = []
+        self.bars = 0
+        self.bar_len = 0
+        self.position = -1
+        self.part: int | None = None
+        self.pitch = -1  # the current part's last pitch (or drum) at this position
+        self.velocity: list[int | None] = []
+
+    @property
+    def done(self) -> bool:
+        return self.phase == _DONE
+
+    @property
+    def elapsed(self) -> float:
+        return float(self.bars)
+
+    def _set(self, mask: np.ndarray, kind: int, lo: int = 0, hi: int | None = None) -> None:
+        """Allow values lo..hi-1 of a token kind (all of them by default)."""
+        first, end = self.r[kind]
+        mask[first + lo : end if hi is None else min(first + hi, end)] = True
+
+    def allowed(self) -> np.ndarray:
+        mask = np.zeros(self.size, dtype=bool)
+        phase = self.phase
+        if phase == _START:
+            mask[BOS] = True
+        elif phase == _HEADER:
+            self._header(mask)
+        elif phase == _CONTROLS:
+            self._set(mask, KEY)
+        elif phase == _KEY:
+            self._set(mask, DENSITY)
+        elif phase == _DONE:
+            mask[PAD] = True
+        elif self.bars == 1 and phase == _BAR:
+            self._set(mask, TIMESIG)
+        elif self.bars == 1 and phase == _TIMESIG:
+            self._set(mask, TEMPO)
+        elif phase == _POSITION:
+            for j in range(len(self.programs)):
+                if j != self.part:
+                    mask[self.r[TRACK][0] + j] = True
+            if self.part is not None:
+                self._note_start(mask, self.part, -1)
+        elif phase == _TRACK:
+            self._note_start(mask, self.part, -1)
+        elif phase == _VELOCITY:
+            self._note_value(mask, self.part, self.pitch)
+        elif phase == _PITCH:
+            self._set(mask, DURATION)
+        else:  # _BAR, _TIMESIG, _TEMPO, _NOTE: the open end of a bar
+            if phase == _BAR:
+                self._set(mask, TIMESIG)
+            if phase in (_BAR, _TIMESIG):
+                self._set(mask, TEMPO)
+            if phase == _NOTE:
+                for j in range(self.part + 1, len(self.programs)):
+                    mask[self.r[TRACK][0] + j] = True
+                self._note_start(mask, self.part, self.pitch)
+            self._set(mask, POSITION, self.position + 1, self.bar_len)
+            mask[self.r[BAR][0]] = self.length is None or self.bars < self.length
+            mask[EOS] = self.length is None or self.bars == self.length
+        return mask
+
+    def _header(self, mask: np.ndarray) -> None:
+        count = len(self.programs)
+        if count:
+            mask[self.r[BAR][0]] = True
+        if count >= self.enc.config.max_parts or (count and self.programs[-1] == DRUM_PROGRAM):
+            return
+        self._set(mask, PROGRAM, self.programs[-1] if count else 0)
+
+    def _pitch_range(self, part: int) -> tuple[int, int]:
+        """(kind, number of values) of the note tokens of a part."""
+        if self.programs[part] == DRUM_PROGRAM:
+            return DRUM, DRUM_NOTES
+        return PITCH, self.enc.config.pitch_max - self.enc.config.pitch_min + 1
+
+    def _note_start(self, mask: np.ndarray, part: int, above: int) -> None:
+        """A new note of `part` whose value must exceed `above`: a changed Velocity,
+        or the note itself when the part has a velocity."""
+        kind, count = self._pitch_range(part)
+        if above + 1 >= count:
+            return
+        current = self.velocity[part]
+        self._set(mask, VELOCITY)
+        if current is not None:
+            mask[self.r[VELOCITY][0] + current] = False
+            self._set(mask, kind, above + 1)
+
+    def _note_value(self, mask: np.ndarray, part: int, above: int) -> None:
+        kind, _ = self._pitch_range(part)
+        self._set(mask, kind, above + 1)
+
+    def advance(self, token_id: int) -> None:
+        token_id = int(token_id)
+        if not (0 <= token_id < self.size and self.allowed()[token_id]):
+            name = self.enc.vocab.token(token_id) if 0 <= token_id < self.size else token_id
+            raise ValueError(f"token {name} is not allowed here")
+        if self.phase == _DONE:
+            return
+        kind = self.enc._kinds_list[token_id]
+        value = self.enc._values_list[token_id]
+        if token_id == BOS:
+            self.phase = _HEADER
+        elif token_id == EOS:
+            self.phase = _DONE
+        elif kind == PROGRAM:
+            self.programs.append(value)
+            self.velocity.append(None)
+        elif kind == BAR:
+            self.bars += 1
+            self.phase = _CONTROLS if self.controls else _BAR
+            self.position = -1
+        elif kind == KEY:
+            self.phase = _KEY
+        elif kind == DENSITY:
+            self.phase = _BAR
+        elif kind == TIMESIG:
+            self.phase = _TIMESIG
+            self.bar_len = self.enc.bar_steps(self.enc.time_signatures[value])
+        elif kind == TEMPO:
+            self.phase = _TEMPO
+        elif kind == POSITION:
+            self.phase, self.position, self.pitch = _POSITION, value, -1
+        elif kind == TRACK:
+            self.phase, self.part, self.pitch = _TRACK, value, -1
+        elif kind == VELOCITY:
+            self.phase = _VELOCITY
+            self.velocity[self.part] = value
+        elif kind == PITCH:
+            self.phase, self.pitch = _PITCH, value - self.enc.config.pitch_min
+        elif kind == DURATION:
+            self.phase = _NOTE
+        elif kind == DRUM:
+            self.phase, self.pitch = _NOTE, value
+
+
+def header_programs(ids: Sequence[int] | np.ndarray, encoding: TracksEncoding) -> Counter[int]:
+    """How many pieces of `ids` (BOS..EOS back to back) have each program in their
+    header: what a model trained on them knows (`data.programs` in config.json)."""
+    lo, hi = encoding.id_range[PROGRAM]
+    ids = np.asarray(ids, dtype=np.int64)
+    counts: Counter[int] = Counter()
+    for piece in np.split(ids, np.flatnonzero(ids == BOS)[1:]):
+        bar = np.flatnonzero(piece == encoding.first_id[BAR])
+        header = piece[: bar[0] if bar.size else piece.size]
+        counts.update(set((header[(header >= lo) & (header < hi)] - lo).tolist()))
+    return counts
+
+
+def order_requests(requests: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+    """Asked parts (each a set of allowed programs) in the canonical part order:
+    pitched by program, the drums last."""
+    cleaned = [tuple(sorted(set(r))) for r in requests]
+    return sorted(cleaned, key=lambda r: (r[0] == DRUM_PROGRAM, r[0], r[-1]))
+
+
+class InstrumentsGrammar(NarrowedGrammar):
+    """Keeps a piece to the asked parts (`generate --instruments`): the header holds
+    exactly one program from each request, in canonical order.
+
+    requests: one tuple of allowed programs per part (`instruments.parse_instruments`,
+    narrowed to what the model knows). Part k's program is also kept at or below the
+    highest program every later part may still take, so that no choice leads to a
+    dead end."""
+
+    def __init__(self, inner: Grammar, encoding: TracksEncoding, requests: Sequence[Sequence[int]]):
+        super().__init__(inner)
+        if not requests or len(requests) > encoding.config.max_parts:
+            raise ValueError(f"1..{encoding.config.max_parts} parts can be asked for")
+        self.requests = order_requests(requests)
+        self.first = encoding.first_id[PROGRAM]
+        self.bar = encoding.first_id[BAR]
+        self.chosen: list[int] = []
+        self.header = True
+
+    def allowed(self) -> np.ndarray:
+        mask = self.inner.allowed()
+        if not self.header or not mask[self.first : self.first + 129].any() and not mask[self.bar]:
+            return mask
+        out = np.zeros_like(mask)
+        k = len(self.chosen)
+        if k == len(self.requests):
+            out[self.bar] = mask[self.bar]
+            return out
+        low = self.chosen[-1] if self.chosen else 0
+        high = min((r[-1] for r in self.requests[k + 1 :]), default=DRUM_PROGRAM)
+        for program in self.requests[k]:
+            if low <= program <= high:
+                out[self.first + program] = mask[self.first + program]
+        return out
+
+    def _observe(self, token_id: int) -> None:
+        if self.first <= token_id < self.first + 129:
+            self.chosen.append(token_id - self.first)
+        elif token_id == self.bar:
+            self.header = False
