@@ -78,7 +78,8 @@ def canonical_parts(score: Score) -> list[Part]:
 
     pitched.sort(key=order)
     if len(drums) > 1:  # one kit: merge
-        drums = [Part(DRUM_PROGRAM, sorted(n for d in drums for n in d.notes), "Drums")]
+        notes = sorted((n for d in drums for n in d.notes), key=lambda n: (n.start, n.pitch))
+        drums = [Part(DRUM_PROGRAM, notes, "Drums")]
     return pitched + [d for d in drums if d.notes]
 
 
