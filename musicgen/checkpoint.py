@@ -417,8 +417,9 @@ def load_optimizer(folder: Path, optimizer: Any) -> None:
 
 
 def describe(path: str | Path) -> dict[str, Any]:
-    """What `musicgen info` shows: config, vocab size, data, state/metrics, versions and
-    file sizes (bytes). Does not import TensorFlow."""
+    """What `musicgen info` shows: config, vocab size, data, state/metrics, the last
+    history.csv row (`last_epoch`, {} when none), versions and file sizes (bytes). Does
+    not import TensorFlow."""
     folder = Path(path)
     config, meta = read_config(folder)
     files = {}
@@ -429,6 +430,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         elif target.is_dir():
             files[name] = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     split = read_split(folder) or {}
+    history = read_history(folder)
     return {
         "path": str(folder),
         "config": config.to_dict(),
@@ -436,6 +438,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         "versions": meta.get("versions", {}),
         "data": meta.get("data", {}),
         "state": read_state(folder),
+        "last_epoch": history[-1] if history else {},
         "split": {k: len(split.get(k, [])) for k in ("train", "validation")},
         "files": files,
     }

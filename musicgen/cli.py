@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -484,6 +485,9 @@ def _info_lines(d: dict[str, Any]) -> list[str]:
             f"(perplexity {state.get('best_val_perplexity', 0):.2f}) at epoch "
             f"{state.get('best_epoch')}"
         )
+    music = _validation_music_line(state.get("metrics") or {}, d.get("last_epoch") or {})
+    if music:
+        lines.append(music)
     lines += [
         f"Model: {model['layers']} x {model['units']} {model['cell'].upper()}, embedding "
         f"{model['embedding_dim']}, dropout {model['dropout']}; vocabulary "
@@ -513,6 +517,23 @@ def _info_lines(d: dict[str, Any]) -> list[str]:
         "Files: " + ", ".join(f"{name} {_size(size)}" for name, size in d["files"].items())
     )
     return lines
+
+
+def _validation_music_line(metrics: dict[str, Any], last_epoch: dict[str, Any]) -> str | None:
+    """ "Validation: X nats/quarter note, Y nats/note (epoch N)" from state.json's metrics,
+    else from the last history.csv row; None when neither has them (older checkpoints)."""
+    for row in (metrics, last_epoch):
+        figures = [_figure(row.get(k)) for k in ("val_nats_per_quarter", "val_nats_per_note")]
+        if figures != ["n/a", "n/a"]:
+            epoch = f" (epoch {row['epoch']})" if row.get("epoch") is not None else ""
+            return f"Validation: {figures[0]} nats/quarter note, {figures[1]} nats/note{epoch}"
+    return None
+
+
+def _figure(value: Any) -> str:
+    """A finite number as "1.2345", anything else (absent, empty csv cell, nan) as "n/a"."""
+    finite = isinstance(value, int | float) and math.isfinite(value)
+    return f"{value:.4f}" if finite else "n/a"
 
 
 def _size(count: int) -> str:
@@ -569,9 +590,11 @@ def evaluate(
 
     \b
     Scores the checkpoint's validation files (split.json) found in DATA_DIR (default: the
-    folder it was trained on, else midi_corpus/): nats and bits per token, perplexity and
-    top-1 accuracy of the next token. The baseline is an interpolated Kneser-Ney n-gram
-    fitted on the checkpoint's training files, its order chosen on a tenth of them.
+    folder it was trained on, else midi_corpus/): nats per quarter note and per note of
+    music (figures that compare across encodings and settings), nats and bits per token,
+    perplexity and top-1 accuracy of the next token. The baseline is an interpolated
+    Kneser-Ney n-gram fitted on the checkpoint's training files, its order chosen on a
+    tenth of them.
     """
     if batch_size < 1:
         raise UsageError("--batch-size must be >= 1")

@@ -8,8 +8,12 @@ How the pieces relate:
   length, PAD positions masked) and predicts ids[1:] from ids[:-1], as in training.
 - `ngram_scores` does the same with an interpolated Kneser-Ney model (`ngram.py`) fitted on
   the checkpoint's TRAINING files; its order is chosen on a held-out tenth of them.
-- Both give per-file totals; `_summary` turns them into the figures of SPEC.md:
-  nll_per_token (nats), bits_per_token, perplexity, accuracy (top-1), tokens (targets).
+- Both give per-file totals (nll nats, correct top-1). `FileScore` joins them with the
+  file's size in tokens and in music (`Encoding.music_size`: quarter notes and notes of
+  every piece the file holds), and `summarize` turns a list of them into the figures of
+  SPEC.md: per token (nll_per_token in nats, bits_per_token, perplexity, accuracy) and,
+  comparable across encodings, nats_per_quarter and nats_per_note; every total is the sum
+  of the files' figures.
 
 TensorFlow is imported only when the model is loaded.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,30 @@ from musicgen.ngram import fit_order
 
 DEFAULT_DATA_DIR = "midi_corpus"
 MAX_BATCH_TOKENS = 32_768  # padded tokens per network call (memory ~ this x vocab x 8 bytes)
+
+
+@dataclass(frozen=True)
+class FileScore:
+    """One scored file: how much it holds and how well it was predicted."""
+
+    path: str  # relative to the data folder
+    tokens: int  # targets scored: len(ids) - 1
+    nll_nats: float  # total negative log-likelihood of those targets, nats
+    correct: int  # targets that were the top-1 prediction
+    seconds: float  # length of the music, seconds
+    quarters: float  # length of the music, quarter notes (every piece of the file)
+    notes: int  # notes of the music (every piece of the file)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `files` entry of SPEC.md `evaluate --json`."""
+        return {
+            "path": self.path,
+            "tokens": self.tokens,
+            "nll_nats": self.nll_nats,
+            "seconds": self.seconds,
+            "quarters": self.quarters,
+            "notes": self.notes,
+        }
 
 
 def evaluate(
@@ -73,13 +102,14 @@ def evaluate(
     say(f"scoring {len(chosen)} files with the network")
     loaded = ckpt.load_checkpoint(folder, which=which)
     vocab_size = len(loaded.encoding.vocab)
+    sizes = [loaded.encoding.music_size(f.ids) for f in chosen]  # (quarters, notes) each
     net = network_scores(loaded.model, [f.ids for f in chosen], batch_size=batch_size)
     result: dict[str, Any] = {
         "checkpoint": str(folder),
         "weights": loaded.info.get("weights"),
         "data_dir": str(data_dir),
         "split": "all" if all_files else "validation",
-        **_summary(chosen, net),
+        **summarize(file_scores(chosen, sizes, net)),
         "missing": missing,
         "skipped": [{"path": p, "reason": r} for p, r in prepared.skipped],
     }
@@ -92,7 +122,8 @@ def evaluate(
             result["baseline"] = ngram_scores(
                 train, [f.ids for f in chosen], vocab_size, ngram_orders, config.train.seed
             )
-            result["baseline"].update(_summary(chosen, result["baseline"].pop("scores")))
+            scores = result["baseline"].pop("scores")
+            result["baseline"].update(summarize(file_scores(chosen, sizes, scores)))
         else:
             result["baseline_note"] = f"no training file of {folder} found in {data_dir}"
     return result
@@ -167,21 +198,49 @@ def ngram_scores(
     }
 
 
-def _summary(files: Sequence[Any], scores: Sequence[tuple[float, int]]) -> dict[str, Any]:
-    """SPEC.md figures from per-file (nll nats, correct) of PreparedFiles."""
-    tokens = sum(len(f.ids) - 1 for f in files)
-    nll = sum(s[0] for s in scores)
+def file_scores(
+    files: Sequence[Any],
+    sizes: Sequence[tuple[float, int]],
+    scores: Sequence[tuple[float, int]],
+) -> list[FileScore]:
+    """FileScores of PreparedFiles (path, ids, seconds), their music sizes (quarter notes,
+    notes) and their scores (nll nats, correct top-1), all in the same order."""
+    return [
+        FileScore(
+            path=f.path,
+            tokens=len(f.ids) - 1,
+            nll_nats=float(nll),
+            correct=int(correct),
+            seconds=float(f.seconds),
+            quarters=float(quarters),
+            notes=int(notes),
+        )
+        for f, (quarters, notes), (nll, correct) in zip(files, sizes, scores, strict=True)
+    ]
+
+
+def summarize(files: Sequence[FileScore]) -> dict[str, Any]:
+    """SPEC.md figures of scored files: totals (tokens, nll_nats, quarters, notes: each
+    the sum over `files`), per token (nll_per_token nats, bits_per_token, perplexity,
+    accuracy), per unit of music (nats_per_quarter, nats_per_note; None when the files
+    hold no music), and the per-file list."""
+    tokens = sum(f.tokens for f in files)
+    nll = math.fsum(f.nll_nats for f in files)
+    quarters = math.fsum(f.quarters for f in files)
+    notes = sum(f.notes for f in files)
     per_token = nll / max(tokens, 1)
     return {
         "nll_per_token": per_token,
         "bits_per_token": per_token / math.log(2),
         "perplexity": math.exp(per_token),
-        "accuracy": sum(s[1] for s in scores) / max(tokens, 1),
+        "accuracy": sum(f.correct for f in files) / max(tokens, 1),
         "tokens": tokens,
-        "files": [
-            {"path": f.path, "tokens": len(f.ids) - 1, "nll_nats": s[0], "seconds": f.seconds}
-            for f, s in zip(files, scores, strict=True)
-        ],
+        "nll_nats": nll,
+        "quarters": quarters,
+        "notes": notes,
+        "nats_per_quarter": nll / quarters if quarters > 0 else None,
+        "nats_per_note": nll / notes if notes > 0 else None,
+        "files": [f.to_dict() for f in files],
     }
 
 
@@ -207,8 +266,22 @@ def _logsumexp(logits: np.ndarray) -> np.ndarray:
     return np.log(total) + top[..., 0].astype(np.float64)
 
 
+REPORT_ROWS = (  # (label, key of the result, format); the lead figure first
+    ("nats/quarter note", "nats_per_quarter", "{:.4f}"),
+    ("nats/note", "nats_per_note", "{:.4f}"),
+    ("nats/token", "nll_per_token", "{:.4f}"),
+    ("bits/token", "bits_per_token", "{:.4f}"),
+    ("perplexity", "perplexity", "{:.3f}"),
+    ("accuracy (top-1)", "accuracy", "{:.2%}"),
+    ("tokens", "tokens", "{:,}"),
+    ("quarter notes", "quarters", "{:,.1f}"),
+    ("notes", "notes", "{:,}"),
+)
+
+
 def report_lines(result: dict[str, Any]) -> list[str]:
-    """A readable side-by-side table (network vs n-gram) of an `evaluate` result."""
+    """A readable side-by-side table (network vs n-gram) of an `evaluate` result, led by
+    nats per quarter note and per note (the figures that compare across encodings)."""
     base = result.get("baseline")
     head = f"{'':<22}{'network':>14}"
     if base:
@@ -220,18 +293,16 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         "",
         head,
     ]
-    rows = [
-        ("nll (nats/token)", "nll_per_token", "{:.4f}"),
-        ("bits/token", "bits_per_token", "{:.4f}"),
-        ("perplexity", "perplexity", "{:.3f}"),
-        ("accuracy (top-1)", "accuracy", "{:.2%}"),
-        ("tokens", "tokens", "{:,}"),
-    ]
-    for label, key, fmt in rows:
-        line = f"{label:<22}{fmt.format(result[key]):>14}"
+    for label, key, fmt in REPORT_ROWS:
+        line = f"{label:<22}{_shown(result.get(key), fmt):>14}"
         if base:
-            line += f"{fmt.format(base[key]):>20}"
+            line += f"{_shown(base.get(key), fmt):>20}"
         lines.append(line)
     if base is None:
         lines.append(f"(no n-gram baseline: {result.get('baseline_note', 'not asked for')})")
     return lines
+
+
+def _shown(value: Any, fmt: str) -> str:
+    """A figure formatted for the table; "n/a" for None (no music to divide by)."""
+    return "n/a" if value is None else fmt.format(value)

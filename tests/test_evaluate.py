@@ -1,5 +1,6 @@
 """evaluate: network scores equal a direct computation, padding never leaks, the baseline and
-the SPEC shape, missing files; the CLI table."""
+the SPEC shape, missing files; nats per quarter note and per note on music built in code
+(hand-checked totals, a file of two pieces); the CLI table; `info`'s validation figures."""
 
 import json
 import math
@@ -15,11 +16,12 @@ import_tensorflow()
 from musicgen import checkpoint as ckpt  # noqa: E402
 from musicgen import evaluate as ev  # noqa: E402
 from musicgen.cli import main  # noqa: E402
-from musicgen.config import ModelConfig, RunConfig  # noqa: E402
+from musicgen.config import EncodingConfig, ModelConfig, RunConfig  # noqa: E402
+from musicgen.dataset import PreparedFile  # noqa: E402
 from musicgen.encoding.base import get_encoding  # noqa: E402
 from musicgen.errors import UserError  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
-from tests.music import Track, write_test_midi  # noqa: E402
+from tests.music import Track, make_score, untrained_checkpoint, write_test_midi  # noqa: E402
 
 VOCAB = 19
 
@@ -138,12 +140,143 @@ def test_evaluate_command(tiny_checkpoint, tmp_path):
     saved = json.loads(out.read_text())
     for key in ("nll_per_token", "bits_per_token", "perplexity", "accuracy", "tokens", "files"):
         assert key in saved and key in saved["baseline"]
-    assert set(saved["files"][0]) == {"path", "tokens", "nll_nats", "seconds"}
+    assert set(saved["files"][0]) == {"path", "tokens", "nll_nats", "seconds", "quarters", "notes"}
+    for key in ("nats_per_quarter", "nats_per_note"):
+        assert saved[key] > 0 and saved["baseline"][key] > 0
+    table = result.output.splitlines()
+    lead = table.index(next(line for line in table if "n-gram (order" in line)) + 1
+    assert table[lead].startswith("nats/quarter note") and table[lead + 1].startswith("nats/note")
 
 
 def test_evaluate_command_without_a_checkpoint(tmp_path):
     result = CliRunner().invoke(main, ["evaluate", "--checkpoint", str(tmp_path / "none")])
     assert result.exit_code == 2 and "checkpoint folder not found" in result.output
+
+
+# ------------------------------------------------------------ nats per quarter note / note
+
+# Two pieces whose size is known by hand. remi counts music in whole bars:
+# A (4/4): notes end at 1, 2 and 6.5 quarters -> 2 bars = 8 quarters, 3 notes;
+# B (3/4): notes end at 1 and 1.5 quarters -> 1 bar = 3 quarters, 2 notes.
+PIECE_A = [(60, 0, 1, 80), (64, 0, 2, 80), (67, 2.5, 4, 80)]
+PIECE_B = [(62, 0, 1, 80), (65, 1, 0.5, 80)]
+
+
+def _two_pieces():
+    remi = get_encoding(EncodingConfig())
+    a = remi.encode(make_score(PIECE_A)).ids
+    b = remi.encode(make_score(PIECE_B, time_signature=(3, 4))).ids
+    return remi, a, b
+
+
+def test_music_size_counts_every_piece_of_a_file():
+    remi, a, b = _two_pieces()
+    assert remi.music_size(a) == (8.0, 3)
+    assert remi.music_size(b) == (3.0, 2)
+    assert remi.music_size(np.concatenate([a, b])) == (11.0, 5)  # one file, two pieces
+
+
+def test_summarize_divides_total_nats_by_total_music():
+    """Uniform predictions over V ids cost log(V) nats per target, so each total is known."""
+    remi, a, b = _two_pieces()
+    both = np.concatenate([a, b])
+    files = [
+        PreparedFile("a.mid", "0", a, 3, 4.0, {}),
+        PreparedFile("ab.abc", "1", both, 5, 5.5, {}),
+    ]
+    log_v = math.log(len(remi.vocab))
+    scores = [((len(f.ids) - 1) * log_v, 1) for f in files]
+    sizes = [remi.music_size(f.ids) for f in files]
+    result = ev.summarize(ev.file_scores(files, sizes, scores))
+
+    tokens = (len(a) - 1) + (len(both) - 1)
+    assert result["tokens"] == tokens and result["quarters"] == 8 + 11 and result["notes"] == 3 + 5
+    assert result["nll_nats"] == pytest.approx(tokens * log_v)
+    assert result["nats_per_quarter"] == pytest.approx(tokens * log_v / 19)
+    assert result["nats_per_note"] == pytest.approx(tokens * log_v / 8)
+    assert result["nll_per_token"] == pytest.approx(log_v)
+    assert result["perplexity"] == pytest.approx(len(remi.vocab))
+    assert result["accuracy"] == pytest.approx(2 / tokens)
+    assert result["files"] == [
+        {"path": "a.mid", "tokens": len(a) - 1, "nll_nats": scores[0][0], "seconds": 4.0,
+         "quarters": 8.0, "notes": 3},
+        {"path": "ab.abc", "tokens": len(both) - 1, "nll_nats": scores[1][0], "seconds": 5.5,
+         "quarters": 11.0, "notes": 5},
+    ]  # fmt: skip
+
+
+def test_summarize_hand_numbers_and_no_music():
+    files = [
+        ev.FileScore("x", tokens=10, nll_nats=12.0, correct=4, seconds=2, quarters=8, notes=3),
+        ev.FileScore("y", tokens=6, nll_nats=3.0, correct=2, seconds=1, quarters=3, notes=2),
+    ]
+    result = ev.summarize(files)
+    assert result["nll_nats"] == 15.0 and result["tokens"] == 16
+    assert result["nats_per_quarter"] == pytest.approx(15 / 11)
+    assert result["nats_per_note"] == pytest.approx(3.0)
+    assert result["nll_per_token"] == pytest.approx(15 / 16)
+    assert result["accuracy"] == pytest.approx(6 / 16)
+    silent = ev.summarize([ev.FileScore("z", 2, 1.0, 0, 0.0, 0.0, 0)])
+    assert silent["nats_per_quarter"] is None and silent["nats_per_note"] is None
+    assert "n/a" in ev._shown(silent["nats_per_quarter"], "{:.4f}")
+
+
+def test_evaluate_figures_per_quarter_and_note(tmp_path):
+    """An untrained checkpoint scored on a MIDI file of chords (8 quarters, 16 notes) and an
+    ABC file of two tunes (2 bars of 4/4 + 1 bar of 3/4 = 11 quarters, 8 + 3 notes)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    chords = [(p, q, 1, 80) for q in range(8) for p in (60 + q, 64 + q)]
+    write_test_midi(data / "chords.mid", [Track(chords)])
+    (data / "tunes.abc").write_text(
+        "X:1\nT:one\nM:4/4\nL:1/4\nK:C\nCDEF|GABc|\n\nX:2\nT:two\nM:3/4\nL:1/4\nK:C\nCDE|\n"
+    )
+    for i in range(2):
+        write_test_midi(
+            data / f"train{i}.mid", [Track([(60 + i + q % 5, q, 1, 80) for q in range(8)])]
+        )
+    folder = untrained_checkpoint(tmp_path / "ckpt")
+    ckpt.save_split(folder, ["train0.mid", "train1.mid"], ["chords.mid", "tunes.abc"], 0, 0.5)
+
+    result = ev.evaluate(folder, data)
+    files = {f["path"]: f for f in result["files"]}
+    assert (files["chords.mid"]["quarters"], files["chords.mid"]["notes"]) == (8.0, 16)
+    assert (files["tunes.abc"]["quarters"], files["tunes.abc"]["notes"]) == (11.0, 11)
+    for figures in (result, result["baseline"]):
+        assert [f["quarters"] for f in figures["files"]] == [f["quarters"] for f in result["files"]]
+        total = sum(f["nll_nats"] for f in figures["files"])
+        assert figures["nll_nats"] == pytest.approx(total)
+        assert figures["nll_per_token"] == pytest.approx(total / figures["tokens"])
+        assert figures["quarters"] == 19.0 and figures["notes"] == 27
+        assert figures["nats_per_quarter"] == pytest.approx(total / 19)
+        assert figures["nats_per_note"] == pytest.approx(total / 27)
+    json.dumps(result)
+
+
+# ----------------------------------------------------------------------------- info
+
+
+def test_info_shows_validation_figures_when_present(tmp_path):
+    folder = untrained_checkpoint(tmp_path / "ckpt")
+    runner = CliRunner()
+    old = runner.invoke(main, ["info", str(folder)])
+    assert old.exit_code == 0, old.output
+    assert "nats/quarter note" not in old.output  # older checkpoints: nothing new
+
+    row = {"epoch": 1, "loss": 2.0, "val_loss": 1.9, "val_nats_per_quarter": 5.25,
+           "val_nats_per_note": 1.5}  # fmt: skip
+    ckpt.save_history(folder, [row, {**row, "epoch": 2, "val_nats_per_quarter": 4.75}])
+    shown = runner.invoke(main, ["info", str(folder)]).output
+    assert "Validation: 4.7500 nats/quarter note, 1.5000 nats/note (epoch 2)" in shown
+    as_json = json.loads(runner.invoke(main, ["info", str(folder), "--json"]).output)
+    assert as_json["last_epoch"]["val_nats_per_quarter"] == 4.75
+
+    state = {"epoch": 2, "best_epoch": 1, "best_val_loss": 1.9, "metrics": row}
+    ckpt.save_state(folder, state)  # the best epoch's figures win over the last row's
+    shown = runner.invoke(main, ["info", str(folder)]).output
+    assert "Validation: 5.2500 nats/quarter note, 1.5000 nats/note (epoch 1)" in shown
+    as_json = json.loads(runner.invoke(main, ["info", str(folder), "--json"]).output)
+    assert as_json["state"]["metrics"]["val_nats_per_note"] == 1.5
 
 
 def _read(path):
