@@ -4,11 +4,16 @@ How the pieces relate:
 - `file_stats(score)` measures one `Score`: scalar statistics (`SCALAR_STATS`), two
   histograms (`HISTOGRAMS`: note lengths and inter-onset intervals, in quarters) and the
   key music21 finds. Bars and beats come from the score's time-signature map
-  (`bar_grid`); beats are the time signature's denominator unit.
+  (`bar_grid`); beats are the time signature's denominator unit. Per instrument family
+  (`instruments.family`: "piano", "bass", ..., "drums") it also measures the parts
+  (`part_stats`: `PITCHED_PART_STATS`, `DRUM_PART_STATS`); a score read without parts
+  counts as one pitched part (`notes`) plus a drum part (`drums`) when it has drums
+  (`score_parts`). A drums-only piece has parts but no pitched statistics (NaN).
 - `collect(folder)` reads every music file under a folder (recursively, through
   `midi_io.read_score`), measures each, and returns a `SetStats` with per-file values,
   set means and standard deviations (`SetStats.summary`).
-- `compare(a, b)` gives, per statistic, the overlap area of the two sets' distributions
+- `compare(a, b)` gives, per statistic (and per family's statistic, for the families
+  both sets have), the overlap area of the two sets' distributions
   (1 = the same, 0 = disjoint) and a copy check: for each piece of `a`, the longest
   stretch of consecutive notes found verbatim in `b` (`copy_check`).
 
@@ -28,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from musicgen.errors import UsageError, UserError
-from musicgen.score import EmptyMusicError, MusicError, Score
+from musicgen.instruments import DRUMS, FAMILIES, family
+from musicgen.score import DRUM_PROGRAM, EmptyMusicError, MusicError, Part, Score
 
 SCALAR_STATS: dict[str, str] = {  # name -> what it measures (unit)
     "notes": "notes in the piece",
@@ -51,6 +57,29 @@ HISTOGRAMS: dict[str, str] = {
     "ioi": "intervals between successive onsets (quarters)",
 }
 
+# Per instrument family of a piece (all its parts of that family together)
+PITCHED_PART_STATS: dict[str, str] = {
+    "parts": "parts of the family in the piece",
+    "notes": "notes of the family's parts",
+    "lowest": "lowest pitch (MIDI number)",
+    "highest": "highest pitch (MIDI number)",
+    "polyphony": "mean notes sounding while the part sounds, averaged over the parts",
+}
+DRUM_PART_STATS: dict[str, str] = {
+    "parts": "drum parts in the piece",
+    "hits": "drum hits (notes) of the drum parts",
+    "hits_per_bar": "drum hits per bar of the piece",
+    "kick_share": "share of the hits on a kick (GM 35, 36)",
+    "snare_share": "share of the hits on a snare or side stick (GM 37, 38, 40)",
+    "hat_share": "share of the hits on a hi-hat (GM 42 closed, 44 pedal, 46 open)",
+}
+DRUM_GROUPS: dict[str, tuple[int, ...]] = {  # share name -> General MIDI drum notes
+    "kick_share": (35, 36),
+    "snare_share": (37, 38, 40),
+    "hat_share": (42, 44, 46),
+}
+FAMILY_ORDER = (*FAMILIES, DRUMS)  # families in reports: General MIDI order, drums last
+
 GROOVE_STEPS_PER_QUARTER = 12  # onset grid for groove patterns (sixteenths and triplets)
 COPY_STEPS_PER_QUARTER = 48  # time resolution of the copy check
 _MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])  # natural minor uses the same sets (relative keys)
@@ -69,6 +98,7 @@ class FileStats:
     histograms: dict[str, np.ndarray]  # counts per bin of HISTOGRAM_CENTRES
     key: str | None = None  # e.g. "C major", "f# minor"; None if not analysed
     metre: str = ""  # its bars' time signatures in order of appearance, e.g. "3/4+4/4"
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)  # family -> part_stats
 
     def to_dict(self) -> dict:
         return {
@@ -77,6 +107,10 @@ class FileStats:
             "key": self.key,
             "metre": self.metre,
             **{f"{k}_histogram": v.astype(int).tolist() for k, v in self.histograms.items()},
+            "parts": {
+                fam: {k: _json_float(v) for k, v in values.items()}
+                for fam, values in self.parts.items()
+            },
         }
 
 
@@ -96,9 +130,13 @@ def bar_grid(score: Score) -> list[tuple[float, float, int, int]]:
 
 
 def file_stats(score: Score, path: str = "", *, key: bool = True) -> FileStats:
-    """Measure one piece. Raises EmptyMusicError if it has no notes."""
-    if not score.notes:
+    """Measure one piece. A piece of drums only gets its parts measured and NaN for
+    every pitched statistic. Raises EmptyMusicError if it has no notes at all."""
+    parts = part_stats(score)
+    if not parts:
         raise EmptyMusicError("no notes")
+    if not score.notes:
+        return _drums_only_stats(score, path, parts)
     pitches = np.array([n.pitch for n in score.notes])
     onsets = np.array([n.start for n in score.notes])
     durations = np.array([n.end - n.start for n in score.notes])
@@ -121,8 +159,78 @@ def file_stats(score: Score, path: str = "", *, key: bool = True) -> FileStats:
         "ioi": _log2_histogram(np.diff(distinct_onsets)),
     }
     found = music21_key(score) if key else None
-    metre = "+".join(dict.fromkeys(f"{num}/{den}" for _, _, num, den in bars))
-    return FileStats(path, values, histograms, found, metre)
+    return FileStats(path, values, histograms, found, _metre(bars), parts)
+
+
+def _drums_only_stats(score: Score, path: str, parts: dict[str, dict[str, float]]) -> FileStats:
+    """FileStats of a piece without pitched notes: pitched statistics NaN, empty
+    histograms, no key."""
+    values = {name: math.nan for name in SCALAR_STATS}
+    histograms = {name: np.zeros(len(HISTOGRAM_CENTRES), int) for name in HISTOGRAMS}
+    return FileStats(path, values, histograms, None, _metre(bar_grid(score)), parts)
+
+
+def _metre(bars: Sequence[tuple[float, float, int, int]]) -> str:
+    """The bars' time signatures in order of first appearance, e.g. "3/4+4/4"."""
+    return "+".join(dict.fromkeys(f"{num}/{den}" for _, _, num, den in bars))
+
+
+# ----------------------------------------------------------------------------- parts
+
+
+def score_parts(score: Score) -> list[Part]:
+    """The piece's parts: `score.parts`, or for a score read without parts one pitched
+    part of `notes` (program `score.program`) plus a drum part of `drums`, each only
+    when it has notes."""
+    if score.parts:
+        return list(score.parts)
+    parts = [Part(score.program, list(score.notes))] if score.notes else []
+    return parts + ([Part(DRUM_PROGRAM, list(score.drums))] if score.drums else [])
+
+
+def part_stats(score: Score) -> dict[str, dict[str, float]]:
+    """Statistics per instrument family of the piece's parts that have notes:
+    {family: {stat: value}}, with PITCHED_PART_STATS for pitched families and
+    DRUM_PART_STATS for "drums"; families in FAMILY_ORDER."""
+    by_family: dict[str, list[Part]] = {}
+    for part in score_parts(score):
+        if part.notes:
+            by_family.setdefault(family(part.program), []).append(part)
+    bars = len(bar_grid(score)) if DRUMS in by_family else 0
+    return {
+        fam: _drum_stats(by_family[fam], bars) if fam == DRUMS else _pitched_stats(by_family[fam])
+        for fam in FAMILY_ORDER
+        if fam in by_family
+    }
+
+
+def _pitched_stats(parts: Sequence[Part]) -> dict[str, float]:
+    """PITCHED_PART_STATS of one family's parts (each with notes)."""
+    pitches = [n.pitch for part in parts for n in part.notes]
+    polyphony = [
+        _polyphony(np.array([n.start for n in p.notes]), np.array([n.end for n in p.notes]))
+        for p in parts
+    ]
+    return {
+        "parts": float(len(parts)),
+        "notes": float(len(pitches)),
+        "lowest": float(min(pitches)),
+        "highest": float(max(pitches)),
+        "polyphony": float(np.mean(polyphony)),
+    }
+
+
+def _drum_stats(parts: Sequence[Part], bars: int) -> dict[str, float]:
+    """DRUM_PART_STATS of the drum parts (each with notes) of a piece of `bars` bars."""
+    hits = np.array([n.pitch for part in parts for n in part.notes])
+    values = {
+        "parts": float(len(parts)),
+        "hits": float(len(hits)),
+        "hits_per_bar": len(hits) / max(bars, 1),
+    }
+    for name, notes in DRUM_GROUPS.items():
+        values[name] = float(np.isin(hits, notes).mean())
+    return values
 
 
 def _entropy_bits(counts: np.ndarray) -> float:
@@ -219,6 +327,16 @@ class SetStats:
         v = np.array([f.values[name] for f in self.files], float)
         return v[~np.isnan(v)]
 
+    def families(self) -> list[str]:
+        """Instrument families with a part in at least one file, in FAMILY_ORDER."""
+        present = {fam for f in self.files for fam in f.parts}
+        return [fam for fam in FAMILY_ORDER if fam in present]
+
+    def part_values(self, fam: str, name: str) -> np.ndarray:
+        """Per-file values of a family's statistic, over the files that have the family."""
+        v = np.array([f.parts[fam][name] for f in self.files if fam in f.parts], float)
+        return v[~np.isnan(v)]
+
     def histogram(self, name: str) -> np.ndarray:
         """Pooled histogram of all files, as shares summing to 1 (zeros if empty)."""
         counts = np.sum([f.histograms[name] for f in self.files], axis=0).astype(float)
@@ -236,6 +354,7 @@ class SetStats:
             }
         keys = Counter(f.key for f in self.files if f.key)
         metres = Counter(f.metre for f in self.files if f.metre)
+        parts = {fam: self._family_summary(fam) for fam in self.families()}
         return {
             "root": self.root,
             "files": len(self.files),
@@ -250,8 +369,21 @@ class SetStats:
             },
             "keys": dict(keys.most_common()),
             "metres": dict(metres.most_common()),
+            "parts": parts,
             **({"per_file": [f.to_dict() for f in self.files]} if files else {}),
         }
+
+    def _family_summary(self, fam: str) -> dict:
+        """{"files": files with the family, stat: {"mean", "std"} over those files}."""
+        names = DRUM_PART_STATS if fam == DRUMS else PITCHED_PART_STATS
+        entry: dict = {"files": sum(fam in f.parts for f in self.files)}
+        for name in names:
+            v = self.part_values(fam, name)
+            entry[name] = {
+                "mean": _json_float(v.mean() if len(v) else math.nan),
+                "std": _json_float(v.std() if len(v) else math.nan),
+            }
+        return entry
 
 
 def collect(
@@ -310,6 +442,9 @@ def compare(a: SetStats, b: SetStats) -> dict:
     integrated on a shared grid: integral of min(f_a, f_b), 1 = identical, 0 = disjoint.
     For the histograms (note_length, ioi): histogram intersection of the pooled shares,
     sum over bins of min(p_a, p_b), same scale.
+    parts[family][stat]: the same overlap of a family's per-file values (over the files
+    that have the family), for each family both sets have; parts_only: the families only
+    "set" (a) or only "reference" (b) has.
     copy: see `copy_check`.
     """
     overlap = {
@@ -320,7 +455,25 @@ def compare(a: SetStats, b: SetStats) -> dict:
     copies = copy_check(a.scores, b.scores, [f.path for f in b.files])
     for item, f in zip(copies, a.files, strict=True):
         item["path"] = f.path
-    return {"overlap": overlap, "copy": {"files": copies, **_copy_summary(copies)}}
+    fa, fb = a.families(), b.families()
+    return {
+        "overlap": overlap,
+        "parts": {fam: _family_overlap(a, b, fam) for fam in fa if fam in fb},
+        "parts_only": {
+            "set": [fam for fam in fa if fam not in fb],
+            "reference": [fam for fam in fb if fam not in fa],
+        },
+        "copy": {"files": copies, **_copy_summary(copies)},
+    }
+
+
+def _family_overlap(a: SetStats, b: SetStats, fam: str) -> dict[str, float | None]:
+    """Overlap of each of a family's statistics between the two sets."""
+    names = DRUM_PART_STATS if fam == DRUMS else PITCHED_PART_STATS
+    return {
+        name: _json_float(kde_overlap(a.part_values(fam, name), b.part_values(fam, name)))
+        for name in names
+    }
 
 
 def kde_overlap(a: np.ndarray, b: np.ndarray, grid_points: int = 2048) -> float:
@@ -351,6 +504,8 @@ def _note_events(score: Score) -> tuple[list[tuple[int, int]], list[tuple[int, i
     1/COPY_STEPS_PER_QUARTER quarters."""
     q = COPY_STEPS_PER_QUARTER
     notes = sorted(score.notes, key=lambda n: (n.start, n.pitch))
+    if not notes:  # a drums-only piece: nothing pitched to copy
+        return [], []
     onsets = [round(n.start * q) for n in notes]
     opening = [(n.pitch, round((n.end - n.start) * q)) for n in notes]
     following = [
@@ -501,7 +656,8 @@ def report_lines(
     a: SetStats, b: SetStats | None = None, comparison: dict | None = None
 ) -> list[str]:
     """A readable table: per statistic the mean +- std of each set and their overlap,
-    then the copy-check summary, the most frequent keys and the pieces' metres."""
+    then the Parts block (one line per instrument family), the copy-check summary, the
+    most frequent keys and the pieces' metres."""
     sa = a.summary()
     sb = b.summary() if b is not None else None
     cols = [f"{a.root} ({len(a.files)} pieces)"]
@@ -525,6 +681,8 @@ def report_lines(
             lines.append(
                 f"{label:<22}" + "".join(f"{'(pooled)':>{width}}" for _ in cols) + f"{overlap:>9}"
             )
+    lines += _parts_lines(sa, sb, comparison)
+    if comparison is not None:
         lines += ["", *_copy_lines(comparison["copy"], b.root if b is not None else "")]
     keys = list(sa["keys"].items())[:4]
     if keys:
@@ -536,6 +694,45 @@ def report_lines(
     if skipped:
         lines.append(f"Skipped {skipped} unreadable file(s) (see --json)")
     return lines
+
+
+def _parts_lines(sa: dict, sb: dict | None, comparison: dict | None) -> list[str]:
+    """The Parts block: per family (both sets' families, FAMILY_ORDER), the pieces that
+    have it and its mean figures per such piece in each set, and with a comparison the
+    mean of its statistics' overlaps ("-" where only one set has the family)."""
+    families = [f for f in FAMILY_ORDER if f in sa["parts"] or (sb and f in sb["parts"])]
+    if not families:
+        return []
+    title = "Parts (per instrument family: pieces with it, means over those pieces"
+    title += ", mean overlap of its statistics)" if comparison is not None else ")"
+    lines = ["", title]
+    for fam in families:
+        line = f"  {fam:<11}" + "".join(_family_cell(s, fam) for s in [sa, sb] if s is not None)
+        if comparison is not None:
+            overlaps = [v for v in comparison["parts"].get(fam, {}).values() if v is not None]
+            line += f"{_fmt(float(np.mean(overlaps)) if overlaps else None, '{:.2f}'):>9}"
+        lines.append(line.rstrip())
+    return lines
+
+
+def _family_cell(summary: dict, fam: str) -> str:
+    """e.g. "  18/20  312 notes, pitches 28-52, polyphony 1.02", padded to one width."""
+    entry = summary["parts"].get(fam)
+    if entry is None:
+        return f"{'-':>8}  {'':<48}"
+    pieces = f"{entry['files']}/{summary['files']}"
+    mean = {name: value["mean"] for name, value in entry.items() if isinstance(value, dict)}
+    if fam == DRUMS:
+        figures = (
+            f"{mean['hits_per_bar']:.1f} hits/bar: kick {mean['kick_share']:.0%}, "
+            f"snare {mean['snare_share']:.0%}, hat {mean['hat_share']:.0%}"
+        )
+    else:
+        figures = (
+            f"{mean['notes']:.0f} notes, pitches {mean['lowest']:.0f}-{mean['highest']:.0f}, "
+            f"polyphony {mean['polyphony']:.2f}"
+        )
+    return f"{pieces:>8}  {figures:<48}"
 
 
 def _copy_lines(copy: dict, reference: str) -> list[str]:

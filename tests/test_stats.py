@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from musicgen import stats
-from musicgen.score import EmptyMusicError
-from tests.music import Track, make_score, write_test_midi
+from musicgen.score import DRUM_PROGRAM, EmptyMusicError, Part, Score
+from tests.music import Track, make_notes, make_score, write_test_midi
 
 C_MAJOR = [60, 62, 64, 65, 67, 69, 71]
 
@@ -93,6 +93,151 @@ def test_key_from_music21():
 def test_empty_score_is_an_error():
     with pytest.raises(EmptyMusicError):
         stats.file_stats(make_score([]))
+
+
+# ----------------------------------------------------------------------------- parts
+
+
+def band_score(kicks_per_bar=4, bass_low=36):
+    """Two 4/4 bars: a piano part of one held triad (60, 64, 67; 4 quarters), a bass of
+    eight quarters from `bass_low` up a semitone each, a second piano playing one note
+    (72), and a drum part; per bar `kicks_per_bar` kicks (36), two snares (38) and
+    eight closed hi-hats (42) on the eighths."""
+    piano = Part(0, make_notes([(60, 0, 4, 80), (64, 0, 4, 80), (67, 0, 4, 80)]), "Piano")
+    piano2 = Part(1, make_notes([(72, 4, 2, 80)]), "Piano 2")
+    bass = Part(33, make_notes([(bass_low + i, i, 1, 80) for i in range(8)]), "Bass")
+    hits = []
+    for bar in (0, 4):
+        hits += [(36, bar + i * 4 / kicks_per_bar, 0.25, 100) for i in range(kicks_per_bar)]
+        hits += [(38, bar + 1, 0.25, 100), (38, bar + 3, 0.25, 100)]
+        hits += [(42, bar + i / 2, 0.25, 60) for i in range(8)]
+    drums = Part(DRUM_PROGRAM, make_notes(hits), "Drums")
+    parts = [piano, bass, drums, piano2]
+    pitched = make_notes(
+        [(n.pitch, n.start, n.duration, n.velocity) for p in parts[:2] for n in p.notes]
+        + [(72, 4, 2, 80)]
+    )
+    return Score(notes=pitched, drums=drums.notes, parts=parts)
+
+
+def test_part_statistics_per_family():
+    parts = stats.part_stats(band_score())
+    assert list(parts) == ["piano", "bass", "drums"]  # General MIDI order, drums last
+    assert parts["piano"] == {
+        "parts": 2,
+        "notes": 4,
+        "lowest": 60,
+        "highest": 72,
+        "polyphony": pytest.approx((3.0 + 1.0) / 2),  # the triad's part and the lone note's
+    }
+    assert parts["bass"] == {"parts": 1, "notes": 8, "lowest": 36, "highest": 43, "polyphony": 1}
+    # per bar 4 kicks + 2 snares + 8 hats = 14 hits, over 2 bars
+    assert parts["drums"] == pytest.approx(
+        {
+            "parts": 1,
+            "hits": 28,
+            "hits_per_bar": 14,
+            "kick_share": 4 / 14,
+            "snare_share": 2 / 14,
+            "hat_share": 8 / 14,
+        }
+    )
+
+
+def test_score_without_parts_is_one_pitched_part_plus_drums():
+    score = make_score([(60, 0, 1, 80), (67, 1, 1, 80)], program=40)  # 40: a violin
+    score.drums = make_notes([(36, 0, 0.5, 100), (46, 1, 0.5, 100), (49, 1.5, 0.5, 100)])
+    parts = stats.file_stats(score, key=False).parts
+    assert list(parts) == ["strings", "drums"]
+    assert parts["strings"]["notes"] == 2 and parts["strings"]["highest"] == 67
+    assert parts["drums"]["hits_per_bar"] == 3  # one bar
+    assert parts["drums"]["kick_share"] == pytest.approx(1 / 3)
+    assert parts["drums"]["snare_share"] == 0
+    assert parts["drums"]["hat_share"] == pytest.approx(1 / 3)  # 46; the crash (49) is none
+    assert list(stats.file_stats(make_score([(60, 0, 1, 80)]), key=False).parts) == ["piano"]
+
+
+def test_drums_only_piece_has_parts_but_no_pitched_statistics():
+    drums = Part(DRUM_PROGRAM, make_notes([(36, q, 0.25, 100) for q in range(8)]))
+    fs = stats.file_stats(Score(drums=drums.notes, parts=[drums]), "beat.mid", key=False)
+    assert all(math.isnan(v) for v in fs.values.values())
+    assert fs.parts["drums"]["hits_per_bar"] == 4 and fs.parts["drums"]["kick_share"] == 1
+    assert fs.metre == "4/4" and fs.key is None
+    assert fs.to_dict()["notes"] is None  # JSON-safe
+    # the set still measures it, and the copy check has nothing pitched to find
+    both = _set([band_score(), Score(drums=drums.notes, parts=[drums])])
+    assert both.summary()["parts"]["drums"]["files"] == 2
+    assert stats.compare(both, both)["copy"]["files"][1]["copy_notes"] == 0
+
+
+def test_set_summary_per_family():
+    summary = _set([band_score(kicks_per_bar=4), band_score(kicks_per_bar=2, bass_low=40)])
+    parts = summary.summary()["parts"]
+    assert list(parts) == ["piano", "bass", "drums"]
+    assert parts["bass"]["files"] == 2
+    assert parts["bass"]["lowest"] == {"mean": 38.0, "std": 2.0}
+    assert parts["drums"]["hits_per_bar"]["mean"] == pytest.approx((14 + 12) / 2)
+    assert parts["drums"]["kick_share"]["mean"] == pytest.approx((4 / 14 + 2 / 12) / 2)
+    lone = _set([make_score([(60, 0, 1, 80)])]).summary()["parts"]
+    assert lone == {
+        "piano": {
+            "files": 1,
+            **{
+                k: {"mean": v, "std": 0.0}
+                for k, v in {
+                    "parts": 1.0,
+                    "notes": 1.0,
+                    "lowest": 60.0,
+                    "highest": 60.0,
+                    "polyphony": 1.0,
+                }.items()
+            },
+        }
+    }
+
+
+def test_compare_parts_of_two_sets():
+    band = [band_score(kicks_per_bar=4, bass_low=36 + i) for i in range(4)]
+    same = stats.compare(_set(band), _set(band))
+    assert list(same["parts"]) == ["piano", "bass", "drums"]
+    assert all(v == pytest.approx(1.0) for fam in same["parts"].values() for v in fam.values())
+    assert same["parts_only"] == {"set": [], "reference": []}
+    # the reference: bass two octaves higher, half the kicks, no piano, a string part
+    other = []
+    for i in range(4):
+        score = band_score(kicks_per_bar=2, bass_low=60 + i)
+        score.parts = [p for p in score.parts if p.program > 7] + [
+            Part(40, make_notes([(55, 0, 8, 70)]), "Violin")
+        ]
+        other.append(score)
+    different = stats.compare(_set(band), _set(other))
+    assert list(different["parts"]) == ["bass", "drums"]  # the families both sets have
+    assert different["parts_only"] == {"set": ["piano"], "reference": ["strings"]}
+    bass, drums = different["parts"]["bass"], different["parts"]["drums"]
+    assert bass["lowest"] < 0.05 and bass["highest"] < 0.05
+    assert bass["notes"] == pytest.approx(1.0) and bass["polyphony"] == pytest.approx(1.0)
+    assert drums["kick_share"] < 0.05 and drums["hits_per_bar"] < 0.05
+    assert drums["parts"] == pytest.approx(1.0)
+
+
+def test_report_has_a_parts_line_per_family():
+    band = [band_score(kicks_per_bar=4, bass_low=36 + 2 * i) for i in range(4)]
+    alone = stats.report_lines(_set(band))
+    block = alone[alone.index(next(line for line in alone if line.startswith("Parts"))) :]
+    piano = next(line for line in block if line.strip().startswith("piano"))
+    assert "4/4" in piano and "4 notes, pitches 60-72, polyphony 2.00" in piano
+    bass = next(line for line in block if line.strip().startswith("bass"))
+    assert "8 notes, pitches 39-46, polyphony 1.00" in bass  # lowest 36..42: mean 39
+    drums = next(line for line in block if line.strip().startswith("drums"))
+    assert "14.0 hits/bar: kick 29%, snare 14%, hat 57%" in drums
+    strings = [make_score([(55, 0, 8, 70)], program=40)]
+    a, b = _set(band, "band"), _set(strings, "strings")
+    lines = stats.report_lines(a, b, stats.compare(a, b))
+    for fam in ("piano", "bass", "drums", "strings"):
+        line = next(line for line in lines if line.strip().startswith(fam + " "))
+        assert line.rstrip().endswith("-")  # no family in both sets: no overlap
+    same = stats.report_lines(a, a, stats.compare(a, a))
+    assert next(line for line in same if line.strip().startswith("drums")).endswith("1.00")
 
 
 # ----------------------------------------------------------------------------- comparing
