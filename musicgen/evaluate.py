@@ -30,6 +30,7 @@ import numpy as np
 
 from musicgen import checkpoint as ckpt
 from musicgen.dataset import prepare
+from musicgen.encoding.base import BOS
 from musicgen.errors import UserError
 from musicgen.ngram import fit_order
 
@@ -103,13 +104,14 @@ def evaluate(
     loaded = ckpt.load_checkpoint(folder, which=which)
     vocab_size = len(loaded.encoding.vocab)
     sizes = [loaded.encoding.music_size(f.ids) for f in chosen]  # (quarters, notes) each
-    net = network_scores(loaded.model, [f.ids for f in chosen], batch_size=batch_size)
+    net = network_token_nll(loaded.model, [f.ids for f in chosen], batch_size=batch_size)
     result: dict[str, Any] = {
         "checkpoint": str(folder),
         "weights": loaded.info.get("weights"),
         "data_dir": str(data_dir),
         "split": "all" if all_files else "validation",
-        **summarize(file_scores(chosen, sizes, net)),
+        **summarize(file_scores(chosen, sizes, _totals(net))),
+        "families": family_scores(loaded.encoding, chosen, net),
         "missing": missing,
         "skipped": [{"path": p, "reason": r} for p, r in prepared.skipped],
     }
@@ -123,7 +125,8 @@ def evaluate(
                 train, [f.ids for f in chosen], vocab_size, ngram_orders, config.train.seed
             )
             scores = result["baseline"].pop("scores")
-            result["baseline"].update(summarize(file_scores(chosen, sizes, scores)))
+            result["baseline"].update(summarize(file_scores(chosen, sizes, _totals(scores))))
+            result["baseline"]["families"] = family_scores(loaded.encoding, chosen, scores)
         else:
             result["baseline_note"] = f"no training file of {folder} found in {data_dir}"
     return result
@@ -132,14 +135,25 @@ def evaluate(
 def network_scores(
     model: Any, sequences: Sequence[np.ndarray], batch_size: int = 16
 ) -> list[tuple[float, int]]:
-    """(total nll in nats, correct top-1 predictions) per sequence, in input order.
+    """(total nll in nats, correct top-1 predictions) per sequence, in input order."""
+    return [
+        (float(nll.sum()), correct)
+        for nll, correct in network_token_nll(model, sequences, batch_size)
+    ]
+
+
+def network_token_nll(
+    model: Any, sequences: Sequence[np.ndarray], batch_size: int = 16
+) -> list[tuple[np.ndarray, int]]:
+    """(nll in nats of each target ids[1:], float64[len - 1]; correct top-1 predictions)
+    per sequence, in input order.
 
     Sequences are sorted by length and run in right-padded batches (at most `batch_size`
     sequences and MAX_BATCH_TOKENS padded tokens); the recurrent model is causal, so the
     padding never changes a real position, and padded targets are masked out.
     """
     forward = _compiled_forward(model)
-    out: list[tuple[float, int]] = [(0.0, 0)] * len(sequences)
+    out: list[tuple[np.ndarray, int]] = [(np.zeros(0), 0)] * len(sequences)
     for batch in _batches([len(s) - 1 for s in sequences], batch_size):
         width = max(len(sequences[i]) - 1 for i in batch)
         inputs = np.zeros((len(batch), width), np.int32)  # PAD = 0
@@ -155,7 +169,7 @@ def network_scores(
         logp = picked.astype(np.float64) - _logsumexp(logits)  # log softmax at the targets
         correct = (logits.argmax(-1) == targets) & mask
         for row, i in enumerate(batch):
-            out[i] = (float(-logp[row][mask[row]].sum()), int(correct[row].sum()))
+            out[i] = (-logp[row][mask[row]], int(correct[row].sum()))
     return out
 
 
@@ -180,13 +194,13 @@ def ngram_scores(
 ) -> dict[str, Any]:
     """Fit the Kneser-Ney baseline on `train` (order chosen on a held-out tenth of it)
     and score `sequences`: {"model", "order", "heldout_nll_by_order", "train_files",
-    "train_tokens", "scores": [(nll nats, correct top-1) per sequence]}."""
+    "train_tokens", "scores": [(nll nats of each target, correct top-1) per sequence]}."""
     choice = fit_order(train, vocab_size, orders=orders, seed=seed)
     scores = []
     for ids in sequences:
         probs = choice.model.distributions(ids)
         targets = np.asarray(ids)[1:]
-        nll = -float(np.log(probs[np.arange(len(targets)), targets]).sum())
+        nll = -np.log(probs[np.arange(len(targets)), targets])
         scores.append((nll, int((probs.argmax(-1) == targets).sum())))
     return {
         "model": "interpolated Kneser-Ney n-gram",
@@ -194,8 +208,57 @@ def ngram_scores(
         "heldout_nll_by_order": {str(k): round(v, 6) for k, v in choice.heldout_nll.items()},
         "train_files": len(train),
         "train_tokens": int(sum(len(s) - 1 for s in train)),
-        "scores": scores,
+        "scores": scores,  # (per-token nll nats, correct top-1) per sequence
     }
+
+
+def _totals(scores: Sequence[tuple[np.ndarray, int]]) -> list[tuple[float, int]]:
+    """Per-token scores -> (total nll nats, correct) per sequence."""
+    return [(math.fsum(nll.tolist()), correct) for nll, correct in scores]
+
+
+def family_scores(
+    encoding: Any, files: Sequence[Any], scores: Sequence[tuple[np.ndarray, int]]
+) -> dict[str, dict[str, Any]]:
+    """Nats per note of each instrument family (tracks encodings; {} otherwise): the
+    nats of the tokens that write a part's notes (its Track, Velocity, Pitch, Duration
+    and Drum tokens) over those notes. What the parts share (bars, positions, controls,
+    the header) is under "shared", per quarter note. How well the model knows its bass
+    against its drums, in units that do not depend on how many tokens a note takes."""
+    if encoding.name != "tracks":
+        return {}
+    from musicgen.encoding.tracks import token_parts
+    from musicgen.instruments import family
+
+    nats: dict[str, float] = {}
+    notes: dict[str, int] = {}
+    shared, quarters = 0.0, 0.0
+    for f, (nll, _) in zip(files, scores, strict=True):
+        owners = token_parts(f.ids, encoding)[1:]  # the target of each prediction
+        for program in set(owners.tolist()) - {-1}:
+            name = family(program)
+            nats[name] = nats.get(name, 0.0) + float(nll[owners == program].sum())
+        shared += float(nll[owners == -1].sum())
+        ids = np.asarray(f.ids)
+        for piece in np.split(ids, np.flatnonzero(ids == BOS)[1:]):
+            piece = encoding.decode(piece)
+            quarters += piece.length
+            for part in piece.parts:
+                notes[family(part.program)] = notes.get(family(part.program), 0) + len(part.notes)
+    out = {
+        name: {
+            "nats": nats[name],
+            "notes": notes.get(name, 0),
+            "nats_per_note": nats[name] / notes[name] if notes.get(name) else None,
+        }
+        for name in sorted(nats)
+    }
+    out["shared"] = {
+        "nats": shared,
+        "quarters": quarters,
+        "nats_per_quarter": shared / quarters if quarters else None,
+    }
+    return out
 
 
 def file_scores(

@@ -67,7 +67,7 @@ def test_ngram_scores_and_summary_shape():
     held = [np.array([1] + motif * 4 + [2])]
     base = ev.ngram_scores(train, held, vocab_size=8, orders=range(1, 5))
     assert 1 <= base["order"] <= 4 and base["train_files"] == 12
-    ((nll, correct),) = base["scores"]
+    ((nll, correct),) = ev._totals(base["scores"])
     assert nll > 0 and correct >= 12  # the motif is predictable after a few tokens
 
 
@@ -283,3 +283,33 @@ def _read(path):
     from musicgen.midi_io import read_score
 
     return read_score(path)
+
+
+def test_family_scores_split_the_nats_between_the_parts_and_what_they_share():
+    from types import SimpleNamespace
+
+    from musicgen.config import EncodingConfig
+    from musicgen.encoding import get_encoding
+    from tests.test_tracks import band
+
+    enc = get_encoding(EncodingConfig(name="tracks"))
+    ids = enc.encode(band()).ids
+    names = enc.describe(ids)
+    nll = np.ones(len(ids) - 1)  # one nat per prediction: nats = tokens
+    got = ev.family_scores(enc, [SimpleNamespace(ids=ids)], [(nll, 0)])
+    # drums: Track_3, Velocity_12, Drum_36, Velocity_8, Drum_42, then Track_3 Drum_38
+    assert got["drums"] == {"nats": 7.0, "notes": 3, "nats_per_note": 7 / 3}
+    assert got["bass"]["nats"] == 4 + 3 and got["bass"]["notes"] == 2  # T V P D, T P D
+    assert got["guitar"]["notes"] == 4
+    shared = sum(
+        1
+        for n in names[1:]
+        if n.split("_")[0] in ("Program", "Bar", "TimeSig", "Tempo", "Position", "EOS")
+    )
+    assert got["shared"]["nats"] == shared and got["shared"]["quarters"] == 4.0
+    total = sum(v["nats"] for v in got.values())
+    assert total == len(ids) - 1
+    assert (
+        ev.family_scores(get_encoding(EncodingConfig()), [SimpleNamespace(ids=ids)], [(nll, 0)])
+        == {}
+    )

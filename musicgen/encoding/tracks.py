@@ -630,3 +630,28 @@ class InstrumentsGrammar(NarrowedGrammar):
             self.chosen.append(token_id - self.first)
         elif token_id == self.bar:
             self.header = False
+
+
+def token_parts(ids: Sequence[int] | np.ndarray, encoding: TracksEncoding) -> np.ndarray:
+    """For every id, the program of the part it belongs to (the Track, Velocity, Pitch,
+    Duration and Drum tokens of a part's notes), or -1 for what all parts share (bars,
+    positions, controls, the header). Pieces back to back each use their own header."""
+    kinds = encoding.kinds[np.asarray(ids, dtype=np.int64)]
+    values = encoding.values[np.asarray(ids, dtype=np.int64)]
+    out = np.full(len(kinds), -1, dtype=np.int64)
+    programs: list[int] = []
+    part: int | None = None
+    for i, (kind, value) in enumerate(zip(kinds.tolist(), values.tolist(), strict=True)):
+        if kind == SPECIAL and ids[i] == BOS:
+            programs, part = [], None
+        elif kind == PROGRAM:
+            programs.append(value)
+        elif kind == TRACK:
+            part = value
+        if (
+            kind in (TRACK, VELOCITY, PITCH, DURATION, DRUM)
+            and part is not None
+            and part < len(programs)
+        ):
+            out[i] = programs[part]
+    return out
