@@ -363,6 +363,28 @@ def report_lines(result: dict[str, Any]) -> list[str]:
         lines.append(line)
     if base is None:
         lines.append(f"(no n-gram baseline: {result.get('baseline_note', 'not asked for')})")
+    lines += _family_lines(result.get("families") or {}, (base or {}).get("families") or {})
+    return lines
+
+
+def _family_lines(net: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """Nats per note of each instrument family, then what the parts share per quarter."""
+    if not net:
+        return []
+    lines = ["", "per instrument family"]
+    for name, entry in net.items():
+        key, unit = (
+            ("nats_per_quarter", "/quarter") if name == "shared" else ("nats_per_note", "/note")
+        )
+        count = (
+            f"{entry['quarters']:,.0f} quarters"
+            if name == "shared"
+            else f"{entry['notes']:,} notes"
+        )
+        line = f"  {name:<12}{count:>16}{_shown(entry.get(key), '{:.4f}'):>12}"
+        if name in base:
+            line += f"{_shown(base[name].get(key), '{:.4f}'):>20}"
+        lines.append(line + f"  nats{unit}")
     return lines
 
 
