@@ -5,17 +5,29 @@ pretty_midi (every instrument, any tick resolution, the tempo and time-signature
 maps) and hold one piece; the score formats (MusicXML, kern, ABC) go through
 music21, and a collection (an ABC file of many tunes, which music21 reads as an
 Opus) gives one piece per tune. `read_score` is the first piece. Both readers
-produce raw notes in quarter notes, and `_finish_score` applies the same clean-up
-to either: drums set apart, zero-length notes dropped, same-pitch overlaps merged,
-each loss counted in `Score.dropped`. Before pretty_midi sees a MIDI file, its events
-are counted in the raw bytes (a huge file is refused before mido builds an object per
-event) and notes never closed are closed at the end of their track. Anything
-unreadable raises `UnreadableFileError`, anything without pitched notes
-`EmptyMusicError`, each with a one-line reason.
+produce raw notes in quarter notes, each tagged with its part, and `_finish_score`
+applies the same clean-up to either: zero-length notes dropped, same-pitch overlaps
+merged, each loss counted in `Score.dropped`. Before pretty_midi sees a MIDI file,
+its events are counted in the raw bytes (a huge file is refused before mido builds
+an object per event), notes never closed are closed at the end of their track, and a
+track of several channels (a type-0 file) is split into one track per channel.
+Anything unreadable raises `UnreadableFileError`, anything without pitched notes
+`EmptyMusicError` (drums alone are a piece with `allow_drums_only`), each with a
+one-line reason.
 
-Writing: `write_midi` writes what a DAW expects (SPEC.md "Output MIDI") with mido
-directly, so every byte is under our control: type 1, 480 ticks per quarter, a
-conductor track, a named instrument track, deterministic bytes, atomic replace.
+A piece comes in two views. The merged view: `Score.notes` (every pitched note,
+overlaps merged across tracks), `Score.drums` and `Score.program` (the most used).
+The parts, `Score.parts`, in file order: one per pretty_midi instrument (its track,
+channel and program; channel 10 is the drum kit, `DRUM_PROGRAM`) or music21 part
+(its instrument's program, its name); empty ones left out, all drum parts merged
+into one, at most `MAX_PARTS` (the smallest parts of the most crowded instrument
+family merge first), each merge counted.
+
+Writing: `write_midi` writes what a DAW expects (SPEC.md "Output MIDI", "Arrangements
+in the output") with mido directly, so every byte is under our control: type 1, 480
+ticks per quarter, a conductor track, then one named track per part (pitched parts
+on channels of their own, the drum kit on channel 10) or, for a Score without parts,
+one named instrument track; deterministic bytes, atomic replace.
 """
 
 from __future__ import annotations
@@ -265,28 +277,39 @@ def _close_open_notes(mid: mido.MidiFile) -> Counter[str]:
 
 
 def _split_channels(mid: mido.MidiFile) -> None:
-    """Give every channel with notes of a track a track of its own, in channel order
-    (the first keeps the track's meta and other events, each a copy of its name), so
-    that pretty_midi's instruments come in (track, channel) order. The file becomes
+    """Give every channel with notes of a track a track of its own, in channel order,
+    so that pretty_midi's instruments come in (track, channel) order. The file becomes
     type 1 (pretty_midi reads tempos from the first track, which keeps them)."""
     tracks = []
     for track in mid.tracks:
         channels = sorted({m.channel for m in track if m.type == "note_on"})
-        if len(channels) < 2:
-            tracks.append(track)
-            continue
-        first, names = channels[0], [m for m in track if m.type == "track_name"][:1]
-        timed = {c: [] if c == first else [(0, m) for m in names] for c in channels}
-        now = 0
-        for message in track:
-            now += message.time
-            if message.type != "end_of_track":
-                channel = getattr(message, "channel", first)
-                timed[channel if channel in timed else first].append((now, message))
-        tracks.extend(_append_timed(mido.MidiTrack(), timed[c], now) for c in channels)
+        tracks.extend(_track_per_channel(track, channels) if len(channels) > 1 else [track])
     if mid.type == 0 and len(tracks) > 1:
         mid.type = 1
     mid.tracks[:] = tracks
+
+
+def _track_per_channel(track: mido.MidiTrack, channels: list[int]) -> list[mido.MidiTrack]:
+    """One track per channel given (sorted): the first keeps the meta events and the
+    other channels' messages, each of the rest starts with a copy of the track's name.
+    Messages are moved, not copied (speed); every track ends where `track` did."""
+    first, names = channels[0], [m for m in track if m.type == "track_name"][:1]
+    timed = {c: [] if c == first else [(0, m.copy()) for m in names] for c in channels}
+    now = 0
+    for message in track:
+        now += message.time
+        if message.type != "end_of_track":
+            channel = getattr(message, "channel", first)
+            timed[channel if channel in timed else first].append((now, message))
+    out = []
+    for channel in channels:
+        piece, last = mido.MidiTrack(), 0
+        for tick, message in timed[channel]:
+            message.time, last = tick - last, tick
+            piece.append(message)
+        piece.append(mido.MetaMessage("end_of_track", time=now - last))
+        out.append(piece)
+    return out
 
 
 def _seconds_to_quarters(pm):
@@ -468,7 +491,7 @@ def _merge_drum_parts(parts: list[Part], dropped: Counter[str]) -> list[Part]:
     dropped["drum_parts_merged"] += len(drums) - 1
     name = next((part.name for part in drums if part.name), "")
     kit = Part(DRUM_PROGRAM, [n for part in drums for n in part.notes], name)
-    first = parts.index(drums[0])
+    first = next(i for i, part in enumerate(parts) if part.is_drum)
     return [kit if i == first else p for i, p in enumerate(parts) if not p.is_drum or i == first]
 
 

@@ -292,6 +292,19 @@ def test_sixty_tracks_become_sixteen_parts(tmp_path):
     assert score.note_count == sum(len(t.notes) for t in tracks)
 
 
+def test_the_most_crowded_family_merges_its_smallest_parts_first(tmp_path):
+    # 17 parts: 6 strings (2 notes each), 11 guitars of 3..13 notes; 15 pitched parts at most
+    strings = [Track([(50 + i, 0, 1, 80), (50 + i, 1, 1, 80)], program=48) for i in range(6)]
+    guitars = [Track([(60 + i, k, 1, 80) for k in range(3 + i)], program=24 + i % 8, name=str(i))
+               for i in range(11)]  # fmt: skip
+    score = read_score(write_test_midi(tmp_path / "crowd.mid", strings + guitars))
+    assert score.dropped["parts_merged"] == 2
+    assert [p.program for p in score.parts[:6]] == [48] * 6  # the strings are untouched
+    # guitar 0 (3 notes) went into guitar 1 (4 notes), then guitar 2 (5) into guitar 3 (6)
+    assert [(p.name, len(p.notes)) for p in score.parts[6:9]] == [("1", 7), ("3", 11), ("4", 7)]
+    assert len(score.parts) == 15
+
+
 def test_drums_only(tmp_path):
     path = write_test_midi(tmp_path / "d.mid", [Track(BEAT, channel=9, name="Groove")])
     with pytest.raises(EmptyMusicError, match="drums only"):
