@@ -314,6 +314,10 @@ def test_drums_only(tmp_path):
     assert score.parts == [Part(DRUM_PROGRAM, make_notes(BEAT), "Groove")]
     assert score.length == 1.5 and score.note_count == 4
     assert read_pieces(path, allow_drums_only=True)[0].parts == score.parts
+    write_midi(score, tmp_path / "kit.mid")
+    _, layout = assert_arrangement_ready(tmp_path / "kit.mid", length_quarters=1.5)
+    assert layout == [("Groove", 9, 0)]
+    assert read_score(tmp_path / "kit.mid", allow_drums_only=True).parts == score.parts
     silent = write_test_midi(tmp_path / "s.mid", [Track([]), Track([], channel=9)])
     with pytest.raises(EmptyMusicError, match="no notes"):
         read_score(silent, allow_drums_only=True)
@@ -508,6 +512,10 @@ def test_parts_become_named_tracks_on_their_own_channels(tmp_path):
         assert read.notes == written.notes  # pitch, start, end, velocity
     assert 100 not in {n.pitch for n in back.notes}
     assert back.time_signatures == [(0.0, 3, 4)]
+    # a melody comes after the parts, on the next free channel
+    write_midi(score, path, melody=make_score(MELODY[:2], program=73))
+    _, layout = assert_arrangement_ready(path, length_quarters=5.0)
+    assert layout[-1] == ("melody", 4, 73) and len(layout) == 6
 
 
 def test_four_unnamed_parts_of_one_program_are_voices(tmp_path):
