@@ -5,21 +5,34 @@ pretty_midi (every instrument, any tick resolution, the tempo and time-signature
 maps) and hold one piece; the score formats (MusicXML, kern, ABC) go through
 music21, and a collection (an ABC file of many tunes, which music21 reads as an
 Opus) gives one piece per tune. `read_score` is the first piece. Both readers
-produce raw notes in quarter notes, and `_finish_score` applies the same clean-up
-to either: drums set apart, zero-length notes dropped, same-pitch overlaps merged,
-each loss counted in `Score.dropped`. Before pretty_midi sees a MIDI file, its events
-are counted in the raw bytes (a huge file is refused before mido builds an object per
-event) and notes never closed are closed at the end of their track. Anything
-unreadable raises `UnreadableFileError`, anything without pitched notes
-`EmptyMusicError`, each with a one-line reason.
+produce raw notes in quarter notes, each tagged with its part, and `_finish_score`
+applies the same clean-up to either: zero-length notes dropped, same-pitch overlaps
+merged, each loss counted in `Score.dropped`. Before pretty_midi sees a MIDI file,
+its events are counted in the raw bytes (a huge file is refused before mido builds
+an object per event), notes never closed are closed at the end of their track, and a
+track of several channels (a type-0 file) is split into one track per channel.
+Anything unreadable raises `UnreadableFileError`, anything without pitched notes
+`EmptyMusicError` (drums alone are a piece with `allow_drums_only`), each with a
+one-line reason.
 
-Writing: `write_midi` writes what a DAW expects (SPEC.md "Output MIDI") with mido
-directly, so every byte is under our control: type 1, 480 ticks per quarter, a
-conductor track, a named instrument track, deterministic bytes, atomic replace.
+A piece comes in two views. The merged view: `Score.notes` (every pitched note,
+overlaps merged across tracks), `Score.drums` and `Score.program` (the most used).
+The parts, `Score.parts`, in file order: one per pretty_midi instrument (its track,
+channel and program; channel 10 is the drum kit, `DRUM_PROGRAM`) or music21 part
+(its instrument's program, its name); empty ones left out, all drum parts merged
+into one, at most `MAX_PARTS` (the smallest parts of the most crowded instrument
+family merge first), each merge counted.
+
+Writing: `write_midi` writes what a DAW expects (SPEC.md "Output MIDI", "Arrangements
+in the output") with mido directly, so every byte is under our control: type 1, 480
+ticks per quarter, a conductor track, then one named track per part (pitched parts
+on channels of their own, the drum kit on channel 10) or, for a Score without parts,
+one named instrument track; deterministic bytes, atomic replace.
 """
 
 from __future__ import annotations
 
+import heapq
 import io
 import math
 import os
@@ -28,11 +41,13 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import mido
 import numpy as np
 
-from musicgen.score import EmptyMusicError, Note, Score, UnreadableFileError
+from musicgen.instruments import family, track_names
+from musicgen.score import DRUM_PROGRAM, EmptyMusicError, Note, Part, Score, UnreadableFileError
 
 MIDI_SUFFIXES = frozenset({".mid", ".midi"})
 MUSIC21_SUFFIXES = frozenset({".mxl", ".musicxml", ".xml", ".krn", ".abc"})
@@ -43,31 +58,54 @@ MAX_FILE_BYTES = 8 * 1024 * 1024  # larger files are refused before parsing (mem
 MAX_EVENTS = 4 * MAX_NOTES  # more MIDI events are refused before mido builds them (memory)
 WRITE_TPQ = 480  # ticks per quarter of every file we write
 DEFAULT_VELOCITY = 64  # for score formats that carry no velocity
+MAX_PARTS = 16  # parts a piece keeps; beyond that the smallest of one family merge
+MAX_PITCHED_PARTS = 15  # MIDI has 15 channels besides the drums' channel 10
+DRUM_CHANNEL = 9  # General MIDI channel 10, counted from 0
+PITCHED_CHANNELS = tuple(c for c in range(16) if c != DRUM_CHANNEL)
 
-# (pitch, start, end, velocity, program, is_drum); times in quarters
-RawNote = tuple[int, float, float, int, int, bool]
+# (pitch, start, end, velocity, program, is_drum, part): times in quarters; program and
+# is_drum as the merged view `Score.notes`/`Score.drums` sees them; part: an index into
+# the piece's `RawPiece.parts`
+RawNote = tuple[int, float, float, int, int, bool, int]
+
+
+class RawPiece(NamedTuple):
+    """What a reader gives per piece, before `_finish_score` cleans it."""
+
+    notes: list[RawNote]
+    parts: list[tuple[int, str]]  # (program 0..127 or DRUM_PROGRAM, name) per part
+    tempos: list[tuple[float, float]]  # (quarters, bpm)
+    time_signatures: list[tuple[float, int, int]]  # (quarters, numerator, denominator)
+    changes: Counter[str]  # what the reader changed on the way
 
 
 # ----------------------------------------------------------------------------- reading
 
 
-def read_score(path: str | Path, include_drums: bool = False) -> Score:
+def read_score(
+    path: str | Path, include_drums: bool = False, *, allow_drums_only: bool = False
+) -> Score:
     """Read a MIDI or score file into a `Score` (times in quarter notes): the file's
     first piece when it holds several (see `read_pieces`).
 
-    include_drums: merge drum notes into `Score.notes` instead of `Score.drums`.
+    include_drums: merge drum notes into `Score.notes` instead of `Score.drums`
+    (`Score.parts` keeps the drum part apart either way).
+    allow_drums_only: a piece whose only notes are drums is a Score (no `notes`)
+    instead of EmptyMusicError("drums only").
     Raises UnreadableFileError (not parseable, unsupported type, absurd size) or
     EmptyMusicError ("no notes", "drums only").
     """
-    return read_pieces(path, include_drums)[0]
+    return read_pieces(path, include_drums, allow_drums_only=allow_drums_only)[0]
 
 
-def read_pieces(path: str | Path, include_drums: bool = False) -> list[Score]:
+def read_pieces(
+    path: str | Path, include_drums: bool = False, *, allow_drums_only: bool = False
+) -> list[Score]:
     """Every piece of a MIDI or score file, in file order: one for a MIDI file or a
     single score; one per tune of a collection (e.g. an ABC file with many X: tunes).
-    Pieces without pitched notes are left out and counted in the first piece's
-    `dropped["empty_pieces"]`. Raises as `read_score`; EmptyMusicError when no
-    piece has pitched notes."""
+    Pieces without pitched notes (without any notes, with allow_drums_only) are left
+    out and counted in the first piece's `dropped["empty_pieces"]`. Raises as
+    `read_score`; EmptyMusicError when no piece is left."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
@@ -86,13 +124,13 @@ def read_pieces(path: str | Path, include_drums: bool = False) -> list[Score]:
         pieces = reader(path)
     scores: list[Score] = []
     empty: list[EmptyMusicError] = []
-    for raw, tempos, time_signatures, changes in pieces:
+    for piece in pieces:
         try:
-            score = _finish_score(raw, tempos, time_signatures, include_drums)
+            score = _finish_score(piece, include_drums, allow_drums_only)
         except EmptyMusicError as exc:
             empty.append(exc)
             continue
-        score.dropped.update(changes)
+        score.dropped.update(piece.changes)
         scores.append(score)
     if not scores:
         raise empty[0] if len(empty) == 1 else EmptyMusicError("no notes in any piece")
@@ -101,10 +139,12 @@ def read_pieces(path: str | Path, include_drums: bool = False) -> list[Score]:
     return scores
 
 
-def _read_midi(path: Path) -> list[tuple[list[RawNote], list, list, Counter]]:
-    """pretty_midi -> [(raw notes, tempos [(q, bpm)], time signatures [(q, n, d)], the
-    changes made on the way)]: one piece (notes never closed are closed at the end of
-    their track)."""
+def _read_midi(path: Path) -> list[RawPiece]:
+    """pretty_midi -> one piece (notes never closed are closed at the end of their
+    track). A part per pretty_midi instrument with notes: pretty_midi tells them apart
+    by track, channel and program, so a type-0 file splits by channel and a program
+    change in mid-track starts a new part; channel 10 is the drum kit. Parts come in
+    (track, channel) order, and by first note-off within one channel."""
     import pretty_midi
 
     try:
@@ -123,6 +163,7 @@ def _read_midi(path: Path) -> list[tuple[list[RawNote], list, list, Counter]]:
     if any(m.type == "set_tempo" and m.tempo == 0 for track in mid.tracks for m in track):
         raise UnreadableFileError("a tempo of 0 microseconds per quarter")
     changes = _close_open_notes(mid)
+    _split_channels(mid)
     try:
         pm = pretty_midi.PrettyMIDI(mido_object=mid)
     except Exception as exc:
@@ -133,14 +174,17 @@ def _read_midi(path: Path) -> list[tuple[list[RawNote], list, list, Counter]]:
     if count > MAX_NOTES:
         raise UnreadableFileError(f"too many notes ({count} > {MAX_NOTES})")
     raw: list[RawNote] = []
+    parts: list[tuple[int, str]] = []
     for inst in pm.instruments:
         if not inst.notes:
             continue
         times = np.array([(n.start, n.end) for n in inst.notes], dtype=np.float64)
         quarters = to_quarters(times)
-        program, is_drum = int(inst.program), bool(inst.is_drum)
+        program, is_drum, part = int(inst.program), bool(inst.is_drum), len(parts)
+        parts.append((DRUM_PROGRAM if is_drum else program, (inst.name or "").strip()))
         for note, (start, end) in zip(inst.notes, quarters.tolist(), strict=True):
-            raw.append((int(note.pitch), start, end, int(note.velocity), program, is_drum))
+            pitch, velocity = int(note.pitch), int(note.velocity)
+            raw.append((pitch, start, end, velocity, program, is_drum, part))
 
     change_times, bpms = pm.get_tempo_changes()
     # the file stores whole microseconds per quarter: undo pretty_midi's float noise
@@ -150,7 +194,7 @@ def _read_midi(path: Path) -> list[tuple[list[RawNote], list, list, Counter]]:
         (float(to_quarters(np.array([ts.time]))[0]), ts.numerator, ts.denominator)
         for ts in pm.time_signature_changes
     ]
-    return [(raw, tempos, signatures, changes)]
+    return [RawPiece(raw, parts, tempos, signatures, changes)]
 
 
 def count_midi_events(data: bytes, limit: int) -> int:
@@ -232,6 +276,42 @@ def _close_open_notes(mid: mido.MidiFile) -> Counter[str]:
     return +changes
 
 
+def _split_channels(mid: mido.MidiFile) -> None:
+    """Give every channel with notes of a track a track of its own, in channel order,
+    so that pretty_midi's instruments come in (track, channel) order. The file becomes
+    type 1 (pretty_midi reads tempos from the first track, which keeps them)."""
+    tracks = []
+    for track in mid.tracks:
+        channels = sorted({m.channel for m in track if m.type == "note_on"})
+        tracks.extend(_track_per_channel(track, channels) if len(channels) > 1 else [track])
+    if mid.type == 0 and len(tracks) > 1:
+        mid.type = 1
+    mid.tracks[:] = tracks
+
+
+def _track_per_channel(track: mido.MidiTrack, channels: list[int]) -> list[mido.MidiTrack]:
+    """One track per channel given (sorted): the first keeps the meta events and the
+    other channels' messages, each of the rest starts with a copy of the track's name.
+    Messages are moved, not copied (speed); every track ends where `track` did."""
+    first, names = channels[0], [m for m in track if m.type == "track_name"][:1]
+    timed = {c: [] if c == first else [(0, m.copy()) for m in names] for c in channels}
+    now = 0
+    for message in track:
+        now += message.time
+        if message.type != "end_of_track":
+            channel = getattr(message, "channel", first)
+            timed[channel if channel in timed else first].append((now, message))
+    out = []
+    for channel in channels:
+        piece, last = mido.MidiTrack(), 0
+        for tick, message in timed[channel]:
+            message.time, last = tick - last, tick
+            piece.append(message)
+        piece.append(mido.MetaMessage("end_of_track", time=now - last))
+        out.append(piece)
+    return out
+
+
 def _seconds_to_quarters(pm):
     """A vectorised `pm.time_to_tick(t) / pm.resolution` for arrays of seconds.
 
@@ -251,7 +331,7 @@ def _seconds_to_quarters(pm):
     return convert
 
 
-def _read_music21(path: Path) -> list[tuple[list[RawNote], list, list, Counter]]:
+def _read_music21(path: Path) -> list[RawPiece]:
     """music21 (MusicXML, kern, ABC) -> per piece (raw notes, tempos, time signatures,
     changes): each score of a collection (music21's Opus) is a piece of its own."""
     try:
@@ -264,7 +344,7 @@ def _read_music21(path: Path) -> list[tuple[list[RawNote], list, list, Counter]]
         pieces, notes = [], 0
         for score in scores:
             piece = _music21_piece(score, MAX_NOTES - notes)
-            notes += len(piece[0])
+            notes += len(piece.notes)
             pieces.append(piece)
     except (UnreadableFileError, EmptyMusicError):
         raise
@@ -275,16 +355,18 @@ def _read_music21(path: Path) -> list[tuple[list[RawNote], list, list, Counter]]
     return pieces
 
 
-def _music21_piece(parsed, max_notes: int) -> tuple[list[RawNote], list, list, Counter]:
-    """One music21 score -> (raw notes, tempos, time signatures, no changes);
-    UnreadableFileError past `max_notes` notes."""
+def _music21_piece(parsed, max_notes: int) -> RawPiece:
+    """One music21 score -> a piece with a part per music21 part (no changes);
+    UnreadableFileError past `max_notes` notes. The merged view reads every part as
+    program 0, not drums (as musicgen always has); the parts carry their programs."""
     from music21 import meter, note, tempo
 
     parsed = parsed.stripTies()
     parts = list(getattr(parsed, "parts", [])) or [parsed]
     shift = _pickup(parts[0])
     raw: list[RawNote] = []
-    for part in parts:
+    infos = [_music21_part_info(part) for part in parts]
+    for index, part in enumerate(parts):
         for element in part.flatten().notes:
             if len(raw) > max_notes:
                 raise UnreadableFileError(f"too many notes (more than {MAX_NOTES})")
@@ -294,7 +376,7 @@ def _music21_piece(parsed, max_notes: int) -> tuple[list[RawNote], list, list, C
             velocity = int(velocity) if velocity else DEFAULT_VELOCITY
             pitches = element.pitches if not isinstance(element, note.Unpitched) else ()
             for pitch in pitches:
-                raw.append((int(pitch.midi), start, end, velocity, 0, False))
+                raw.append((int(pitch.midi), start, end, velocity, 0, False, index))
     flat = parsed.flatten()
     tempos = [
         (float(mark.offset) + shift if mark.offset else 0.0, float(mark.getQuarterBPM()))
@@ -305,7 +387,24 @@ def _music21_piece(parsed, max_notes: int) -> tuple[list[RawNote], list, list, C
         (float(ts.offset) + shift if ts.offset else 0.0, int(ts.numerator), int(ts.denominator))
         for ts in flat.getElementsByClass(meter.TimeSignature)
     ]
-    return raw, tempos, signatures, Counter()
+    return RawPiece(raw, infos, tempos, signatures, Counter())
+
+
+def _music21_part_info(part) -> tuple[int, str]:
+    """(program, name) of a music21 part: the instrument's MIDI program (0 when it
+    has none), DRUM_PROGRAM for unpitched percussion; the part's name or ""."""
+    from music21 import instrument, note
+
+    inst = part.getInstrument(returnDefault=False)
+    unpitched = isinstance(inst, instrument.UnpitchedPercussion) or any(
+        isinstance(element, note.Unpitched) for element in part.recurse().notes
+    )
+    program = getattr(inst, "midiProgram", None)
+    if unpitched:
+        program = DRUM_PROGRAM
+    elif program is None or not 0 <= program <= 127:
+        program = 0
+    return int(program), str(getattr(part, "partName", None) or "").strip()
 
 
 def _pickup(part) -> float:
@@ -322,15 +421,15 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _finish_score(
-    raw: list[RawNote], tempos: list, time_signatures: list, include_drums: bool
-) -> Score:
-    """Clean raw notes (drums apart, zero-length dropped, overlaps merged) into a Score."""
+def _finish_score(piece: RawPiece, include_drums: bool, allow_drums_only: bool) -> Score:
+    """Clean a raw piece (zero-length and invalid notes dropped, same-pitch overlaps
+    merged) into a Score: the merged view (`notes`, `drums`, `program`) and the parts."""
     dropped: Counter[str] = Counter()
     pitched: list[Note] = []
     drums: list[Note] = []
+    by_part: list[list[Note]] = [[] for _ in piece.parts]
     notes_per_program: Counter[int] = Counter()
-    for pitch, start, end, velocity, program, is_drum in raw:
+    for pitch, start, end, velocity, program, is_drum, part in piece.notes:
         if not (0 <= pitch <= 127 and math.isfinite(start) and math.isfinite(end)):
             dropped["invalid_notes"] += 1
             continue
@@ -338,6 +437,7 @@ def _finish_score(
             dropped["zero_length_notes"] += 1
             continue
         note = Note(pitch, start, end, min(max(int(velocity), 1), 127))
+        by_part[part].append(note)
         if is_drum and not include_drums:
             drums.append(note)
             continue
@@ -346,21 +446,90 @@ def _finish_score(
             notes_per_program[program] += 1
     if drums:
         dropped["drum_notes"] += len(drums)
-    if not pitched:
+    if not pitched and not (drums and allow_drums_only):
         raise EmptyMusicError("drums only" if drums else "no notes")
     notes, merged = merge_overlaps(pitched)
     if merged:
         dropped["overlaps_merged"] += merged
     # the most used program wins; ties go to the lowest program number
     program = min(notes_per_program, key=lambda p: (-notes_per_program[p], p), default=0)
+    parts = [Part(p, ns, name) for (p, name), ns in zip(piece.parts, by_part, strict=True) if ns]
     return Score(
         notes=notes,
-        tempos=_clean_tempos(tempos),
-        time_signatures=_clean_time_signatures(time_signatures),
+        tempos=_clean_tempos(piece.tempos),
+        time_signatures=_clean_time_signatures(piece.time_signatures),
         drums=sorted(drums, key=lambda n: (n.start, n.pitch)),
         program=program,
         dropped=dropped,
+        parts=_tidy_parts(parts, dropped, count_drum_overlaps=bool(drums)),
     )
+
+
+def _tidy_parts(parts: list[Part], dropped: Counter[str], count_drum_overlaps: bool) -> list[Part]:
+    """Parts with notes, in file order: the drum parts merged into one, at most
+    MAX_PARTS (MAX_PITCHED_PARTS pitched), each part's same-pitch overlaps merged.
+
+    Counts parts merged away (`drum_parts_merged`, `parts_merged`) in `dropped`, and
+    the drum part's overlaps (`drum_overlaps_merged`) when count_drum_overlaps (a
+    pitched part's overlaps are also the merged view's, counted as overlaps_merged)."""
+    parts = _merge_drum_parts(parts, dropped)
+    parts = _limit_parts(parts, dropped)
+    out = []
+    for part in parts:
+        notes, merged = merge_overlaps(part.notes)
+        if part.is_drum and count_drum_overlaps and merged:
+            dropped["drum_overlaps_merged"] += merged
+        out.append(Part(part.program, notes, part.name))
+    return out
+
+
+def _merge_drum_parts(parts: list[Part], dropped: Counter[str]) -> list[Part]:
+    """All drum parts as one, where the first was (named as the first named one)."""
+    drums = [part for part in parts if part.is_drum]
+    if len(drums) < 2:
+        return parts
+    dropped["drum_parts_merged"] += len(drums) - 1
+    name = next((part.name for part in drums if part.name), "")
+    kit = Part(DRUM_PROGRAM, [n for part in drums for n in part.notes], name)
+    first = next(i for i, part in enumerate(parts) if part.is_drum)
+    return [kit if i == first else p for i, p in enumerate(parts) if not p.is_drum or i == first]
+
+
+def _limit_parts(parts: list[Part], dropped: Counter[str]) -> list[Part]:
+    """At most MAX_PARTS parts, MAX_PITCHED_PARTS of them pitched (one drum part at
+    most is expected). While there are more, the two smallest pitched parts (fewest
+    notes; of equal ones, the later) of the family with the most parts merge; once
+    no family has two, the two smallest of any family. The larger keeps its place,
+    program and name (of equal ones, the earlier). Counts `parts_merged`."""
+    alive = {i: Part(p.program, list(p.notes), p.name) for i, p in enumerate(parts)}
+    pitched = sum(not p.is_drum for p in parts)
+
+    def too_many() -> bool:
+        return len(alive) > MAX_PARTS or pitched > MAX_PITCHED_PARTS
+
+    def merge(small: int, large: int) -> None:
+        nonlocal pitched
+        alive[large].notes.extend(alive.pop(small).notes)
+        pitched -= 1
+        dropped["parts_merged"] += 1
+
+    heaps: dict[str, list[tuple[int, int]]] = {}  # family -> [(notes, -place)]
+    for i, part in alive.items():
+        if not part.is_drum:
+            heaps.setdefault(family(part.program), []).append((len(part.notes), -i))
+    for heap in heaps.values():
+        heapq.heapify(heap)
+    while too_many() and heaps and max(len(h) for h in heaps.values()) > 1:
+        crowd = max(heaps.values(), key=len)  # of equal families, the first in file order
+        (_, small), (_, large) = heapq.heappop(crowd), heapq.heappop(crowd)
+        merge(-small, -large)
+        heapq.heappush(crowd, (len(alive[-large].notes), large))
+    while too_many():  # every family has one part left
+        small, large = sorted(
+            (i for i, p in alive.items() if not p.is_drum), key=lambda i: (len(alive[i].notes), -i)
+        )[:2]
+        merge(small, large)
+    return [alive[i] for i in sorted(alive)]
 
 
 def merge_overlaps(notes: Iterable[Note]) -> tuple[list[Note], int]:
@@ -429,12 +598,15 @@ def write_midi(
 ) -> None:
     """Write `score` as a DAW-ready type-1 MIDI file, atomically.
 
-    Track 0 holds tempo and time-signature events, track 1 (named `track_name`)
-    the notes on channel 0 with `program` (default `score.program`); `melody`, if
-    given, becomes track 2 "melody" on channel 1. Times become ticks as
-    round(quarters * 480). Every track ends at round(score.length * 480) ticks
-    (at least the last note when `score.end` is None); notes past `score.end` are
-    cut there. The same input always gives the same bytes.
+    Track 0 holds tempo and time-signature events. With `score.parts`, one track
+    per part follows, in order (see `_part_tracks`; `score.notes`, the merged view,
+    and `track_name`/`program` are then unused). Without parts, track 1 (named
+    `track_name`) holds `score.notes` on channel 0 with `program` (default
+    `score.program`). `melody`, if given, becomes one more track "melody" (channel 1
+    without parts; the next free channel with them). Times become ticks as
+    round(quarters * 480). Every track ends at round(score.length * 480) ticks (at
+    least the last note when `score.end` is None); notes past `score.end` are cut
+    there. The same input always gives the same bytes.
     """
     melody_notes = list(melody.notes if isinstance(melody, Score) else melody or [])
     end_tick = _ticks(score.length)
@@ -443,14 +615,57 @@ def write_midi(
     program = score.program if program is None else program
     if not 0 <= program <= 127:
         raise ValueError(f"program {program} outside 0..127")
+    melody_program = melody.program if isinstance(melody, Score) else program
 
     mid = mido.MidiFile(type=1, ticks_per_beat=WRITE_TPQ)
     mid.tracks.append(_conductor_track(score, end_tick))
-    mid.tracks.append(_note_track(score.notes, track_name, program, 0, end_tick))
-    if melody is not None:
-        melody_program = melody.program if isinstance(melody, Score) else program
-        mid.tracks.append(_note_track(melody_notes, "melody", melody_program, 1, end_tick))
+    if score.parts:
+        parts = list(score.parts)
+        if melody is not None:
+            parts.append(Part(melody_program, melody_notes, "melody"))
+        mid.tracks.extend(_part_tracks(parts, end_tick))
+    else:
+        mid.tracks.append(_note_track(score.notes, track_name, program, 0, end_tick))
+        if melody is not None:
+            mid.tracks.append(_note_track(melody_notes, "melody", melody_program, 1, end_tick))
     _save_atomically(mid, Path(path))
+
+
+def _part_tracks(parts: list[Part], end_tick: int) -> list[mido.MidiTrack]:
+    """One track per part, in order: named part.name or, when it has none, by
+    `instruments.track_names`; a drum part on channel 10 (9 from zero) with program
+    0, pitched parts on channels 0..8, 10..15 in order, each with its program."""
+    default_names = track_names([part.program for part in parts])
+    channels = _part_channels(parts)
+    return [
+        _note_track(
+            part.notes,
+            part.name or default_names[i],
+            0 if part.is_drum else part.program,
+            channels[i],
+            end_tick,
+        )
+        for i, part in enumerate(parts)
+    ]
+
+
+def _part_channels(parts: list[Part]) -> list[int]:
+    """A MIDI channel per part: DRUM_CHANNEL for drums, the free pitched channels in
+    order for the rest. Past 15 pitched parts (never from `read_pieces`), a part
+    shares the channel of the first part with its program, else the last channel."""
+    channels: list[int] = []
+    by_program: dict[int, int] = {}
+    free = iter(PITCHED_CHANNELS)
+    for part in parts:
+        if part.is_drum:
+            channels.append(DRUM_CHANNEL)
+            continue
+        channel = next(free, None)
+        if channel is None:
+            channel = by_program.get(part.program, PITCHED_CHANNELS[-1])
+        by_program.setdefault(part.program, channel)
+        channels.append(channel)
+    return channels
 
 
 def _ticks(quarters: float) -> int:

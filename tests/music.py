@@ -58,9 +58,10 @@ class Track:
     """One track of a test MIDI file: notes in quarters, on one channel."""
 
     notes: Sequence[NoteSpec] = ()
-    program: int = 0
+    program: int = 0  # the program change at 0
     channel: int = 0  # 9 = GM drums
     name: str | None = None
+    program_changes: Sequence[tuple[float, int]] = ()  # later (quarters, program), mid-track
 
 
 @dataclass
@@ -104,6 +105,9 @@ def write_test_midi(
 def _track_events(track: Track, tpq: int) -> list[_Event]:
     ch = track.channel
     events = [_Event(0, 1, mido.Message("program_change", channel=ch, program=track.program))]
+    for q, program in track.program_changes:
+        message = mido.Message("program_change", channel=ch, program=program)
+        events.append(_Event(round(q * tpq), 1, message))
     if track.name is not None:
         events.append(_Event(0, 1, mido.MetaMessage("track_name", name=track.name)))
     for pitch, start, duration, velocity in track.notes:
@@ -162,33 +166,73 @@ def assert_daw_ready(path: str | Path, length_quarters: float | None = None) -> 
     type 1, 480 tpq, tempo and time signature at tick 0, named tracks with a program
     change, no channel 10 (9 from zero), every note closed, none zero-length, no
     same-pitch overlaps per channel, every track ending at `length_quarters` exactly."""
+    mid = _assert_midi_basics(path, length_quarters)
+    for track in mid.tracks[1:]:
+        messages = _absolute(track)
+        assert any(m.type == "track_name" for _, m in messages)
+        assert any(m.type == "program_change" for _, m in messages)
+        assert all(m.channel != 9 for _, m in messages if m.type.startswith("note")), (
+            "pitched notes on the drum channel"
+        )
+        _assert_notes_clean(messages)
+    return mid
+
+
+def assert_arrangement_ready(
+    path: str | Path, length_quarters: float | None = None
+) -> tuple[mido.MidiFile, list[tuple[str, int, int]]]:
+    """Assert SPEC.md "Output MIDI" and "Arrangements in the output" on a written
+    multi-track file: after the conductor track, one track per part, each named, its
+    channel messages on one channel of its own, a program change at tick 0 before its
+    notes; channel 10 (9 from zero) is the drum track's alone; notes closed, none
+    zero-length, no same-pitch overlaps; every track ending at `length_quarters`.
+    Returns the file (read by mido) and (name, channel, program) per part track."""
+    mid = _assert_midi_basics(path, length_quarters)
+    layout = []
+    for track in mid.tracks[1:]:
+        messages = _absolute(track)
+        names = [m.name for _, m in messages if m.type == "track_name"]
+        assert len(names) == 1 and names[0].strip(), "a part track without a name"
+        channels = {m.channel for _, m in messages if hasattr(m, "channel")}
+        assert len(channels) == 1, f"track {names[0]!r} uses channels {sorted(channels)}"
+        tick, first = next((t, m) for t, m in messages if hasattr(m, "channel"))
+        assert first.type == "program_change" and tick == 0, f"{names[0]!r}: no program at 0"
+        layout.append((names[0], channels.pop(), first.program))
+        _assert_notes_clean(messages)
+    channels = [channel for _, channel, _ in layout]
+    assert len(set(channels)) == len(channels), f"tracks share channels: {channels}"
+    return mid, layout
+
+
+def _assert_midi_basics(path: str | Path, length_quarters: float | None) -> mido.MidiFile:
+    """Type 1, 480 tpq, tempo and time signature at tick 0, every track ending at
+    `length_quarters` (when given)."""
     mid = mido.MidiFile(str(path))
     assert mid.type == 1 and mid.ticks_per_beat == 480
     first = [m for m in _absolute(mid.tracks[0]) if m[0] == 0]
     assert any(m.type == "set_tempo" for _, m in first)
     assert any(m.type == "time_signature" for _, m in first)
-    for track in mid.tracks[1:]:
-        messages = _absolute(track)
-        assert any(m.type == "track_name" for _, m in messages)
-        assert any(m.type == "program_change" for _, m in messages)
-        sounding: dict[tuple[int, int], int] = {}
-        for tick, m in messages:
-            if m.type not in ("note_on", "note_off"):
-                continue
-            assert m.channel != 9, "pitched notes on the drum channel"
-            key = (m.channel, m.note)
-            if m.type == "note_on" and m.velocity > 0:
-                assert key not in sounding, f"overlapping notes {key} at tick {tick}"
-                sounding[key] = tick
-            else:
-                assert key in sounding, f"note-off without note-on {key} at tick {tick}"
-                assert tick > sounding.pop(key), f"zero-length note {key} at tick {tick}"
-        assert not sounding, f"notes never closed: {sorted(sounding)}"
     if length_quarters is not None:
         for track in mid.tracks:
             tick, last = _absolute(track)[-1]
             assert last.type == "end_of_track" and tick == round(length_quarters * 480)
     return mid
+
+
+def _assert_notes_clean(messages: list[tuple[int, mido.Message]]) -> None:
+    """Every note closed, none zero-length, no same-pitch overlaps per channel."""
+    sounding: dict[tuple[int, int], int] = {}
+    for tick, m in messages:
+        if m.type not in ("note_on", "note_off"):
+            continue
+        key = (m.channel, m.note)
+        if m.type == "note_on" and m.velocity > 0:
+            assert key not in sounding, f"overlapping notes {key} at tick {tick}"
+            sounding[key] = tick
+        else:
+            assert key in sounding, f"note-off without note-on {key} at tick {tick}"
+            assert tick > sounding.pop(key), f"zero-length note {key} at tick {tick}"
+    assert not sounding, f"notes never closed: {sorted(sounding)}"
 
 
 def _absolute(track: mido.MidiTrack) -> list[tuple[int, mido.Message]]:

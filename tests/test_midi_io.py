@@ -8,16 +8,29 @@ import os
 import mido
 import pytest
 
-from musicgen.midi_io import SUPPORTED_SUFFIXES, read_pieces, read_score, write_midi
-from musicgen.score import EmptyMusicError, Note, UnreadableFileError
-from tests.music import Track, assert_daw_ready, make_notes, make_score, write_test_midi
+from musicgen.midi_io import MAX_PARTS, SUPPORTED_SUFFIXES, read_pieces, read_score, write_midi
+from musicgen.score import DRUM_PROGRAM, EmptyMusicError, Note, Part, Score, UnreadableFileError
+from tests.music import (
+    Track,
+    assert_arrangement_ready,
+    assert_daw_ready,
+    make_notes,
+    make_score,
+    write_test_midi,
+)
 
 MELODY = [(60, 0, 1, 80), (62, 1, 1, 70), (64, 2, 2, 90), (67, 4, 0.5, 100)]
 CHORD = [(48, 0, 4, 60), (55, 0, 4, 60)]
+BEAT = [(36, 0, 0.5, 100), (42, 0, 0.25, 90), (38, 1, 0.5, 100), (42, 1, 0.25, 90)]
 
 
 def _pitches_and_times(score):
     return [(n.pitch, n.start, n.end, n.velocity) for n in score.notes]
+
+
+def _layout(score):
+    """(program, name, note count) per part."""
+    return [(p.program, p.name, len(p.notes)) for p in score.parts]
 
 
 # ----------------------------------------------------------------------------- reading
@@ -179,6 +192,172 @@ def test_broken_musicxml_is_unreadable(tmp_path):
         read_score(path)
 
 
+# ----------------------------------------------------------------------------- parts
+
+
+def test_parts_keep_instruments_apart(tmp_path):
+    tracks = [Track(MELODY, program=40, name=" Violin "), Track(CHORD, program=33, name="Bass"),
+              Track(BEAT, channel=9, name="Kit")]  # fmt: skip
+    score = read_score(write_test_midi(tmp_path / "band.mid", tracks))
+    assert _layout(score) == [(40, "Violin", 4), (33, "Bass", 2), (DRUM_PROGRAM, "Kit", 4)]
+    assert score.parts[0].notes == make_notes(MELODY)
+    assert score.parts[2].notes == make_notes(BEAT) and score.parts[2].is_drum
+    # the merged view is what it always was
+    assert score.notes == make_notes(MELODY + CHORD)
+    assert score.drums == make_notes(BEAT) and score.dropped["drum_notes"] == 4
+    assert score.program == 40
+    # include_drums changes the merged view only
+    with_drums = read_score(write_test_midi(tmp_path / "band.mid", tracks), include_drums=True)
+    assert with_drums.parts == score.parts and with_drums.drums == []
+
+
+def test_parts_sharing_a_program_stay_apart_in_order(tmp_path):
+    voices = {"Soprano": [(72, 0, 2, 80)], "Alto": [(67, 0, 2, 80)],
+              "Tenor": [(60, 0, 1, 80), (64, 1, 1, 80)], "Bass": [(48, 0, 2, 80)]}  # fmt: skip
+    voices["Tenor"].append((67, 2, 1, 70))  # a unison with the alto below
+    voices["Alto"].append((67, 2, 2, 80))
+    tracks = [Track(notes, program=52, name=name) for name, notes in voices.items()]
+    score = read_score(write_test_midi(tmp_path / "chorale.mid", tracks))
+    assert [(p.program, p.name) for p in score.parts] == [(52, n) for n in voices]
+    for part, notes in zip(score.parts, voices.values(), strict=True):
+        assert part.notes == make_notes(notes)  # each voice keeps its unison note
+    assert score.dropped["overlaps_merged"] == 1  # only the merged view merges it
+    assert len(score.notes) == 6 and score.note_count == 7
+
+
+def test_drum_tracks_become_one_drum_part(tmp_path):
+    kick, hats = [(36, 0, 0.5, 100), (36, 2, 0.5, 100)], [(42, 0, 0.25, 80), (42, 1, 0.25, 80)]
+    tracks = [Track(kick, channel=9, name="Kick"), Track(MELODY, program=0),
+              Track(hats, channel=9, name="Hats"), Track([(36, 0, 1, 90)], channel=9)]  # fmt: skip
+    score = read_score(write_test_midi(tmp_path / "kit.mid", tracks))
+    assert _layout(score) == [(DRUM_PROGRAM, "Kick", 4), (0, "", 4)]
+    assert [(n.pitch, n.start, n.end) for n in score.parts[0].notes] == [
+        (36, 0.0, 1.0),  # two kicks at once: one note, the longer
+        (42, 0.0, 0.25),
+        (42, 1.0, 1.25),
+        (36, 2.0, 2.5),
+    ]
+    assert score.dropped["drum_parts_merged"] == 2
+    assert score.dropped["drum_overlaps_merged"] == 1
+    assert len(score.drums) == 5 and score.dropped["drum_notes"] == 5  # as always
+
+
+def test_type_0_file_splits_by_channel(tmp_path):
+    tracks = [Track(MELODY, channel=0, program=5), Track(CHORD, channel=1, program=32),
+              Track(BEAT, channel=9)]  # fmt: skip
+    path = write_test_midi(tmp_path / "zero.mid", tracks, midi_type=0)
+    score = read_score(path)
+    assert _layout(score) == [(5, "", 4), (32, "", 2), (DRUM_PROGRAM, "", 4)]
+    assert score.parts[1].notes == make_notes(CHORD)
+
+
+def test_a_program_change_in_mid_track_starts_a_part(tmp_path):
+    track = Track(MELODY, program=0, name="Lead", program_changes=[(2, 40)])
+    score = read_score(write_test_midi(tmp_path / "change.mid", [track]))
+    assert _layout(score) == [(0, "Lead", 2), (40, "Lead", 2)]
+    assert score.parts[1].notes == make_notes(MELODY[2:])
+    assert score.notes == make_notes(MELODY) and score.program == 0
+
+
+def test_a_melody_on_channel_10_is_a_drum_part(tmp_path):
+    tracks = [Track(CHORD, program=0), Track(MELODY, channel=9, program=73, name="Flute")]
+    score = read_score(write_test_midi(tmp_path / "ch10.mid", tracks))
+    assert _layout(score) == [(0, "", 2), (DRUM_PROGRAM, "Flute", 4)]
+    assert score.drums == make_notes(MELODY)
+
+
+def test_tracks_without_notes_are_left_out(tmp_path):
+    tracks = [Track([], program=10, name="empty"), Track(MELODY, name="Lead"),
+              Track([(50, 1, 0, 80)], program=20, name="only a zero-length note"),
+              Track([], channel=9)]  # fmt: skip
+    score = read_score(write_test_midi(tmp_path / "gaps.mid", tracks))
+    assert _layout(score) == [(0, "Lead", 4)]
+    assert score.dropped["zero_length_notes"] == 1
+
+
+def test_sixty_tracks_become_sixteen_parts(tmp_path):
+    # 15 families with one track each (sizes 2..16), 44 one-note guitar tracks, drums
+    others = [program for program in range(0, 128, 8) if program != 24]
+    tracks = [Track([(20 + 5 * i + k % 5, k, 1, 80) for k in range(i + 2)], program=program)
+              for i, program in enumerate(others)]  # fmt: skip
+    tracks += [Track([(40 + k % 40, k, 1, 80)], program=25) for k in range(44)]
+    tracks.append(Track(BEAT, channel=9))
+    assert len(tracks) == 60
+    score = read_score(write_test_midi(tmp_path / "sixty.mid", tracks))
+    # the guitars merge into one; then the smallest part (piano) into the next (program 8)
+    assert len(score.parts) == MAX_PARTS
+    assert [p.program for p in score.parts] == others[1:] + [25, DRUM_PROGRAM]
+    assert len(score.parts[0].notes) == 2 + 3 and len(score.parts[-2].notes) == 44
+    assert score.dropped["parts_merged"] == 44
+    assert score.note_count == sum(len(t.notes) for t in tracks)
+
+
+def test_the_most_crowded_family_merges_its_smallest_parts_first(tmp_path):
+    # 17 parts: 6 strings (2 notes each), 11 guitars of 3..13 notes; 15 pitched parts at most
+    strings = [Track([(50 + i, 0, 1, 80), (50 + i, 1, 1, 80)], program=48) for i in range(6)]
+    guitars = [Track([(60 + i, k, 1, 80) for k in range(3 + i)], program=24 + i % 8, name=str(i))
+               for i in range(11)]  # fmt: skip
+    score = read_score(write_test_midi(tmp_path / "crowd.mid", strings + guitars))
+    assert score.dropped["parts_merged"] == 2
+    assert [p.program for p in score.parts[:6]] == [48] * 6  # the strings are untouched
+    # guitar 0 (3 notes) went into guitar 1 (4 notes), then guitar 2 (5) into guitar 3 (6)
+    assert [(p.name, len(p.notes)) for p in score.parts[6:9]] == [("1", 7), ("3", 11), ("4", 7)]
+    assert len(score.parts) == 15
+
+
+def test_drums_only(tmp_path):
+    path = write_test_midi(tmp_path / "d.mid", [Track(BEAT, channel=9, name="Groove")])
+    with pytest.raises(EmptyMusicError, match="drums only"):
+        read_score(path)
+    score = read_score(path, allow_drums_only=True)
+    assert score.notes == [] and score.drums == make_notes(BEAT)
+    assert score.parts == [Part(DRUM_PROGRAM, make_notes(BEAT), "Groove")]
+    assert score.length == 1.5 and score.note_count == 4
+    assert read_pieces(path, allow_drums_only=True)[0].parts == score.parts
+    write_midi(score, tmp_path / "kit.mid")
+    _, layout = assert_arrangement_ready(tmp_path / "kit.mid", length_quarters=1.5)
+    assert layout == [("Groove", 9, 0)]
+    assert read_score(tmp_path / "kit.mid", allow_drums_only=True).parts == score.parts
+    silent = write_test_midi(tmp_path / "s.mid", [Track([]), Track([], channel=9)])
+    with pytest.raises(EmptyMusicError, match="no notes"):
+        read_score(silent, allow_drums_only=True)
+
+
+TWO_PARTS_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<score-partwise version="3.1">
+  <part-list>
+    <score-part id="P1"><part-name>Violin</part-name>
+      <midi-instrument id="P1-I1"><midi-program>41</midi-program></midi-instrument></score-part>
+    <score-part id="P2"><part-name>Cello</part-name>
+      <midi-instrument id="P2-I1"><midi-program>43</midi-program></midi-instrument></score-part>
+  </part-list>
+  <part id="P1"><measure number="1">
+    <attributes><divisions>1</divisions><time><beats>2</beats><beat-type>4</beat-type></time>
+    </attributes>
+    <note><pitch><step>E</step><octave>5</octave></pitch><duration>2</duration></note>
+  </measure></part>
+  <part id="P2"><measure number="1">
+    <attributes><divisions>1</divisions><time><beats>2</beats><beat-type>4</beat-type></time>
+    </attributes>
+    <note><pitch><step>C</step><octave>3</octave></pitch><duration>1</duration></note>
+    <note><pitch><step>G</step><octave>2</octave></pitch><duration>1</duration></note>
+  </measure></part>
+</score-partwise>
+"""
+
+
+def test_score_formats_give_a_part_per_voice(tmp_path):
+    path = tmp_path / "duo.musicxml"
+    path.write_text(TWO_PARTS_XML)
+    score = read_score(path)
+    assert _layout(score) == [(40, "Violin", 1), (42, "Cello", 2)]
+    assert score.parts[1].notes == make_notes([(48, 0, 1, 64), (43, 1, 1, 64)])
+    assert score.program == 0 and len(score.notes) == 3  # the merged view as always
+    tune = tmp_path / "tune.abc"
+    tune.write_text("X:1\nT:t\nM:3/4\nL:1/4\nK:C\nC D E | G3 |]\n")
+    assert _layout(read_score(tune)) == [(0, "", 4)]
+
+
 # ----------------------------------------------------------------------------- writing
 
 
@@ -298,3 +477,93 @@ def test_absurd_files_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(midi_io, "MAX_FILE_BYTES", 10)
     with pytest.raises(UnreadableFileError, match="too large"):
         read_score(path)
+
+
+# ----------------------------------------------------------------------------- writing parts
+
+
+def _band() -> Score:
+    """Named and unnamed parts, a drum kit among them, on a 3/4 tempo map."""
+    parts = [
+        Part(0, make_notes(MELODY), "Keys"),
+        Part(33, make_notes(CHORD + [(43, 4, 1, 60)])),
+        Part(DRUM_PROGRAM, make_notes(BEAT)),
+        Part(40, make_notes([(76, 0.5, 1, 90), (79, 1.5, 2.5, 95)]), "Solo"),
+        Part(25, make_notes([(64, 0, 1, 70), (64, 1, 1, 71)])),
+    ]
+    score = make_score(tempo=[(0, 90), (3, 120)], time_signature=(3, 4))
+    score.parts = parts
+    score.notes = make_notes([(100, 0, 1, 80)])  # the merged view: not written
+    return score
+
+
+def test_parts_become_named_tracks_on_their_own_channels(tmp_path):
+    score, path = _band(), tmp_path / "band.mid"
+    write_midi(score, path, track_name="ignored", program=7)
+    mid, layout = assert_arrangement_ready(path, length_quarters=5.0)
+    assert layout == [("Keys", 0, 0), ("Bass", 1, 33), ("Drums", 9, 0), ("Solo", 2, 40),
+                      ("Guitar", 3, 25)]  # fmt: skip
+    assert len(mid.tracks) == 6
+    back = read_score(path)
+    assert [(p.program, p.name) for p in back.parts] == [
+        (0, "Keys"), (33, "Bass"), (DRUM_PROGRAM, "Drums"), (40, "Solo"), (25, "Guitar")
+    ]  # fmt: skip
+    for written, read in zip(score.parts, back.parts, strict=True):
+        assert read.notes == written.notes  # pitch, start, end, velocity
+    assert 100 not in {n.pitch for n in back.notes}
+    assert back.time_signatures == [(0.0, 3, 4)]
+    # a melody comes after the parts, on the next free channel
+    write_midi(score, path, melody=make_score(MELODY[:2], program=73))
+    _, layout = assert_arrangement_ready(path, length_quarters=5.0)
+    assert layout[-1] == ("melody", 4, 73) and len(layout) == 6
+
+
+def test_four_unnamed_parts_of_one_program_are_voices(tmp_path):
+    score = make_score()
+    score.parts = [Part(52, make_notes([(p, 0, 2, 80)])) for p in (72, 67, 60, 48)]
+    write_midi(score, tmp_path / "choir.mid")
+    _, layout = assert_arrangement_ready(tmp_path / "choir.mid", length_quarters=2.0)
+    assert layout == [("Soprano", 0, 52), ("Alto", 1, 52), ("Tenor", 2, 52), ("Bass", 3, 52)]
+    assert [p.name for p in read_score(tmp_path / "choir.mid").parts] == [n for n, _, _ in layout]
+
+
+def test_fifteen_pitched_parts_and_drums_fill_every_channel(tmp_path):
+    parts = [Part(8 * i, make_notes([(40 + i, i, 1, 80)])) for i in range(15)]
+    parts.insert(3, Part(DRUM_PROGRAM, make_notes(BEAT)))
+    score = make_score()
+    score.parts = parts
+    write_midi(score, tmp_path / "full.mid")
+    _, layout = assert_arrangement_ready(tmp_path / "full.mid", length_quarters=15.0)
+    assert [channel for _, channel, _ in layout] == [0, 1, 2, 9, 3, 4, 5, 6, 7, 8, *range(10, 16)]
+    back = read_score(tmp_path / "full.mid")
+    assert [p.program for p in back.parts] == [p.program for p in parts]
+    assert [p.notes for p in back.parts] == [p.notes for p in parts]
+
+
+def test_part_tracks_are_cleaned_cut_and_deterministic(tmp_path):
+    score = make_score(end=2.0)
+    overlapping = [Note(60, 0, 2, 80), Note(60, 1, 3, 90), Note(62, 0.5, 0.5001, 80)]
+    score.parts = [Part(0, overlapping, "Piano"), Part(DRUM_PROGRAM, make_notes(BEAT))]
+    a, b = tmp_path / "a.mid", tmp_path / "b.mid"
+    write_midi(score, a)
+    write_midi(score, b)
+    assert a.read_bytes() == b.read_bytes()
+    assert_arrangement_ready(a, length_quarters=2.0)
+    back = read_score(a)
+    assert [(n.pitch, n.start, n.end) for n in back.parts[0].notes] == [
+        (60, 0.0, 1.0),  # cut at the re-attack
+        (60, 1.0, 2.0),  # cut at the end; the zero-length 62 is gone
+    ]
+    assert back.parts[1].notes == make_notes(BEAT)
+
+
+def test_a_read_band_writes_back_note_for_note(tmp_path):
+    tracks = [Track(MELODY, program=40, name="Violin"), Track(CHORD, program=40, name="Viola"),
+              Track(BEAT, channel=9, name="Kit"), Track(BEAT[:2], channel=9, name="More")]  # fmt: skip
+    first = read_score(write_test_midi(tmp_path / "in.mid", tracks, tpq=96))
+    write_midi(first, tmp_path / "out.mid")
+    _, layout = assert_arrangement_ready(tmp_path / "out.mid", length_quarters=first.length)
+    assert layout == [("Violin", 0, 40), ("Viola", 1, 40), ("Kit", 9, 0)]
+    again = read_score(tmp_path / "out.mid")
+    assert again.parts == first.parts
+    assert again.notes == first.notes and again.drums == make_notes(BEAT)

@@ -28,6 +28,7 @@ from musicgen.config import EncodingConfig
 from musicgen.midi_io import MAX_EVENTS, MAX_FILE_BYTES, read_score
 from musicgen.score import MusicError, Score, UnreadableFileError
 from tests.hostile import USED, build_hostile_folder, good_midi, midi_bytes
+from tests.music import assert_arrangement_ready
 
 REAL_MIDI = None  # bytes of one real file, built once
 
@@ -113,6 +114,25 @@ def test_read_score_returns_a_score_or_raises_a_music_error(data, suffix):
         except MusicError:
             return
         assert isinstance(score, Score) and score.notes
+        _assert_parts_are_tidy(score)
+        midi_io.write_midi(score, Path(folder) / "out.mid")  # every part writes back
+        _, layout = assert_arrangement_ready(Path(folder) / "out.mid", score.length)
+        assert len(layout) == len(score.parts)
+
+
+def _assert_parts_are_tidy(score: Score) -> None:
+    """At most MAX_PARTS parts, one drum kit at most, each sorted without same-pitch
+    overlaps; together they hold the merged view's notes."""
+    assert 0 < len(score.parts) <= midi_io.MAX_PARTS
+    assert sum(part.is_drum for part in score.parts) <= 1
+    for part in score.parts:
+        assert part.notes == sorted(part.notes, key=lambda n: (n.start, n.pitch))
+        ends: dict[int, float] = {}
+        for note in sorted(part.notes, key=lambda n: (n.pitch, n.start)):
+            assert note.start >= ends.get(note.pitch, 0.0)
+            ends[note.pitch] = note.end
+    pitches = {n.pitch for part in score.parts for n in part.notes}
+    assert {n.pitch for n in score.notes + score.drums} <= pitches
 
 
 def test_huge_file_is_refused_before_it_costs_memory(tmp_path, monkeypatch):
@@ -157,6 +177,21 @@ def test_odd_but_legal_files_keep_their_music(hostile):
     silence = read_score(folder / "silence_hour.mid")
     assert silence.notes[0].start == 7200.0 and silence.duration_seconds > 3600
     assert len(read_score(folder / "many_notes.mid").notes) == 20_000
+
+
+def test_odd_but_legal_files_keep_their_parts_and_write_back(hostile, tmp_path):
+    folder, expected = hostile
+    used = [name for name, outcome in sorted(expected.items()) if outcome == USED]
+    midi = [name for name in used if name.lower().endswith((".mid", ".midi"))]
+    assert len(midi) >= 5
+    for name in midi:
+        score = read_score(folder / name)
+        _assert_parts_are_tidy(score)
+        out = tmp_path / "out.mid"
+        midi_io.write_midi(score, out)
+        assert_arrangement_ready(out, score.length)
+        back = read_score(out)
+        assert [p.program for p in back.parts] == [p.program for p in score.parts], name
 
 
 # ----------------------------------------------------------------------------- prepare
