@@ -55,7 +55,7 @@ from musicgen.errors import UsageError, UserError
 from musicgen.midi_io import SUPPORTED_SUFFIXES
 from musicgen.score import EmptyMusicError, MusicError, UnreadableFileError
 
-CACHE_FORMAT = 3  # bump when the cache entry layout or what a file parses to changes
+CACHE_FORMAT = 4  # bump when the cache entry layout or what a file parses to changes
 CACHE_ENV = "MUSICGEN_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path("~/.cache/musicgen")
 IN_PROCESS_MAX = 4  # this many misses or fewer are parsed without starting a pool
@@ -524,7 +524,8 @@ def _parse_file(path: str, config_json: str) -> ParseResult:
     try:
         config = EncodingConfig.from_dict(json.loads(config_json))
         sequences, notes, seconds, dropped = [], 0, 0.0, Counter()
-        for score in read_pieces(path, include_drums=config.include_drums):
+        drums_only = config.name == "tracks"  # a drum groove is music to the tracks encoding
+        for score in read_pieces(path, config.include_drums, allow_drums_only=drums_only):
             encoded = _encoding(config_json).encode(score)
             ids = np.asarray(encoded.ids, dtype=np.int32)
             dropped.update(score.dropped)
@@ -559,9 +560,9 @@ def _encoding(config_json: str):
 
 @functools.lru_cache(maxsize=4)
 def _note_ids(config_json: str) -> np.ndarray:
-    """Ids of the tokens that start a note (remi Pitch_*, performance NoteOn_*)."""
+    """Ids of the tokens that start a note (Pitch_*, tracks' Drum_*, performance NoteOn_*)."""
     vocab = _encoding(config_json).vocab
-    return np.concatenate([vocab.ids_with_prefix("Pitch_"), vocab.ids_with_prefix("NoteOn_")])
+    return np.concatenate([vocab.ids_with_prefix(p) for p in ("Pitch_", "Drum_", "NoteOn_")])
 
 
 def _one_line(text: str, limit: int = 160) -> str:
