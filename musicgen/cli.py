@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from musicgen import __version__
+from musicgen.atomic import atomic_write
 from musicgen.errors import UsageError, UserError
 
 DEFAULT_DATA_DIR = "midi_corpus"
@@ -529,7 +530,8 @@ def _size(count: int) -> str:
 def _write_json_file(path: Path, data: Any) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
