@@ -36,7 +36,7 @@ import numpy as np
 
 from musicgen import __version__
 from musicgen.atomic import TEMP_PREFIX, atomic_write
-from musicgen.config import ConfigError, RunConfig, read_json_object
+from musicgen.config import METADATA_KEYS, ConfigError, RunConfig, read_json_object
 from musicgen.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -61,8 +61,6 @@ KNOWN_NAMES = (
     CURVES_FILE,
     LOGS_DIR,
 )
-# config.json keys beside the RunConfig sections; a --config file may carry them too.
-METADATA_KEYS = ("vocab_size", "encoding_name", "versions", "data")
 
 
 @dataclass

@@ -343,29 +343,25 @@ def _train_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path | None):
     """RunConfig = defaults (or the checkpoint's, with --resume) <- --config file <- the
-    options given on the command line."""
+    options given on the command line (`config.resolve_settings`)."""
     from click.core import ParameterSource
 
     from musicgen import checkpoint
-    from musicgen.config import ConfigError, RunConfig, read_json_object
+    from musicgen.config import ConfigError, read_settings_file, resolve_settings
 
-    config = RunConfig()
-    if resume and checkpoint.is_checkpoint(out):
-        config, _ = checkpoint.read_config(out)
+    stored = checkpoint.read_config(out)[0] if resume and checkpoint.is_checkpoint(out) else None
     try:
-        if config_file is not None:
-            try:
-                raw = read_json_object(config_file)
-            except ConfigError as exc:
-                raise UsageError(f"--config: {exc}") from exc
-            config = config.with_flat(checkpoint.split_metadata(raw)[0])
-        given = {
-            name: ctx.params[name]
-            for name in _TRAIN_SETTINGS
-            if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
-        }
-        return config.with_flat(given)
-    except (ConfigError, TypeError) as exc:
+        from_file = read_settings_file(config_file) if config_file is not None else None
+    except ConfigError as exc:
+        raise UsageError(f"--config: {exc}") from exc
+    given = {
+        name: ctx.params[name]
+        for name in _TRAIN_SETTINGS
+        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+    }
+    try:
+        return resolve_settings(checkpoint=stored, config_file=from_file, flags=given)
+    except ConfigError as exc:
         raise UsageError(str(exc)) from exc
 
 
