@@ -103,8 +103,6 @@ class GenerateRequest:
             raise UsageError(f"--tempo must lie in {TEMPO_RANGE[0]:g}..{TEMPO_RANGE[1]:g} bpm")
         if self.program is not None and not 0 <= self.program <= 127:
             raise UsageError("--program must lie in 0..127")
-        if self.sample.seed < 0:
-            raise UsageError("--seed must be at least 0")
         check_sample(self.sample)
         resolve_engine(self.engine)
 
@@ -306,6 +304,8 @@ def checkpoint_folder(path: str | Path) -> Path:
 
 def check_sample(sample: SampleConfig) -> None:
     """UsageError (the CLI's message) for sampling settings out of range."""
+    if sample.seed < 0:
+        raise UsageError("--seed must be at least 0")
     try:
         sample.validate()
     except ConfigError as exc:

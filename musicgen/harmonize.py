@@ -324,7 +324,7 @@ def harmonize(
     `force`. The rest as for `harmonize_pieces`. Returns one GeneratedFile per piece;
     its `notes`/`lowest`/`highest` describe the harmony alone, `ids` the whole piece
     (melody included)."""
-    sample = sample or SampleConfig()
+    sample = sample or gen.default_sample()
     job = _job(checkpoint_dir, melody_path, num, sample, on_note)
     paths = _paths(Path(melody_path), Path(out_dir), num, sample.seed, force)
     pieces = _sample(job, num, sample, which, engine, clashes, verbose_tensorflow)
@@ -364,11 +364,11 @@ def harmonize_pieces(
     """The `num` pieces `harmonize` would write, without writing anything.
 
     checkpoint: a remi checkpoint folder or a loaded `checkpoint.Checkpoint`.
-    sample: temperature, top-k/p and seed (default SampleConfig()). clashes:
+    sample: temperature, top-k/p and seed (default the CLI's, temperature 0.8). clashes:
     intervals below the melody forbidden at its onsets (() allows any). engine: as
     for `generate`. on_note: called with remarks for the user (a melody file of
     several pieces)."""
-    sample = sample or SampleConfig()
+    sample = sample or gen.default_sample()
     job = _job(checkpoint, melody_path, num, sample, on_note)
     return _sample(job, num, sample, which, engine, clashes, verbose_tensorflow)
 

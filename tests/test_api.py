@@ -221,3 +221,25 @@ def test_a_tiny_model_trains_from_python(tmp_path):
         musicgen.train(data, out=tmp_path / "other", unitz=3)
     with pytest.raises(UsageError, match="path does not exist"):
         musicgen.train(tmp_path / "nothing", out=tmp_path / "other")
+
+
+def test_a_request_gives_the_same_scores_without_files(tmp_path):
+    from musicgen.config import SampleConfig
+    from musicgen.generate import GenerateRequest, generate, sample_pieces, sample_scores
+    from musicgen.midi_io import midi_bytes
+
+    request = GenerateRequest(num=2, bars=2, sample=SampleConfig(temperature=0.9, seed=7))
+    files = generate(BACH, tmp_path, request)
+    assert [f.path.name for f in files] == ["bach-7-01.mid", "bach-7-02.mid"]
+    pieces = sample_pieces(BACH, request)
+    assert [p.score for p in pieces] == sample_scores(BACH, request)
+    for info, piece in zip(files, pieces, strict=True):
+        assert piece.ids == info.ids and piece.track_name == "bach"
+        assert midi_bytes(piece.score, track_name=piece.track_name) == info.path.read_bytes()
+    assert (
+        generate(BACH, tmp_path / "kw", num=2, bars=2, sample=request.sample)[0].ids == files[0].ids
+    )
+    with pytest.raises(TypeError, match="not both"):
+        generate(BACH, tmp_path, request, num=3)
+    with pytest.raises(UsageError, match="--num must be at least 1"):
+        sample_scores(BACH, GenerateRequest(num=0))
