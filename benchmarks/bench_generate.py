@@ -6,7 +6,7 @@ every method runs on its weights in this process, one after the other:
 
 - "window": the common recipe: `model.predict` over the last `--window` tokens for
   every generated token, sampling from the last position's logits;
-- "keras step": musicgen's sampling loop (`generate._sample`) on the Keras
+- "keras step": musicgen's sampling loop (`generate.sample_ids`) on the Keras
   `MusicRNN`: one compiled `tf.function(model.step)` call per token for the whole
   batch, carrying the recurrent states, then the grammar masks and `sample_next`;
 - "numpy step": the same loop on `npmodel.NumpyRNN` (the default engine).
@@ -76,7 +76,7 @@ def bench_loop(model, encoding, batch: int, steps: int, rounds: int) -> float:
             g.advance(BOS)
         rngs = [np.random.default_rng([0, i]) for i in range(batch)]
         try:
-            gen._sample(model, grammars, [BOS], SampleConfig(), rngs, n)
+            gen.sample_ids(model, grammars, [BOS], SampleConfig(), n, rngs)
         except UserError:  # the step cap: every piece ran exactly n steps
             pass
 

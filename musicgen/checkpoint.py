@@ -24,10 +24,8 @@ import contextlib
 import csv
 import io
 import json
-import os
 import platform
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -37,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from musicgen import __version__
-from musicgen.config import ConfigError, RunConfig, read_json_object
+from musicgen.atomic import TEMP_PREFIX, atomic_write
+from musicgen.config import METADATA_KEYS, ConfigError, RunConfig, read_json_object
 from musicgen.errors import UserError
 
 CONFIG_FILE = "config.json"
@@ -62,11 +61,6 @@ KNOWN_NAMES = (
     CURVES_FILE,
     LOGS_DIR,
 )
-# config.json keys beside the RunConfig sections; a --config file may carry them too.
-METADATA_KEYS = ("vocab_size", "encoding_name", "versions", "data")
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 @dataclass
@@ -83,45 +77,21 @@ class Checkpoint:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, fsync it, rename it over `path`.
-
-    A failure leaves `path` as it was; an OSError (disk full, read-only folder) becomes
-    the UserError "cannot write checkpoint to FOLDER: REASON"."""
+    """Call `write(tmp)` on a temporary file beside `path` and rename it over `path`
+    (`atomic.atomic_write`, fsynced). A failure leaves `path` as it was; an OSError
+    (disk full, read-only folder) becomes the UserError "cannot write checkpoint to
+    FOLDER: REASON"."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Keras insists that weight files end in ".weights.h5": keep the full name as suffix.
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="-" + path.name)
-        os.close(fd)
+        with atomic_write(path) as tmp:
+            write(tmp)
     except OSError as exc:
         raise _write_error(path, exc) from exc
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _write_error(path, exc) from exc
-        raise
-    _fsync_dir(path.parent)
 
 
 def _write_error(path: Path, exc: OSError) -> UserError:
     """The one-line error for a checkpoint file that could not be written."""
     return UserError(f"cannot write checkpoint to {path.parent}: {exc.strerror or exc}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform can fsync a directory
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -237,7 +207,7 @@ def clear(folder: Path) -> None:
     strangers = sorted(
         p.name
         for p in folder.iterdir()
-        if p.name not in KNOWN_NAMES and not p.name.startswith(".tmp-")
+        if p.name not in KNOWN_NAMES and not p.name.startswith(TEMP_PREFIX)
     )
     if strangers:
         raise UserError(
@@ -260,7 +230,7 @@ def is_checkpoint(folder: Path) -> bool:
 
 def remove_stale_temporaries(folder: Path) -> None:
     """Delete the temporary files a killed writer left in `folder` (for --resume)."""
-    for path in Path(folder).glob(".tmp-*"):
+    for path in Path(folder).glob(TEMP_PREFIX + "*"):
         with contextlib.suppress(OSError):
             path.unlink()
 
@@ -271,7 +241,7 @@ def is_unfinished_start(folder: Path) -> bool:
     folder = Path(folder)
     if not folder.is_dir() or is_checkpoint(folder):
         return False
-    return all(p.name in KNOWN_NAMES or p.name.startswith(".tmp-") for p in folder.iterdir())
+    return all(p.name in KNOWN_NAMES or p.name.startswith(TEMP_PREFIX) for p in folder.iterdir())
 
 
 def read_config(folder: Path) -> tuple[RunConfig, dict[str, Any]]:

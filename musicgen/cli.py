@@ -20,10 +20,15 @@ from typing import Any
 import click
 
 from musicgen import __version__
+from musicgen.api import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_DATA_DIR,
+    DEFAULT_TRAIN_OUT,
+    existing_path,
+    writable_folder,
+)
+from musicgen.atomic import atomic_write
 from musicgen.errors import UsageError, UserError
-
-DEFAULT_DATA_DIR = "midi_corpus"
-DEFAULT_CHECKPOINT = "checkpoints/bach"  # the bundled model
 
 
 def _quiet_tensorflow() -> None:
@@ -142,28 +147,8 @@ def main(debug: bool) -> None:
         _quiet_tensorflow()
 
 
-def existing_path(value: str) -> Path:
-    path = Path(value)
-    if not path.exists():
-        raise UsageError(f"path does not exist: {value}")
-    return path
-
-
-def writable_folder(path: Path, option: str) -> None:
-    """UsageError unless `path` is, or could be made, a folder we may write in; checked
-    before slow work starts (nothing is created)."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise UsageError(f"cannot write to {option} {path}: {probe} is not a folder")
-    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to {option} {path}: {probe} is not writable")
-
-
 # ----------------------------------------------------------------------------- train, info
 
-DEFAULT_TRAIN_OUT = "checkpoints/my-model"
 # train options that are settings of RunConfig (click parameter name = RunConfig.with_flat key)
 _TRAIN_SETTINGS = (
     "encoding",
@@ -343,29 +328,25 @@ def _train_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path | None):
     """RunConfig = defaults (or the checkpoint's, with --resume) <- --config file <- the
-    options given on the command line."""
+    options given on the command line (`config.resolve_settings`)."""
     from click.core import ParameterSource
 
     from musicgen import checkpoint
-    from musicgen.config import ConfigError, RunConfig, read_json_object
+    from musicgen.config import ConfigError, read_settings_file, resolve_settings
 
-    config = RunConfig()
-    if resume and checkpoint.is_checkpoint(out):
-        config, _ = checkpoint.read_config(out)
+    stored = checkpoint.read_config(out)[0] if resume and checkpoint.is_checkpoint(out) else None
     try:
-        if config_file is not None:
-            try:
-                raw = read_json_object(config_file)
-            except ConfigError as exc:
-                raise UsageError(f"--config: {exc}") from exc
-            config = config.with_flat(checkpoint.split_metadata(raw)[0])
-        given = {
-            name: ctx.params[name]
-            for name in _TRAIN_SETTINGS
-            if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
-        }
-        return config.with_flat(given)
-    except (ConfigError, TypeError) as exc:
+        from_file = read_settings_file(config_file) if config_file is not None else None
+    except ConfigError as exc:
+        raise UsageError(f"--config: {exc}") from exc
+    given = {
+        name: ctx.params[name]
+        for name in _TRAIN_SETTINGS
+        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+    }
+    try:
+        return resolve_settings(checkpoint=stored, config_file=from_file, flags=given)
+    except ConfigError as exc:
         raise UsageError(str(exc)) from exc
 
 
@@ -550,7 +531,8 @@ def _size(count: int) -> str:
 def _write_json_file(path: Path, data: Any) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
@@ -792,38 +774,37 @@ def generate(
     --key, --density, --time-signature and --tempo are imposed on every piece; what is
     not asked is left to the model.
     """
-    from musicgen.config import ConfigError, SampleConfig
-
-    try:
-        sample = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-        sample.validate()
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from exc
-    writable_folder(out, "--out")
+    from musicgen.config import SampleConfig
+    from musicgen.generate import GenerateRequest, check_sample, write_companions
     from musicgen.generate import generate as run_generation
-    from musicgen.generate import write_companions
     from musicgen.render import RenderUnavailableError
 
+    sample = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    check_sample(sample)
+    writable_folder(out, "--out")
+    request = GenerateRequest(
+        num=num,
+        bars=bars,
+        seconds=seconds,
+        primer=primer,
+        key=key,
+        density=density,
+        time_signature=time_signature,
+        tempo=tempo,
+        program=program,
+        sample=sample,
+        engine=engine,
+    )
     # generate() checks the request; only --engine keras imports TensorFlow (quietly unless --debug)
     debug = bool(click.get_current_context().find_root().params.get("debug"))
     files = run_generation(
         checkpoint_dir,
         out,
-        num=num,
-        bars=bars,
-        seconds=seconds,
-        sample=sample,
-        primer=primer,
-        tempo=tempo,
-        program=program,
+        request,
         force=force,
         on_file=lambda path, info: echo(info.summary(), quiet),
         on_note=lambda line: echo(f"Note: {line}", quiet, err=True),
         verbose_tensorflow=debug,
-        engine=engine,
-        key=key,
-        density=density,
-        time_signature=time_signature,
     )
     try:
         for path in write_companions(files, plot=plot, render=render, soundfont=soundfont):
@@ -875,19 +856,14 @@ def prepare(
     .krn/.abc; a single file works too. A second run on an unchanged folder reads only
     the cache. `train` does the same work, so this is the quick way to check a folder.
     """
-    from musicgen.config import ConfigError, EncodingConfig
-    from musicgen.dataset import prepare as prepare_folder
+    from musicgen.api import prepare as prepare_folder
 
-    try:
-        config = EncodingConfig(name=encoding, steps_per_quarter=steps_per_quarter,
-                                include_drums=include_drums)  # fmt: skip
-        config.validate()
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from exc
     with _ParseBar(quiet or as_json) as progress:
-        data = prepare_folder(data_dir, config, cache_dir=cache_dir, workers=workers,
-                              progress=progress)  # fmt: skip
-    summary = data.summary(val_fraction=val_fraction, seed=seed)
+        report = prepare_folder(data_dir, encoding=encoding, steps_per_quarter=steps_per_quarter,
+                                include_drums=include_drums, val_fraction=val_fraction,
+                                seed=seed, cache_dir=cache_dir, workers=workers,
+                                progress=progress)  # fmt: skip
+    summary = report.to_dict()
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

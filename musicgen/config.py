@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,9 @@ from typing import Any, TypeVar
 T = TypeVar("T", bound="_Config")
 DISTRIBUTE_MODES = ("none", "mirrored", "multi-worker")  # TrainConfig.distribute
 ENCODINGS = ("remi", "tracks", "performance")  # EncodingConfig.name
+# config.json keys beside the RunConfig sections (a checkpoint's config.json is a valid
+# --config file: these are not settings and are left out)
+METADATA_KEYS = ("vocab_size", "encoding_name", "versions", "data")
 
 
 class ConfigError(ValueError):
@@ -221,6 +225,36 @@ class RunConfig(_Config):
                     raise ConfigError(f"unknown setting {raw_key!r}")
                 parts[owners[0]][key] = value
         return RunConfig.from_dict(parts)
+
+
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """The settings of a --config JSON file (flat or nested keys, as `with_flat` takes
+    them), the METADATA_KEYS left out. ConfigError "cannot read PATH: ..." otherwise."""
+    raw = read_json_object(path)
+    return {k: v for k, v in raw.items() if k not in METADATA_KEYS}
+
+
+def resolve_settings(
+    defaults: RunConfig | None = None,
+    checkpoint: RunConfig | None = None,
+    config_file: Mapping[str, Any] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """The settings of a training run, each layer over the one before:
+    defaults (RunConfig() when None) < the checkpoint's config.json (on --resume)
+    < a --config file's settings (`read_settings_file`) < flags (given explicitly).
+
+    The checkpoint replaces the defaults whole; the file and the flags change only
+    the keys they name (flat, e.g. `units`, `seq-len`, or nested sections).
+    ConfigError for an unknown key or a value out of range."""
+    config = checkpoint if checkpoint is not None else defaults or RunConfig()
+    try:
+        for layer in (config_file, flags):
+            if layer:
+                config = config.with_flat(dict(layer))
+    except TypeError as exc:  # a section given as something else than an object
+        raise ConfigError(str(exc)) from exc
+    return config
 
 
 @dataclass

@@ -38,7 +38,6 @@ import json
 import multiprocessing
 import os
 import stat
-import tempfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
@@ -49,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from musicgen import __version__, shards
+from musicgen.atomic import atomic_write
 from musicgen.config import EncodingConfig, TrainConfig
 from musicgen.encoding.base import BOS
 from musicgen.errors import UsageError, UserError
@@ -497,15 +497,9 @@ class Cache:
         target = self.path(digest)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".npz")
-        except OSError:
-            return False
-        try:
-            with os.fdopen(fd, "wb") as handle:
+            with atomic_write(target, durable=False) as tmp, open(tmp, "wb") as handle:
                 np.savez(handle, **arrays)
-            os.replace(tmp, target)
         except OSError:
-            Path(tmp).unlink(missing_ok=True)
             return False
         return True
 

@@ -1,16 +1,19 @@
 """`musicgen generate`: sample new pieces from a checkpoint folder and write MIDI files.
 
-`generate()` runs these steps:
+A `GenerateRequest` holds what to generate (length, primer, steering, sampling, batch,
+engine); its defaults are the CLI's. `sample_pieces(checkpoint, request)` does the
+work without writing anything (`sample_scores` gives just the scores; the Python API's
+`Model.generate` is built on it), `generate(checkpoint, out, request)` adds the files:
 
-1. plan: check the options, read the checkpoint's config.json (no TensorFlow yet),
+1. plan: check the request, read the checkpoint's config.json (no TensorFlow yet),
    pick the length (remi counts bars, default 16; performance counts seconds,
-   default 30; asking for the other unit is a UsageError), name the files
-   `{prefix}-{seed}-{i:02d}.mid` and refuse any that exists without `force`;
+   default 30; asking for the other unit is a UsageError); `generate` names the files
+   `{prefix}-{seed}-{i:02d}.mid` and refuses any that exists without `force`;
 2. primer (optional): read the file, encode it with the checkpoint's encoding,
    keep at most its last MAX_PRIMER_BARS bars (remi) or MAX_PRIMER_SECONDS seconds
    (performance), and drop its EOS; a remi primer is closed with a `Bar` so the new
    music starts on a fresh bar;
-3. model: `checkpoint.load_checkpoint` (best weights) for the chosen engine:
+3. model: `load_model` (best weights) for the chosen engine:
    - "numpy" (the default; --engine auto): `npmodel.NumpyRNN` reads the weights
      with h5py and steps in NumPy on one BLAS thread. TensorFlow is never
      imported, so the command starts in well under a second, and a step at
@@ -19,17 +22,19 @@
    - "keras": `MusicRNN` and one compiled `tf.function(model.step)` with a fixed
      [num] batch shape - worth its start-up only on a GPU with a very large --num;
    both give the same logits to float rounding (~1e-6), hence the same files;
-4. sample: all pieces advance together, one network step per token carrying the
-   recurrent state (the primer is fed the same way; NumPy steps it once at
-   batch 1 and copies the state to every piece). Each piece has its own
-   grammar (`Encoding.grammar(length)`, wrapped by `constraints.ForcedGrammar` to
-   impose --key/--density/--time-signature/--tempo) and its own Generator
-   `default_rng([seed, piece])`, so piece i does not change when --num does.
-   Finished pieces are fed PAD and leave the sampling; a hard cap on steps raises
-   a UserError;
-5. write: decode ids -> Score, apply --tempo/--program, `midi_io.write_midi`.
+4. sample (`sample_ids`): all pieces advance together, one network step per token
+   carrying the recurrent state (the primer is fed the same way; NumPy steps it once
+   at batch 1 and copies the state to every piece). Each piece has its own grammar
+   (`start_grammar`: `Encoding.grammar(length)`, wrapped by
+   `constraints.ForcedGrammar` to impose --key/--density/--time-signature/--tempo)
+   and its own Generator `default_rng([seed, piece])`, so piece i does not change
+   when --num does. Finished pieces are fed PAD and leave the sampling; a hard cap
+   on steps raises a UserError;
+5. decode ids -> Score and apply --tempo/--program (`Piece`); `generate` writes each
+   with `midi_io.write_midi`.
 
-The same checkpoint, options and seed give byte-identical files.
+The same checkpoint, request and seed give byte-identical files, and the same notes
+through `sample_pieces`.
 """
 
 from __future__ import annotations
@@ -53,12 +58,63 @@ from musicgen.score import MusicError, Note, Score
 
 DEFAULT_BARS = 16  # remi
 DEFAULT_SECONDS = 30.0  # performance
+DEFAULT_TEMPERATURE = 0.8  # the CLI's and the API's; SampleConfig's own default is 1.0
 MAX_PRIMER_BARS = 64  # a longer remi primer keeps only its last bars
 MAX_PRIMER_SECONDS = 120.0  # a longer performance primer keeps only its last seconds
 MAX_STEPS_PER_UNIT = 2000  # safety net: tokens per bar (remi) or per second (performance)
 TEMPO_RANGE = (10.0, 1000.0)  # beats per minute accepted by --tempo
 ENGINES = ("auto", "numpy", "keras")  # --engine values; auto = numpy
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+# A checkpoint folder, or one already loaded (`checkpoint.load_checkpoint`).
+CheckpointLike = str | Path | ckpt.Checkpoint
+
+
+def default_sample() -> SampleConfig:
+    """The CLI's sampling settings: temperature 0.8, no top-k/top-p cut, seed 0."""
+    return SampleConfig(temperature=DEFAULT_TEMPERATURE)
+
+
+@dataclass
+class GenerateRequest:
+    """What to generate. The defaults are `musicgen generate`'s with no options."""
+
+    num: int = 4  # pieces, sampled together in one batch
+    # Length of the new music per piece (after any primer): bars for remi checkpoints
+    # (None = DEFAULT_BARS), seconds for performance ones (None = DEFAULT_SECONDS).
+    bars: int | None = None
+    seconds: float | None = None
+    primer: str | Path | None = None  # a MIDI/score file the pieces continue (and start with)
+    # Steering, imposed on every new bar by constrained decoding (musicgen.constraints);
+    # None leaves it to the model. key/density need a model trained with controls.
+    key: str | None = None  # e.g. "D minor", "F#", "Bb major", "Dm"
+    density: str | None = None  # "low", "medium" or "high"
+    time_signature: str | None = None  # e.g. "3/4"
+    tempo: float | None = None  # beats per minute; replaces the written tempo map too
+    program: int | None = None  # General MIDI program 0..127 of the track (default 0)
+    sample: SampleConfig = field(default_factory=default_sample)  # temperature, top-k/p, seed
+    engine: str = "auto"  # "auto" (= "numpy"), "numpy" or "keras"
+
+    def check(self) -> None:
+        """UsageError (the CLI's message) for a setting out of range."""
+        if self.num < 1:
+            raise UsageError("--num must be at least 1")
+        if self.tempo is not None and not TEMPO_RANGE[0] <= self.tempo <= TEMPO_RANGE[1]:
+            raise UsageError(f"--tempo must lie in {TEMPO_RANGE[0]:g}..{TEMPO_RANGE[1]:g} bpm")
+        if self.program is not None and not 0 <= self.program <= 127:
+            raise UsageError("--program must lie in 0..127")
+        check_sample(self.sample)
+        resolve_engine(self.engine)
+
+
+@dataclass
+class Piece:
+    """One sampled piece, before any file is written."""
+
+    ids: list[int]  # the whole piece, BOS..EOS, primer included
+    new_tokens: int  # ids sampled after the primer, EOS included
+    score: Score  # decoded, with the request's tempo and program applied
+    track_name: str  # the name its MIDI track gets (the checkpoint folder's name)
 
 
 @dataclass
@@ -88,152 +144,187 @@ def pitch_name(pitch: int | None) -> str:
     return f"{PITCH_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
-@dataclass
-class _Plan:
-    """What step 1 decides before any heavy work."""
-
-    config: RunConfig
-    length: float  # bars (remi) or seconds (performance) of new music
-    paths: list[Path]
-    track_name: str
-    density_levels: dict[str, int]  # what --density's words mean (config.json data.controls)
+# ----------------------------------------------------------------------------- run
 
 
 def generate(
-    checkpoint_dir: str | Path,
+    checkpoint_dir: CheckpointLike,
     out_dir: str | Path,
+    request: GenerateRequest | None = None,
     *,
-    num: int = 4,
-    bars: int | None = None,
-    seconds: float | None = None,
-    sample: SampleConfig | None = None,
-    primer: str | Path | None = None,
-    tempo: float | None = None,
-    program: int | None = None,
     force: bool = False,
     name_prefix: str | None = None,
     on_file: Callable[[Path, GeneratedFile], None] | None = None,
     on_note: Callable[[str], None] | None = None,
     which: str = "best",
     verbose_tensorflow: bool = False,
-    engine: str = "auto",
-    key: str | None = None,
-    density: str | None = None,
-    time_signature: str | None = None,
+    **settings: Any,
 ) -> list[GeneratedFile]:
-    """Sample `num` pieces from the checkpoint in `checkpoint_dir` into `out_dir`.
+    """Sample the pieces of `request` from the checkpoint and write them into `out_dir`.
 
-    bars:    remi checkpoints: new bars per piece (after the primer), default 16.
-    seconds: performance checkpoints: new seconds per piece, default 30.
-    sample:  temperature, top-k, top-p and the seed (default SampleConfig()).
-    primer:  a MIDI/score file the pieces continue; the output starts with it.
-    tempo:   beats per minute replacing the whole tempo map (a performance piece's
-             length in seconds then scales by 120 / tempo).
-    program: General MIDI program 0..127 of the written track (default 0).
-    force:   overwrite existing files; without it an existing target is a UsageError.
+    request: what to generate (GenerateRequest(); its defaults are the CLI's). Instead
+             of a request, its fields may be given as keywords (`num=2, bars=4`).
+    force:   overwrite existing files; without it an existing target is a UsageError
+             (checked before any sampling).
     name_prefix: file names are f"{prefix}-{seed}-{i:02d}.mid", i from 1; the prefix
              defaults to the checkpoint folder's name.
     on_file(path, info): called after each file is written.
     on_note(message): called with remarks for the user (e.g. a truncated primer).
     which:   "best" or "last" weights. verbose_tensorflow: show TensorFlow's start-up log.
-    engine:  "auto" (= "numpy"), "numpy" (NumpyRNN, no TensorFlow) or "keras"
-             (tf.function(MusicRNN.step); worth it on a GPU with a very large `num`).
-    key, density, time_signature: controls imposed on every new bar of every piece by
-             constrained decoding (musicgen.constraints), e.g. "D minor", "low", "3/4"
-             (a primer's own bars keep theirs); key and density need a checkpoint
-             trained with controls, the metre and --tempo (as the opening Tempo
-             token) work on any remi checkpoint.
     Returns the files in piece order.
     """
-    sample = sample or SampleConfig()
-    _check_options(num, sample, tempo, program)
-    engine = _engine(engine)
-    plan = _plan(checkpoint_dir, out_dir, num, bars, seconds, sample.seed, name_prefix, force)
-    encoding = get_encoding(plan.config.encoding)
-    controls = Controls.request(
-        encoding,
-        key=key,
-        density=density,
-        time_signature=time_signature,
-        tempo=tempo,
-        density_levels=plan.density_levels,
-    )
-    prefix = _primer_ids(encoding, Path(primer), on_note) if primer is not None else []
-    grammars = [_start_grammar(encoding, plan.length, prefix, controls) for _ in range(num)]
-
-    if engine == "keras":
-        import_tensorflow(verbose=verbose_tensorflow)  # before checkpoint.py imports Keras
-    loaded = ckpt.load_checkpoint(checkpoint_dir, which=which, engine=engine)
-    rngs = [np.random.default_rng([sample.seed, i]) for i in range(num)]
-    max_steps = int(MAX_STEPS_PER_UNIT * max(plan.length, 1.0))
-    new_ids = _sample(loaded.model, grammars, [BOS, *prefix], sample, rngs, max_steps)
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if request is not None and settings:
+        raise TypeError("give either a GenerateRequest or its fields as keywords, not both")
+    request = request if request is not None else GenerateRequest(**settings)
+    request.check()
+    plan = plan_request(checkpoint_dir, request)
+    paths = [
+        Path(out_dir) / f"{name_prefix or plan.name}-{request.sample.seed}-{i + 1:02d}.mid"
+        for i in range(request.num)
+    ]
+    check_free(paths, force)
+    pieces = _sample_pieces(plan, request, which, on_note, verbose_tensorflow)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     written = []
-    for path, ids in zip(plan.paths, new_ids, strict=True):
-        info = _write(encoding, [BOS, *prefix, *ids], path, tempo, program, plan.track_name)
-        info.tokens = len(ids)  # the new ones
+    for path, piece in zip(paths, pieces, strict=True):
+        info = write_piece(piece, path)
         written.append(info)
         if on_file is not None:
             on_file(path, info)
     return written
 
 
+def sample_pieces(
+    checkpoint: CheckpointLike,
+    request: GenerateRequest,
+    *,
+    which: str = "best",
+    on_note: Callable[[str], None] | None = None,
+    verbose_tensorflow: bool = False,
+) -> list[Piece]:
+    """The `request.num` pieces `generate` would write (the same ids and notes for
+    the same checkpoint, request and seed), without writing anything.
+
+    checkpoint: a folder or a loaded `checkpoint.Checkpoint` (reused when its model
+    fits the request's engine). Raises UsageError/UserError with the CLI's messages."""
+    request.check()
+    return _sample_pieces(
+        plan_request(checkpoint, request), request, which, on_note, verbose_tensorflow
+    )
+
+
+def sample_scores(
+    checkpoint: CheckpointLike, request: GenerateRequest, **options: Any
+) -> list[Score]:
+    """The scores of `sample_pieces(checkpoint, request, **options)`."""
+    return [piece.score for piece in sample_pieces(checkpoint, request, **options)]
+
+
+def _sample_pieces(
+    plan: Plan,
+    request: GenerateRequest,
+    which: str,
+    on_note: Callable[[str], None] | None,
+    verbose_tensorflow: bool,
+) -> list[Piece]:
+    """Steps 2-5 for a checked request and its plan."""
+    encoding = plan.encoding
+    controls = Controls.request(
+        encoding,
+        key=request.key,
+        density=request.density,
+        time_signature=request.time_signature,
+        tempo=request.tempo,
+        density_levels=plan.density_levels,
+    )
+    primer = request.primer
+    prefix = primer_ids(encoding, Path(primer), on_note) if primer is not None else []
+    grammars = [start_grammar(encoding, plan.length, prefix, controls) for _ in range(request.num)]
+    model = load_model(plan.checkpoint, request.engine, which, verbose_tensorflow)
+    max_steps = int(MAX_STEPS_PER_UNIT * max(plan.length, 1.0))
+    new_ids = sample_ids(model, grammars, [BOS, *prefix], request.sample, max_steps)
+    return [_piece(plan, request, [BOS, *prefix, *ids], len(ids)) for ids in new_ids]
+
+
+def _piece(plan: Plan, request: GenerateRequest, ids: list[int], new_tokens: int) -> Piece:
+    """Decode one piece and apply the request's tempo and program."""
+    score = plan.encoding.decode(ids)
+    if request.tempo is not None:
+        score.tempos = [(0.0, float(request.tempo))]
+    if request.program is not None:
+        score.program = request.program
+    return Piece(ids=list(ids), new_tokens=new_tokens, score=score, track_name=plan.name)
+
+
 # ----------------------------------------------------------------------------- 1. plan
 
 
-def _check_options(
-    num: int, sample: SampleConfig, tempo: float | None, program: int | None
-) -> None:
-    """UsageError for an option out of range."""
-    if num < 1:
-        raise UsageError("--num must be at least 1")
-    if tempo is not None and not TEMPO_RANGE[0] <= tempo <= TEMPO_RANGE[1]:
-        raise UsageError(f"--tempo must lie in {TEMPO_RANGE[0]:g}..{TEMPO_RANGE[1]:g} bpm")
-    if program is not None and not 0 <= program <= 127:
-        raise UsageError("--program must lie in 0..127")
+@dataclass
+class Plan:
+    """What step 1 decides before any heavy work."""
+
+    checkpoint: CheckpointLike  # the folder, or the loaded checkpoint given
+    name: str  # the checkpoint folder's name: file prefix and track name
+    config: RunConfig
+    encoding: Encoding
+    length: float  # bars (remi) or seconds (performance) of new music
+    density_levels: dict[str, int]  # what --density's words mean (config.json data.controls)
+
+
+def plan_request(checkpoint: CheckpointLike, request: GenerateRequest) -> Plan:
+    """Read the checkpoint's config and choose the length; UsageError for a missing
+    checkpoint folder or a length in the wrong unit."""
+    if isinstance(checkpoint, ckpt.Checkpoint):
+        folder = Path(checkpoint.info["path"])
+        config, meta = checkpoint.config, {"data": checkpoint.info.get("data", {})}
+    else:
+        folder = checkpoint_folder(checkpoint)
+        config, meta = ckpt.read_config(folder)
+    length = _length(config.encoding.name, request.bars, request.seconds)
+    return Plan(
+        checkpoint=checkpoint,
+        name=folder.resolve().name,
+        config=config,
+        encoding=get_encoding(config.encoding),
+        length=length,
+        density_levels=stored_density_choices(meta),
+    )
+
+
+def checkpoint_folder(path: str | Path) -> Path:
+    """`path` as a Path; UsageError (saying how to make one) when it is not a folder."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UsageError(
+            f"no checkpoint folder at {folder}; train one with "
+            f"`musicgen train DATA_DIR --out {folder}` or pass --checkpoint"
+        )
+    return folder
+
+
+def check_sample(sample: SampleConfig) -> None:
+    """UsageError (the CLI's message) for sampling settings out of range."""
+    if sample.seed < 0:
+        raise UsageError("--seed must be at least 0")
     try:
         sample.validate()
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
 
 
-def _engine(engine: str) -> str:
+def resolve_engine(engine: str) -> str:
     """The engine an --engine value names: "numpy" ("auto" too) or "keras"; else UsageError."""
     if engine not in ENGINES:
         raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     return "numpy" if engine == "auto" else engine
 
 
-def _plan(
-    checkpoint_dir: str | Path,
-    out_dir: str | Path,
-    num: int,
-    bars: int | None,
-    seconds: float | None,
-    seed: int,
-    name_prefix: str | None,
-    force: bool,
-) -> _Plan:
-    """Read the checkpoint's config, choose the length and the file names; UsageError
-    for a missing checkpoint, a length in the wrong unit, or files in the way."""
-    folder = Path(checkpoint_dir)
-    if not folder.is_dir():
-        raise UsageError(
-            f"no checkpoint folder at {folder}; train one with "
-            f"`musicgen train DATA_DIR --out {folder}` or pass --checkpoint"
-        )
-    config, meta = ckpt.read_config(folder)
-    length = _length(config.encoding.name, bars, seconds)
-    prefix = name_prefix or folder.resolve().name
-    paths = [Path(out_dir) / f"{prefix}-{seed}-{i + 1:02d}.mid" for i in range(num)]
+def check_free(paths: list[Path], force: bool) -> None:
+    """UsageError when one of `paths` exists and `force` is not set."""
     existing = [p for p in paths if p.exists()]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise UsageError(f"{existing[0]} exists{more}; use --force to overwrite")
-    levels = stored_density_choices(meta)
-    return _Plan(config, length, paths, folder.resolve().name, levels)
 
 
 def _length(encoding_name: str, bars: int | None, seconds: float | None) -> float:
@@ -260,7 +351,7 @@ def _length(encoding_name: str, bars: int | None, seconds: float | None) -> floa
 # ----------------------------------------------------------------------------- 2. primer
 
 
-def _primer_ids(encoding: Encoding, path: Path, on_note: Callable[[str], None] | None) -> list[int]:
+def primer_ids(encoding: Encoding, path: Path, on_note: Callable[[str], None] | None) -> list[int]:
     """The primer's ids after BOS, without EOS, truncated to its last bars/seconds;
     remi primers end with an extra `Bar` (the new music opens a bar of its own)."""
     try:
@@ -321,12 +412,13 @@ def _tail(score: Score, start: float) -> Score:
     return Score(notes, tempos, signatures, program=score.program, end=score.length - start)
 
 
-def _start_grammar(
+def start_grammar(
     encoding: Encoding, length: float, prefix: list[int], controls: Controls | None = None
 ) -> Grammar:
-    """A grammar that has read BOS and the primer, wrapped to impose `controls`. The
-    length counts the primer too: its bars begun (remi, the closing Bar excluded) or
-    its seconds (performance)."""
+    """One piece's grammar: it has read BOS and the primer (`prefix`), and is wrapped to
+    impose `controls`. The length counts the primer too: its bars begun (remi, the
+    closing Bar excluded) or its seconds (performance). Every piece's grammar is built
+    here."""
     probe = encoding.grammar()
     for token_id in [BOS, *prefix]:
         probe.advance(token_id)
@@ -337,20 +429,51 @@ def _start_grammar(
     return grammar if controls is None else controls.wrap(grammar, [BOS, *prefix])
 
 
-# ----------------------------------------------------------------------------- 3-4. sample
+# ----------------------------------------------------------------------------- 3. model
 
 
-def _sample(
+def load_model(
+    checkpoint: CheckpointLike,
+    engine: str = "auto",
+    which: str = "best",
+    verbose_tensorflow: bool = False,
+) -> Any:
+    """The network to step for `engine`: a `NumpyRNN` ("auto"/"numpy"; no TensorFlow)
+    or a keras `MusicRNN` ("keras"; TensorFlow imported quietly unless verbose). A
+    loaded checkpoint is reused when its model is of that kind, else its folder is
+    loaded again."""
+    engine = resolve_engine(engine)
+    if isinstance(checkpoint, ckpt.Checkpoint):
+        if isinstance(checkpoint.model, NumpyRNN) == (engine == "numpy"):
+            return checkpoint.model
+        checkpoint = checkpoint.info["path"]
+    if engine == "keras":
+        import_tensorflow(verbose=verbose_tensorflow)  # before checkpoint.py imports Keras
+    return ckpt.load_checkpoint(checkpoint, which=which, engine=engine).model
+
+
+# ----------------------------------------------------------------------------- 4. sample
+
+
+def seeded_rngs(seed: int, num: int) -> list[np.random.Generator]:
+    """One Generator per piece, `default_rng([seed, piece])`: piece i does not change
+    when the number of pieces does."""
+    return [np.random.default_rng([seed, i]) for i in range(num)]
+
+
+def sample_ids(
     model: Any,
     grammars: list[Grammar],
     prefix: list[int],
     config: SampleConfig,
-    rngs: list[np.random.Generator],
     max_steps: int,
+    rngs: list[np.random.Generator] | None = None,
 ) -> list[list[int]]:
     """Step the network (a `NumpyRNN` or a keras `MusicRNN`) over `prefix` (shared by
-    every piece), then sample until every grammar is done. Returns each piece's new
-    ids (EOS included)."""
+    every piece, BOS first), then sample until every grammar is done. rngs: one per
+    grammar (default `seeded_rngs(config.seed, len(grammars))`). Returns each piece's
+    new ids (EOS included); UserError when a piece is not done after `max_steps`."""
+    rngs = rngs if rngs is not None else seeded_rngs(config.seed, len(grammars))
     with one_blas_thread():  # the NumPy step's small products run best on one thread
         return _sample_loop(model, grammars, prefix, config, rngs, max_steps)
 
@@ -363,7 +486,7 @@ def _sample_loop(
     rngs: list[np.random.Generator],
     max_steps: int,
 ) -> list[list[int]]:
-    """`_sample`'s work: one step for the whole batch, then per live piece its mask,
+    """`sample_ids`'s work: one step for the whole batch, then per live piece its mask,
     its draw and its grammar's advance; finished pieces drop out of the sampling."""
     from musicgen.sampling import sample_next
 
@@ -433,21 +556,10 @@ def _step_function(model: Any, batch: int, prefix: list[int]) -> Callable[[np.nd
 # ----------------------------------------------------------------------------- 5. write
 
 
-def _write(
-    encoding: Encoding,
-    ids: list[int],
-    path: Path,
-    tempo: float | None,
-    program: int | None,
-    track_name: str,
-) -> GeneratedFile:
-    """Decode one piece, apply --tempo/--program, write it; its GeneratedFile."""
-    score = encoding.decode(ids)
-    if tempo is not None:
-        score.tempos = [(0.0, float(tempo))]
-    if program is not None:
-        score.program = program
-    write_midi(score, path, track_name=track_name)
+def write_piece(piece: Piece, path: Path) -> GeneratedFile:
+    """Write one piece's score as a MIDI file; its GeneratedFile."""
+    score = piece.score
+    write_midi(score, path, track_name=piece.track_name)
     pitches = [n.pitch for n in score.notes]
     return GeneratedFile(
         path=path,
@@ -456,8 +568,8 @@ def _write(
         lowest=min(pitches, default=None),
         highest=max(pitches, default=None),
         seconds=score.duration_seconds,
-        tokens=0,
-        ids=list(ids),
+        tokens=piece.new_tokens,
+        ids=list(piece.ids),
     )
 
 

@@ -17,10 +17,11 @@
    melody's, and no second, tritone or seventh below it (CLASHES), are allowed, then its
    own pitch is required (then its velocity and duration); after it, no more pitches
    there. Elsewhere every pitch stays under the ceiling. The model chooses the rest;
-4. sample: the same network stepping as `generate` (`generate._sample`), one
+4. sample: the same network stepping as `generate` (`generate.sample_ids`), one
    Generator `default_rng([seed, piece])` per piece;
-5. write: decode, take the melody's notes out, and write a MIDI file with the
-   harmony on track 1 and the melody (its own velocities) on track 2 "melody".
+5. split: decode, take the melody's notes out (`harmonize_pieces` stops here), and
+   write a MIDI file with the harmony on track 1 and the melody (its own velocities)
+   on track 2 "melody".
 
 Every melody note thus comes back exactly (pitch, onset, duration), whatever the
 model, and every harmony note starts below the melody.
@@ -52,7 +53,6 @@ from musicgen.encoding.remi import (
 )
 from musicgen.errors import UsageError, UserError
 from musicgen.midi_io import read_pieces, write_midi
-from musicgen.runtime import import_tensorflow
 from musicgen.score import MusicError, Note, Score
 
 # Intervals (semitones below the melody, mod 12) that a harmony note starting together
@@ -305,7 +305,7 @@ def _only(mask: np.ndarray, token_id: int) -> np.ndarray:
 
 
 def harmonize(
-    checkpoint_dir: str | Path,
+    checkpoint_dir: gen.CheckpointLike,
     melody_path: str | Path,
     out_dir: str | Path,
     *,
@@ -321,35 +321,107 @@ def harmonize(
 ) -> list[gen.GeneratedFile]:
     """Write `num` harmonizations of the melody in `melody_path` into `out_dir`, named
     f"{melody stem}-harmony-{seed}-{i:02d}.mid" (i from 1); existing files need
-    `force`. clashes: intervals below the melody forbidden at its onsets (() allows
-    any). engine: as for `generate`. Returns one GeneratedFile per piece; its `notes`/`lowest`/`highest`
-    describe the harmony alone, `ids` the whole piece (melody included). on_note:
-    called with remarks for the user (a melody file of several pieces)."""
-    sample = sample or SampleConfig()
-    gen._check_options(num, sample, None, None)
-    config, _ = _read_remi_config(Path(checkpoint_dir))
-    encoding = get_encoding(config.encoding)
-    melody = read_melody(melody_path, encoding, on_note)
-    plan = plan_melody(encoding, melody)
+    `force`. The rest as for `harmonize_pieces`. Returns one GeneratedFile per piece;
+    its `notes`/`lowest`/`highest` describe the harmony alone, `ids` the whole piece
+    (melody included)."""
+    sample = sample or gen.default_sample()
+    job = _job(checkpoint_dir, melody_path, num, sample, on_note)
     paths = _paths(Path(melody_path), Path(out_dir), num, sample.seed, force)
-    grammars = [_start(encoding, plan, clashes) for _ in range(num)]
-
-    engine = gen._engine(engine)
-    if engine == "keras":
-        import_tensorflow(verbose=verbose_tensorflow)  # before checkpoint.py imports Keras
-    model = ckpt.load_checkpoint(checkpoint_dir, which=which, engine=engine).model
-    rngs = [np.random.default_rng([sample.seed, i]) for i in range(num)]
-    max_steps = gen.MAX_STEPS_PER_UNIT * len(plan.bars)
-    new_ids = gen._sample(model, grammars, [BOS], sample, rngs, max_steps)
-
+    pieces = _sample(job, num, sample, which, engine, clashes, verbose_tensorflow)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     written = []
-    for path, ids in zip(paths, new_ids, strict=True):
-        info = _write(encoding, [BOS, *ids], plan, melody, path, Path(checkpoint_dir))
+    for path, piece in zip(paths, pieces, strict=True):
+        info = _write(piece, len(job.plan.bars), path)
         written.append(info)
         if on_file is not None:
             on_file(path, info)
     return written
+
+
+@dataclass
+class Harmonized:
+    """One harmonized piece, before any file is written: track 1 `harmony` (named
+    `track_name`), track 2 `melody` (the melody's own velocities and program)."""
+
+    ids: list[int]  # the whole piece, BOS..EOS, melody included
+    harmony: Score
+    melody: Score
+    track_name: str
+
+
+def harmonize_pieces(
+    checkpoint: gen.CheckpointLike,
+    melody_path: str | Path,
+    *,
+    num: int = 1,
+    sample: SampleConfig | None = None,
+    which: str = "best",
+    engine: str = "auto",
+    clashes: tuple[int, ...] = CLASHES,
+    on_note: Callable[[str], None] | None = None,
+    verbose_tensorflow: bool = False,
+) -> list[Harmonized]:
+    """The `num` pieces `harmonize` would write, without writing anything.
+
+    checkpoint: a remi checkpoint folder or a loaded `checkpoint.Checkpoint`.
+    sample: temperature, top-k/p and seed (default the CLI's, temperature 0.8). clashes:
+    intervals below the melody forbidden at its onsets (() allows any). engine: as
+    for `generate`. on_note: called with remarks for the user (a melody file of
+    several pieces)."""
+    sample = sample or gen.default_sample()
+    job = _job(checkpoint, melody_path, num, sample, on_note)
+    return _sample(job, num, sample, which, engine, clashes, verbose_tensorflow)
+
+
+@dataclass
+class _Job:
+    """What a harmonization is sampled from."""
+
+    checkpoint: gen.CheckpointLike
+    name: str  # the checkpoint folder's name
+    encoding: RemiEncoding
+    melody: Score  # as read (its own velocities and tempo map)
+    plan: MelodyPlan
+
+
+def _job(
+    checkpoint: gen.CheckpointLike,
+    melody_path: str | Path,
+    num: int,
+    sample: SampleConfig,
+    on_note: Callable[[str], None] | None,
+) -> _Job:
+    """Check the request, read the checkpoint's config and the melody, plan the bars."""
+    if num < 1:
+        raise UsageError("--num must be at least 1")
+    gen.check_sample(sample)
+    if isinstance(checkpoint, ckpt.Checkpoint):
+        folder, config = Path(checkpoint.info["path"]), checkpoint.config
+        _require_remi(folder, config)
+    else:
+        folder = Path(checkpoint)
+        config, _ = _read_remi_config(folder)
+    encoding = get_encoding(config.encoding)
+    melody = read_melody(melody_path, encoding, on_note)
+    plan = plan_melody(encoding, melody)
+    return _Job(checkpoint, folder.resolve().name, encoding, melody, plan)
+
+
+def _sample(
+    job: _Job,
+    num: int,
+    sample: SampleConfig,
+    which: str,
+    engine: str,
+    clashes: tuple[int, ...],
+    verbose_tensorflow: bool,
+) -> list[Harmonized]:
+    """Sample every piece under the melody (`generate.sample_ids`) and split it."""
+    grammars = [_start(job.encoding, job.plan, clashes) for _ in range(num)]
+    model = gen.load_model(job.checkpoint, engine, which, verbose_tensorflow)
+    max_steps = gen.MAX_STEPS_PER_UNIT * len(job.plan.bars)
+    new_ids = gen.sample_ids(model, grammars, [BOS], sample, max_steps)
+    return [_split(job, [BOS, *ids]) for ids in new_ids]
 
 
 def _read_remi_config(folder: Path) -> tuple[RunConfig, dict]:
@@ -357,19 +429,20 @@ def _read_remi_config(folder: Path) -> tuple[RunConfig, dict]:
     if not folder.is_dir():
         raise UsageError(f"no checkpoint folder at {folder}; pass --checkpoint")
     config, meta = ckpt.read_config(folder)
+    _require_remi(folder, config)
+    return config, meta
+
+
+def _require_remi(folder: Path, config: RunConfig) -> None:
     if config.encoding.name != "remi":
         raise UsageError(
             f"harmonize needs a remi checkpoint; {folder} uses the {config.encoding.name} encoding"
         )
-    return config, meta
 
 
 def _paths(melody_path: Path, out_dir: Path, num: int, seed: int, force: bool) -> list[Path]:
     paths = [out_dir / f"{melody_path.stem}-harmony-{seed}-{i + 1:02d}.mid" for i in range(num)]
-    existing = [p for p in paths if p.exists()]
-    if existing and not force:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise UsageError(f"{existing[0]} exists{more}; use --force to overwrite")
+    gen.check_free(paths, force)
     return paths
 
 
@@ -389,15 +462,10 @@ def split_melody(score: Score, melody: Iterable[Note], steps_per_quarter: int) -
     return [n for n in score.notes if (round(n.start * spq), n.pitch) not in taken]
 
 
-def _write(
-    encoding: RemiEncoding,
-    ids: list[int],
-    plan: MelodyPlan,
-    melody: Score,
-    path: Path,
-    checkpoint_dir: Path,
-) -> gen.GeneratedFile:
-    """Decode one piece and write harmony + melody tracks; its GeneratedFile."""
+def _split(job: _Job, ids: list[int]) -> Harmonized:
+    """Decode one piece into its harmony (the melody's notes taken out) and the melody
+    track (the melody's own velocities)."""
+    encoding, plan, melody = job.encoding, job.plan, job.melody
     score = encoding.decode(ids)
     spq = encoding.config.steps_per_quarter
     harmony = Score(
@@ -412,15 +480,21 @@ def _write(
         for n in plan.notes
     ]
     track = Score(notes=line, tempos=harmony.tempos, program=melody.program)
-    write_midi(harmony, path, track_name=f"{checkpoint_dir.resolve().name} harmony", melody=track)
+    return Harmonized(list(ids), harmony, track, f"{job.name} harmony")
+
+
+def _write(piece: Harmonized, bars: int, path: Path) -> gen.GeneratedFile:
+    """Write harmony + melody tracks; the piece's GeneratedFile."""
+    harmony = piece.harmony
+    write_midi(harmony, path, track_name=piece.track_name, melody=piece.melody)
     pitches = [n.pitch for n in harmony.notes]
     return gen.GeneratedFile(
         path=path,
-        bars=len(plan.bars),
+        bars=bars,
         notes=len(harmony.notes),
         lowest=min(pitches, default=None),
         highest=max(pitches, default=None),
         seconds=harmony.duration_seconds,
-        tokens=len(ids) - 1,
-        ids=list(ids),
+        tokens=len(piece.ids) - 1,
+        ids=list(piece.ids),
     )

@@ -27,7 +27,8 @@ Writing: `write_midi` writes what a DAW expects (SPEC.md "Output MIDI", "Arrange
 in the output") with mido directly, so every byte is under our control: type 1, 480
 ticks per quarter, a conductor track, then one named track per part (pitched parts
 on channels of their own, the drum kit on channel 10) or, for a Score without parts,
-one named instrument track; deterministic bytes, atomic replace.
+one named instrument track; deterministic bytes, atomic replace; `midi_bytes`
+gives those bytes and `to_pretty_midi` a `PrettyMIDI` read back from them.
 """
 
 from __future__ import annotations
@@ -35,17 +36,16 @@ from __future__ import annotations
 import heapq
 import io
 import math
-import os
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import mido
 import numpy as np
 
+from musicgen.atomic import atomic_write
 from musicgen.instruments import family, track_names
 from musicgen.score import DRUM_PROGRAM, EmptyMusicError, Note, Part, Score, UnreadableFileError
 
@@ -596,7 +596,20 @@ def write_midi(
     program: int | None = None,
     melody: Score | list[Note] | None = None,
 ) -> None:
-    """Write `score` as a DAW-ready type-1 MIDI file, atomically.
+    """Write `score` as a DAW-ready type-1 MIDI file, atomically (`atomic.atomic_write`:
+    temporary file, fsync, rename). The bytes are `midi_bytes`'s."""
+    mid = _midi_file(score, track_name, program, melody)
+    with atomic_write(path) as tmp, open(tmp, "wb") as handle:
+        mid.save(file=handle)
+
+
+def midi_bytes(
+    score: Score,
+    track_name: str = "musicgen",
+    program: int | None = None,
+    melody: Score | list[Note] | None = None,
+) -> bytes:
+    """The bytes `write_midi` writes for these arguments.
 
     Track 0 holds tempo and time-signature events. With `score.parts`, one track
     per part follows, in order (see `_part_tracks`; `score.notes`, the merged view,
@@ -608,6 +621,31 @@ def write_midi(
     least the last note when `score.end` is None); notes past `score.end` are cut
     there. The same input always gives the same bytes.
     """
+    buffer = io.BytesIO()
+    _midi_file(score, track_name, program, melody).save(file=buffer)
+    return buffer.getvalue()
+
+
+def to_pretty_midi(
+    score: Score,
+    track_name: str = "musicgen",
+    program: int | None = None,
+    melody: Score | list[Note] | None = None,
+) -> Any:
+    """A `pretty_midi.PrettyMIDI` read back from `midi_bytes(...)`: the same notes, to
+    the tick, as the file `write_midi` would write with these arguments."""
+    import pretty_midi
+
+    return pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(score, track_name, program, melody)))
+
+
+def _midi_file(
+    score: Score,
+    track_name: str,
+    program: int | None,
+    melody: Score | list[Note] | None,
+) -> mido.MidiFile:
+    """The mido file of `midi_bytes` (see there)."""
     melody_notes = list(melody.notes if isinstance(melody, Score) else melody or [])
     end_tick = _ticks(score.length)
     if score.end is None:
@@ -628,7 +666,7 @@ def write_midi(
         mid.tracks.append(_note_track(score.notes, track_name, program, 0, end_tick))
         if melody is not None:
             mid.tracks.append(_note_track(melody_notes, "melody", melody_program, 1, end_tick))
-    _save_atomically(mid, Path(path))
+    return mid
 
 
 def _part_tracks(parts: list[Part], end_tick: int) -> list[mido.MidiTrack]:
@@ -750,24 +788,3 @@ def _append_timed(
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=max(end_tick - now, 0)))
     return track
-
-
-def _save_atomically(mid: mido.MidiFile, path: Path) -> None:
-    """Write to a temporary file beside `path`, then rename it over `path`."""
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:  # name the file the user asked for, not the temporary one
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            mid.save(file=tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes files private; a MIDI file is not
-        os.replace(tmp_name, path)
-    except BaseException as exc:
-        Path(tmp_name).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-        raise

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from musicgen.atomic import atomic_write
 from musicgen.errors import UserError
 from musicgen.score import Score
 
@@ -32,7 +33,8 @@ def _pyplot():
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format=path.suffix[1:] or "png")
     _pyplot().close(fig)
     return path
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
+from musicgen.atomic import atomic_write
 from musicgen.errors import UserError
 
 INSTALL_HINT = "install it with `sudo apt-get install fluidsynth fluid-soundfont-gm`"
@@ -75,19 +75,16 @@ def render_wav(
         raise UserError(f"MIDI file not found: {midi_path}")
     program, font = find_fluidsynth(), find_soundfont(soundfont)
     wav_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".wav", prefix=".render-", dir=wav_path.parent)
-    os.close(fd)
-    command = [program, "-ni", "-F", tmp, "-r", str(sample_rate), str(font), str(midi_path)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0 or os.path.getsize(tmp) == 0:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            reason = lines[-1] if lines else f"exit code {done.returncode}"
-            raise UserError(f"fluidsynth could not render {midi_path.name}: {reason}")
-        os.replace(tmp, wav_path)
+        with atomic_write(wav_path, durable=False) as tmp:
+            command = [program, "-ni", "-F", str(tmp), "-r", str(sample_rate), str(font)]
+            done = subprocess.run(
+                [*command, str(midi_path)], capture_output=True, text=True, timeout=timeout
+            )
+            if done.returncode != 0 or os.path.getsize(tmp) == 0:
+                lines = (done.stderr or done.stdout).strip().splitlines()
+                reason = lines[-1] if lines else f"exit code {done.returncode}"
+                raise UserError(f"fluidsynth could not render {midi_path.name}: {reason}")
     except subprocess.TimeoutExpired:
         raise UserError(f"fluidsynth took more than {timeout:g} s on {midi_path.name}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return wav_path

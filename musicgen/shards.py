@@ -26,13 +26,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from musicgen.atomic import atomic_write
 
 SHARD_FORMAT = 1  # bump when the index or shard layout changes
 INDEX_FILE = "index.json"
@@ -236,12 +237,7 @@ def _shard_array(shard: Sequence[ShardFile], by_path: dict[str, Any]) -> np.ndar
 
 
 def _atomic(target: Path, write: Any) -> None:
-    """Call write(handle) on a temporary file beside `target`, then rename it over."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Call write(handle) on a temporary file beside `target`, then rename it over
+    (`atomic.atomic_write`; not fsynced: shards can be rebuilt from the cache)."""
+    with atomic_write(target, durable=False) as tmp, open(tmp, "wb") as handle:
+        write(handle)

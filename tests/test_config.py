@@ -29,3 +29,29 @@ def test_flat_settings_route_to_their_section():
     assert cfg.encoding.name == "performance"
     with pytest.raises(ConfigError):
         RunConfig().with_flat({"unit": 32})
+
+
+def test_settings_precedence_defaults_checkpoint_file_flags(tmp_path):
+    from musicgen.config import read_settings_file, resolve_settings
+
+    assert resolve_settings() == RunConfig()
+    stored = RunConfig().with_flat({"units": 64, "layers": 3, "seq_len": 32, "epochs": 7})
+    path = tmp_path / "settings.json"
+    # a checkpoint's config.json is a valid settings file: its metadata keys are left out
+    path.write_text('{"model": {"units": 96}, "seq-len": 48, "vocab_size": 9, "data": {}}')
+    from_file = read_settings_file(path)
+    assert from_file == {"model": {"units": 96}, "seq-len": 48}
+    cfg = resolve_settings(RunConfig(), stored, from_file, {"seq_len": 24})
+    assert cfg.model.units == 96  # the file beats the checkpoint
+    assert cfg.train.seq_len == 24  # a flag beats the file
+    assert cfg.model.layers == 3 and cfg.train.epochs == 7  # the checkpoint beats defaults
+    assert cfg.model.cell == "lstm"  # untouched default
+    assert resolve_settings(flags={"units": 8}).model.units == 8
+    assert resolve_settings(RunConfig().with_flat({"units": 5})).model.units == 5
+    with pytest.raises(ConfigError, match="unknown setting"):
+        resolve_settings(flags={"unit": 8})
+    with pytest.raises(ConfigError):
+        resolve_settings(flags={"units": "many"})  # a TypeError inside becomes ConfigError
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_settings_file(tmp_path / "list.json")

@@ -259,7 +259,7 @@ def test_sample_loop_feeds_finished_pieces_pad(remi_ckpt, engine):
     for g in grammars:
         g.advance(1)
     rngs = [np.random.default_rng([0, i]) for i in range(2)]
-    ids = gen._sample(loaded.model, grammars, [1], SampleConfig(), rngs, 10_000)
+    ids = gen.sample_ids(loaded.model, grammars, [1], SampleConfig(), 10_000, rngs)
     assert [encoding.describe(x).count("Bar") for x in ids] == [1, 3]
     assert all(x[-1] == EOS and x.count(EOS) == 1 for x in ids)
 

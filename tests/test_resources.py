@@ -18,8 +18,8 @@ from musicgen.runtime import import_tensorflow
 
 tf = import_tensorflow()
 
+from musicgen import atomic, dataset  # noqa: E402
 from musicgen import checkpoint as ckpt  # noqa: E402
-from musicgen import dataset  # noqa: E402
 from musicgen import train as train_module  # noqa: E402
 from musicgen.cli import main  # noqa: E402
 from musicgen.config import EncodingConfig, ModelConfig, RunConfig  # noqa: E402
@@ -76,7 +76,7 @@ def test_checkpoint_writes_fail_cleanly_and_keep_the_old_files(tmp_path, monkeyp
     ckpt.save_state(folder, {"epoch": 1, "status": "finished"})
     before = _snapshot(folder)
 
-    target = (ckpt.os, "replace") if where == "replace" else (ckpt.tempfile, "mkstemp")
+    target = (atomic.os, "replace") if where == "replace" else (atomic.tempfile, "mkstemp")
     monkeypatch.setattr(*target, _fail_with(code))
     for save in (
         lambda: ckpt.save_weights(folder, model, "best"),
@@ -99,7 +99,7 @@ def test_train_on_a_full_disk_says_so_and_keeps_the_last_epoch(trained, corpus, 
     shutil.copytree(trained, out)
     before = _snapshot(out)
     mp = pytest.MonkeyPatch()
-    mp.setattr(ckpt.os, "replace", _fail_with(errno.ENOSPC))
+    mp.setattr(atomic.os, "replace", _fail_with(errno.ENOSPC))
     try:
         result = CliRunner().invoke(
             main, ["train", str(corpus), "--out", str(out), "--resume", "--epochs", "2", "-q"]
@@ -117,7 +117,7 @@ def test_prepare_works_when_the_cache_cannot_be_written(tmp_path, monkeypatch):
     folder = tmp_path / "music"
     folder.mkdir()
     good_midi(folder / "a.mid")
-    monkeypatch.setattr(dataset.tempfile, "mkstemp", _fail_with(errno.EROFS))
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", _fail_with(errno.EROFS))
     data = dataset.prepare(folder, EncodingConfig(), cache_dir=tmp_path / "cache", workers=1)
     assert [f.path for f in data.files] == ["a.mid"]
 

@@ -1,0 +1,371 @@
+"""The Python API: what the command line does, for notebooks and scripts.
+
+    import musicgen
+    model = musicgen.load("checkpoints/bach")          # any checkpoint folder
+    pieces = model.generate(num=4, bars=16, seed=1)    # list of pretty_midi.PrettyMIDI
+    pieces[0].write("one.mid")
+    model = musicgen.train("my_midi/", out="checkpoints/mine", epochs=5)
+    report = musicgen.prepare("my_midi/")              # PrepareReport
+    scores = model.evaluate("my_midi/")                # the `evaluate --json` dict
+
+Each function is the library call behind a command (`load` + `Model.generate` behind
+`musicgen generate`, `prepare` behind `musicgen prepare`, ...), with the command's
+defaults, so the same checkpoint, settings and seed give the same notes here and
+there. Errors are musicgen's own (`UserError`, `UsageError`) with the message the
+command would print. Generation steps the network in NumPy: TensorFlow is imported
+only by `train` and `Model.evaluate`.
+
+This module imports nothing heavy at the top (cli.py imports its path checks and
+defaults); the work is imported when called.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from musicgen.errors import UsageError
+
+if TYPE_CHECKING:
+    from musicgen.checkpoint import Checkpoint
+    from musicgen.config import RunConfig
+
+DEFAULT_DATA_DIR = "midi_corpus"  # prepare, train and evaluate read this folder by default
+DEFAULT_CHECKPOINT = "checkpoints/bach"  # the bundled model: generate and harmonize
+DEFAULT_TRAIN_OUT = "checkpoints/my-model"  # where train writes by default
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def existing_path(value: str | Path) -> Path:
+    """`value` as a Path; UsageError "path does not exist: VALUE" when it does not."""
+    path = Path(value)
+    if not path.exists():
+        raise UsageError(f"path does not exist: {value}")
+    return path
+
+
+def writable_folder(path: Path, option: str) -> None:
+    """UsageError unless `path` is, or could be made, a folder we may write in; checked
+    before slow work starts (nothing is created). `option` names it in the message."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UsageError(f"cannot write to {option} {path}: {probe} is not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {option} {path}: {probe} is not writable")
+
+
+# ----------------------------------------------------------------------------- prepare
+
+
+@dataclass
+class PrepareReport:
+    """What `musicgen prepare` reports about a folder (the `prepare --json` figures)."""
+
+    data_dir: str
+    files_ok: int  # files with usable music
+    pieces: int  # pieces in them (an ABC collection holds several)
+    files_skipped: list[dict[str, str]]  # {"path": ..., "reason": one line}
+    notes: int
+    tokens: int
+    seconds: float  # of music
+    hours: float
+    dropped: dict[str, int]  # what encoding dropped or changed, by reason
+    cached: int  # files read from the cache
+    parsed: int  # files parsed this time
+    encoding: str
+    split: dict[str, int]  # {"train": files, "validation": files}
+    summary: dict[str, Any] = field(repr=False)  # the whole `prepare --json` dict
+
+    @classmethod
+    def from_summary(cls, summary: dict[str, Any]) -> PrepareReport:
+        """A report of `dataset.PreparedData.summary()`'s dict."""
+        names = [f.name for f in fields(cls) if f.name != "summary"]
+        return cls(**{name: summary[name] for name in names}, summary=dict(summary))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `prepare --json` dict."""
+        return dict(self.summary)
+
+
+def prepare(
+    data_dir: str | Path = DEFAULT_DATA_DIR,
+    *,
+    encoding: str | None = None,
+    steps_per_quarter: int | None = None,
+    include_drums: bool | None = None,
+    val_fraction: float | None = None,
+    seed: int | None = None,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PrepareReport:
+    """Scan `data_dir`, parse and encode every music file on all cores, cache the
+    result, and report what was used and what was skipped and why.
+
+    encoding ("remi" or "performance"), steps_per_quarter and include_drums default
+    to EncodingConfig's; val_fraction and seed (the split the report counts) to
+    TrainConfig's, as `musicgen prepare` does. cache_dir: default $MUSICGEN_CACHE_DIR
+    or ~/.cache/musicgen. workers: parsing processes (default: all cores).
+    progress(done, total): called as files are parsed.
+    Raises UsageError (missing or empty folder, bad setting), UserError (no usable file).
+    """
+    from musicgen.config import ConfigError, EncodingConfig, TrainConfig
+    from musicgen.dataset import prepare as prepare_folder
+
+    enc, tr = EncodingConfig(), TrainConfig()
+    try:
+        config = EncodingConfig(
+            name=enc.name if encoding is None else encoding,
+            steps_per_quarter=enc.steps_per_quarter
+            if steps_per_quarter is None
+            else steps_per_quarter,
+            include_drums=enc.include_drums if include_drums is None else include_drums,
+        )
+        config.validate()
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    data = prepare_folder(data_dir, config, cache_dir=cache_dir, workers=workers, progress=progress)
+    summary = data.summary(
+        val_fraction=tr.val_fraction if val_fraction is None else val_fraction,
+        seed=tr.seed if seed is None else seed,
+    )
+    return PrepareReport.from_summary(summary)
+
+
+# ----------------------------------------------------------------------------- load, Model
+
+
+def load(path: str | Path = DEFAULT_CHECKPOINT, *, which: str = "best") -> Model:
+    """Load the checkpoint folder `path` (the bundled Bach model by default) for
+    generation with the NumPy engine (no TensorFlow). which: "best" or "last" weights
+    (the other when that one is missing). UsageError for a missing folder, UserError
+    for a folder that is not a loadable checkpoint."""
+    from musicgen.checkpoint import load_checkpoint
+    from musicgen.generate import checkpoint_folder
+
+    return Model(load_checkpoint(checkpoint_folder(path), which=which, engine="numpy"))
+
+
+class Model:
+    """A loaded checkpoint: sample, harmonize and evaluate with it.
+
+    `path` is its folder, `config` its RunConfig (encoding, model, train settings),
+    `info` what else is known (versions, data, state). `training` holds the
+    `train.TrainResult` when the model comes from `musicgen.train`, else None.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, training: Any = None):
+        self._checkpoint = checkpoint
+        self.training = training
+
+    @property
+    def path(self) -> Path:
+        return Path(self._checkpoint.info["path"])
+
+    @property
+    def config(self) -> RunConfig:
+        return self._checkpoint.config
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self._checkpoint.info
+
+    def __repr__(self) -> str:
+        model = self.config.model
+        return (
+            f"Model({str(self.path)!r}: {model.layers} x {model.units} {model.cell.upper()}, "
+            f"{self.config.encoding.name} encoding)"
+        )
+
+    def generate(
+        self,
+        num: int = 4,
+        bars: int | None = None,
+        seed: int = 0,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        primer: str | Path | None = None,
+        key: str | None = None,
+        time_signature: str | None = None,
+        density: str | None = None,
+        tempo: float | None = None,
+        program: int | None = None,
+        seconds: float | None = None,
+    ) -> list[Any]:
+        """Sample `num` new pieces; a list of `pretty_midi.PrettyMIDI`, the same notes
+        as the files `musicgen generate` writes with the same options and seed.
+
+        bars: new bars per piece after any primer (remi checkpoints; default 16).
+        seconds: new seconds per piece (performance checkpoints; default 30).
+        seed: piece i depends on (seed, i) only. temperature: below 1 is safer, above 1
+        wilder; top_k: sample among the k most likely tokens (0 = all); top_p: within
+        this much probability (1 = all).
+        primer: a MIDI/MusicXML file each piece continues (and starts with; at most its
+        last 64 bars or 120 seconds). key ("D minor", "F#", "Bb major", "Dm"),
+        density ("low", "medium", "high"; both need a model trained with controls),
+        time_signature ("3/4") and tempo (beats per minute) are imposed on every new
+        bar; program: General MIDI program 0..127 of the track (default 0, piano).
+        Remarks (a long primer cut) come as warnings. UsageError/UserError as the CLI's.
+        """
+        from musicgen.config import SampleConfig
+        from musicgen.generate import GenerateRequest, sample_pieces
+        from musicgen.midi_io import to_pretty_midi
+
+        request = GenerateRequest(
+            num=num,
+            bars=bars,
+            seconds=seconds,
+            primer=primer,
+            key=key,
+            density=density,
+            time_signature=time_signature,
+            tempo=tempo,
+            program=program,
+            sample=SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed),
+        )
+        pieces = sample_pieces(self._checkpoint, request, on_note=_warn)
+        return [to_pretty_midi(p.score, track_name=p.track_name) for p in pieces]
+
+    def harmonize(
+        self,
+        melody: str | Path,
+        num: int = 1,
+        seed: int = 0,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+    ) -> list[Any]:
+        """Write voices under the melody in the file `melody` (MIDI or MusicXML; its
+        highest note at each onset of the model's grid); a list of
+        `pretty_midi.PrettyMIDI`, the same notes as `musicgen harmonize` writes: the
+        harmony on one instrument, the melody (kept exactly) on another. Needs a remi
+        checkpoint. Settings as for `generate`."""
+        from musicgen.config import SampleConfig
+        from musicgen.harmonize import harmonize_pieces
+        from musicgen.midi_io import to_pretty_midi
+
+        sample = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        pieces = harmonize_pieces(
+            self._checkpoint, existing_path(melody), num=num, sample=sample, on_note=_warn
+        )
+        return [to_pretty_midi(p.harmony, track_name=p.track_name, melody=p.melody) for p in pieces]
+
+    def evaluate(
+        self,
+        data_dir: str | Path | None = None,
+        *,
+        all_files: bool = False,
+        cache_dir: str | Path | None = None,
+        batch_size: int = 16,
+    ) -> dict[str, Any]:
+        """Held-out likelihood of this checkpoint beside an n-gram baseline: the
+        `musicgen evaluate --json` dict (nll_per_token in nats, bits_per_token,
+        perplexity, accuracy, nats_per_quarter, ..., per-file figures, `baseline`).
+
+        data_dir: default the folder the checkpoint was trained on, else midi_corpus/;
+        its validation files (split.json) are scored, or every file with all_files.
+        Imports TensorFlow."""
+        if batch_size < 1:
+            raise UsageError("--batch-size must be >= 1")
+        if data_dir is not None:
+            existing_path(data_dir)
+        from musicgen.runtime import import_tensorflow
+
+        import_tensorflow()
+        from musicgen.evaluate import evaluate
+
+        return evaluate(
+            self.path, data_dir, all_files=all_files, cache_dir=cache_dir, batch_size=batch_size
+        )
+
+
+def _warn(message: str) -> None:
+    """A remark for the user (the CLI prints it as "Note: ..."), as a warning."""
+    warnings.warn(message, stacklevel=4)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def train(
+    data_dir: str | Path | None = None,
+    out: str | Path = DEFAULT_TRAIN_OUT,
+    *,
+    config: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    cache_dir: str | Path | None = None,
+    verbose: int = 1,
+    log: Callable[[str], None] | None = None,
+    **settings: Any,
+) -> Model:
+    """Train a model on the music in `data_dir` and write the checkpoint folder `out`,
+    as `musicgen train` does; the trained checkpoint, loaded (`Model.training`: the
+    run's best validation loss, epochs, tokens/s, status).
+
+    settings: the train command's settings as keywords (epochs=5, units=128,
+    cell="gru", seq_len=64, encoding="performance", ...); the rest keep the CLI's
+    defaults. Precedence as on the command line (`config.resolve_settings`):
+    defaults < the checkpoint's settings (resume) < the JSON file `config` < settings.
+    data_dir: default midi_corpus/ (on resume: the folder the run was trained on).
+    resume: continue the checkpoint in `out`; force: replace one there.
+    verbose: 1 Keras's progress bar, 2 one line per epoch, 0 nothing.
+    log(line): receives the run's report lines (e.g. `log=print`).
+    Raises UsageError (bad setting or folder), UserError (no data, diverged). Imports
+    TensorFlow.
+    """
+    from musicgen import checkpoint
+    from musicgen.config import ConfigError, read_settings_file, resolve_settings
+
+    out = Path(out)
+    stored = checkpoint.read_config(out)[0] if resume and checkpoint.is_checkpoint(out) else None
+    try:
+        from_file = read_settings_file(config) if config is not None else None
+    except ConfigError as exc:
+        raise UsageError(f"--config: {exc}") from exc
+    try:
+        run_config = resolve_settings(checkpoint=stored, config_file=from_file, flags=settings)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    if data_dir is not None:
+        existing_path(data_dir)
+    writable_folder(out, "--out")
+    if data_dir is None:
+        data_dir = _stored_data_dir(out) if resume else DEFAULT_DATA_DIR
+
+    from musicgen.runtime import import_tensorflow
+
+    import_tensorflow()
+    from musicgen.train import train as run_training
+
+    result = run_training(
+        run_config,
+        data_dir,
+        out,
+        resume=resume,
+        force=force,
+        cache_dir=cache_dir,
+        verbose=verbose,
+        log=log or (lambda line: None),
+    )
+    model = load(out, which="best")
+    model.training = result
+    return model
+
+
+def _stored_data_dir(out: Path) -> str:
+    """The data folder a checkpoint was trained on (config.json), else midi_corpus."""
+    from musicgen import checkpoint
+
+    if checkpoint.is_checkpoint(out):
+        return checkpoint.read_config(out)[1].get("data", {}).get("data_dir", DEFAULT_DATA_DIR)
+    return DEFAULT_DATA_DIR
