@@ -19,11 +19,18 @@ the added or rewritten notes come from the model.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from musicgen.encoding.base import BOS, EOS, Grammar, NarrowedGrammar
+from musicgen import checkpoint as ckpt
+from musicgen import generate as gen
+from musicgen.config import SampleConfig
+from musicgen.encoding.base import BOS, EOS, Grammar, NarrowedGrammar, get_encoding
 from musicgen.encoding.remi import BAR, DURATION, KEY, PITCH, POSITION, TEMPO, TIMESIG, VELOCITY
 from musicgen.encoding.tracks import (
     _CONTROLS,
@@ -41,7 +48,10 @@ from musicgen.encoding.tracks import (
     TracksGrammar,
     canonical_parts,
 )
-from musicgen.score import DRUM_PROGRAM, Part, Score
+from musicgen.errors import UsageError, UserError
+from musicgen.instruments import describe_program, family, parse_instruments, track_names
+from musicgen.midi_io import read_pieces, write_midi
+from musicgen.score import DRUM_PROGRAM, MusicError, Note, Part, Score
 
 
 @dataclass(frozen=True, order=True)
@@ -369,3 +379,426 @@ def start_grammar(encoding: TracksEncoding, plan: SongPlan) -> Grammar:
     grammar = KeepGrammar(encoding.grammar(len(plan.bars)), encoding, plan)
     grammar.advance(BOS)
     return grammar
+
+
+# ----------------------------------------------------------------------------- the commands
+
+
+@dataclass
+class Arrangement:
+    """One written piece: the file, the song's parts and the parts the model wrote."""
+
+    path: Path
+    bars: int
+    kept: list[str]  # track names of the user's parts, note for note
+    written: list[str]  # track names of the parts (or bars) the model wrote
+    notes: int  # notes the model wrote
+    score: float | None = None  # infill: log-likelihood (nats) of the kept bars after the window
+
+    def summary(self) -> str:
+        wrote = ", ".join(self.written) or "-"
+        return f"{self.path}  {self.bars} bars  kept {len(self.kept)} parts  wrote {wrote} ({self.notes} notes)"
+
+
+def accompany(
+    checkpoint: str | Path,
+    song_path: str | Path,
+    add: str,
+    out_dir: str | Path,
+    *,
+    num: int = 1,
+    sample: SampleConfig | None = None,
+    force: bool = False,
+    engine: str = "auto",
+    on_file: Callable[[Arrangement], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> list[Arrangement]:
+    """Write `num` arrangements of the song with new parts `add` (an `--instruments`
+    list: families, program numbers, "drums") into `out_dir`, named
+    f"{song stem}-accompany-{seed}-{i:02d}.mid". Every part of the song comes back note
+    for note. A song that has drums gets new drums only with `force` (they replace the
+    song's); existing files need `force` too."""
+    sample = sample or gen.default_sample()
+    context = _Context.open(checkpoint, engine)
+    song = read_song(song_path, on_note)
+    requests = parse_instruments(add)
+    if any(DRUM_PROGRAM in r for r in requests) and any(p.is_drum for p in song.parts):
+        if not force:
+            raise UsageError(f"{Path(song_path).name} already has drums; --force replaces them")
+        song.parts = [p for p in song.parts if not p.is_drum]
+    added = [context.known_program(r, add) for r in requests]
+    paths = _paths(song_path, out_dir, "accompany", num, sample.seed, force)
+    plan = context.plan(song, added)
+    pieces = context.sample(plan, num, sample)
+    return [
+        _write(context, plan, ids, path, on_file, rewritten=set())
+        for path, (ids, _) in zip(paths, pieces, strict=True)
+    ]
+
+
+def harmonize(
+    checkpoint: str | Path,
+    melody_path: str | Path,
+    out_dir: str | Path,
+    *,
+    num: int = 1,
+    voices: int = 3,
+    sample: SampleConfig | None = None,
+    force: bool = False,
+    engine: str = "auto",
+    on_file: Callable[[Arrangement], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> list[Arrangement]:
+    """Accompany a melody with `voices` voices of the model's own voice (its most
+    common program: a chorale model's choir): the melody is kept as the top part,
+    note for note, and the voices are written under it. Files are named
+    f"{melody stem}-harmony-{seed}-{i:02d}.mid". A file of several parts is reduced to
+    its top line first."""
+    sample = sample or gen.default_sample()
+    context = _Context.open(checkpoint, engine)
+    song = read_song(melody_path, on_note)
+    melody = top_line(song, context.encoding)
+    voice = context.most_common_program()
+    paths = _paths(melody_path, out_dir, "harmony", num, sample.seed, force)
+    plan = context.plan(melody, [voice] * voices, stream_programs={0: voice})
+    pieces = context.sample(plan, num, sample)
+    return [
+        _write(context, plan, ids, path, on_file, rewritten=set())
+        for path, (ids, _) in zip(paths, pieces, strict=True)
+    ]
+
+
+def infill(
+    checkpoint: str | Path,
+    song_path: str | Path,
+    bars: str,
+    out_dir: str | Path,
+    *,
+    tracks: str | None = None,
+    num: int = 1,
+    candidates: int = 16,
+    sample: SampleConfig | None = None,
+    force: bool = False,
+    engine: str = "auto",
+    on_file: Callable[[Arrangement], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> list[Arrangement]:
+    """Rewrite bars A..B (`bars` = "A-B", 1-based, inclusive) of the song's parts
+    (all, or those named in `tracks`: track names or families), keeping every note
+    outside them. A one-directional model hears only what comes before, so for each
+    piece `candidates` versions are sampled and the one under which the model finds the
+    song's following bars most likely is kept (see checkpoints/README.md for the
+    measurement behind this choice). Files: f"{song stem}-infill-{seed}-{i:02d}.mid"."""
+    sample = sample or gen.default_sample()
+    if candidates < 1:
+        raise UsageError("--candidates must be at least 1")
+    context = _Context.open(checkpoint, engine)
+    song = read_song(song_path, on_note)
+    parts = canonical_parts(song)
+    song.parts = parts
+    first, last = parse_bars(bars)
+    starts = bar_starts(context.encoding, song)
+    if last > len(starts):
+        raise UsageError(f"--bars {bars}: the song has {len(starts)} bars")
+    window = (
+        starts[first - 1],
+        starts[last] if last < len(starts) else song_end(context.encoding, song),
+    )
+    chosen = choose_parts(parts, tracks)
+    paths = _paths(song_path, out_dir, "infill", num, sample.seed, force)
+    plan = context.plan(song, [], window=window, rewrite=chosen)
+    pieces = context.sample(plan, num * candidates, sample, score_from=window[1])
+    best = []
+    for i in range(num):
+        group = pieces[i * candidates : (i + 1) * candidates]
+        best.append(max(group, key=lambda piece: piece[1]))
+    rewritten = {h for h in plan.rewrite}
+    return [
+        _write(context, plan, ids, path, on_file, rewritten=rewritten, score=score)
+        for path, (ids, score) in zip(paths, best, strict=True)
+    ]
+
+
+class _Context:
+    """A tracks checkpoint opened for work on a song: config, encoding, what it knows."""
+
+    def __init__(
+        self, folder: Path, config: Any, meta: dict, encoding: TracksEncoding, engine: str
+    ):
+        self.folder, self.config, self.meta, self.encoding = folder, config, meta, encoding
+        self.engine = gen.resolve_engine(engine)
+        self.programs: dict[int, int] = {
+            int(k): int(v) for k, v in (meta.get("data", {}).get("programs") or {}).items()
+        }
+
+    @classmethod
+    def open(cls, checkpoint: str | Path, engine: str) -> _Context:
+        folder = gen.checkpoint_folder(checkpoint)
+        config, meta = ckpt.read_config(folder)
+        if config.encoding.name != "tracks":
+            raise UsageError(
+                f"{folder} uses the {config.encoding.name} encoding, which has no parts; "
+                "this needs a tracks checkpoint (musicgen train --encoding tracks)"
+            )
+        return cls(folder, config, meta, get_encoding(config.encoding), engine)
+
+    def known(self) -> str:
+        """The parts the model knows, for messages: "bass (33), drums, ..."."""
+        names = sorted({family(p) for p in self.programs})
+        return ", ".join(names) if names else "nothing recorded"
+
+    def known_program(self, request: tuple[int, ...], text: str) -> int:
+        """The program of an asked part: of the request's programs the one the model
+        saw in most pieces; UsageError naming what it knows when it saw none."""
+        seen = [p for p in request if p in self.programs]
+        if not self.programs:  # a checkpoint from before data.programs: trust the request
+            return request[0]
+        if not seen:
+            asked = describe_program(request[0]) if len(request) == 1 else family(request[0])
+            raise UsageError(f"this model never saw {asked}; it knows: {self.known()}")
+        return max(seen, key=lambda p: (self.programs[p], -p))
+
+    def stream_program(self, program: int) -> int:
+        """The program a user's part takes in the token stream: its own when the model
+        knows it, else the model's most common program of its family, else its most
+        common pitched program (the written file keeps the part's own program)."""
+        if not self.programs or program in self.programs:
+            return program
+        same = [p for p in self.programs if family(p) == family(program)]
+        if same:
+            return max(same, key=lambda p: (self.programs[p], -p))
+        return self.most_common_program() if program != DRUM_PROGRAM else program
+
+    def most_common_program(self) -> int:
+        pitched = {p: n for p, n in self.programs.items() if p != DRUM_PROGRAM}
+        return max(pitched, key=lambda p: (pitched[p], -p)) if pitched else 0
+
+    def plan(
+        self,
+        song: Score,
+        added: list[int],
+        *,
+        stream_programs: dict[int, int] | None = None,
+        **window: Any,
+    ) -> SongPlan:
+        """plan_song with the user's parts under the programs the model knows."""
+        parts = canonical_parts(song)
+        if len(parts) + len(added) > self.encoding.config.max_parts:
+            raise UsageError(
+                f"the song has {len(parts)} parts; with {len(added)} more that is over "
+                f"this model's {self.encoding.config.max_parts}"
+            )
+        forced = stream_programs or {}
+        stream = [
+            Part(forced.get(i, self.stream_program(p.program)), p.notes, p.name)
+            for i, p in enumerate(parts)
+        ]
+        plan = plan_song(
+            self.encoding,
+            Score(
+                parts=stream, tempos=song.tempos, time_signatures=song.time_signatures, end=song.end
+            ),
+            added,
+            **window,
+        )
+        plan.user = {h: parts[stream.index(part)] for h, part in plan.user.items()}
+        plan.song = song
+        return plan
+
+    def sample(
+        self, plan: SongPlan, count: int, sample: SampleConfig, score_from: float | None = None
+    ) -> list[tuple[list[int], float]]:
+        """`count` pieces under the plan: (ids BOS..EOS, log-likelihood in nats of the
+        tokens from `score_from` quarters on, 0 without it)."""
+        grammars = [start_grammar(self.encoding, plan) for _ in range(count)]
+        model = gen.load_model(self.folder, self.engine)
+        max_steps = gen.MAX_STEPS_PER_UNIT * len(plan.bars)
+        logprobs: list[list[float]] = [[] for _ in range(count)]
+        new_ids = gen.sample_ids(model, grammars, [BOS], sample, max_steps, logprobs=logprobs)
+        out = []
+        for ids, lps in zip(new_ids, logprobs, strict=True):
+            total = 0.0
+            if score_from is not None:
+                times = _token_times(self.encoding, plan, [BOS, *ids])[1:]
+                step = round(score_from * self.encoding.config.steps_per_quarter)
+                total = float(sum(lp for lp, t in zip(lps, times, strict=True) if t >= step))
+            out.append(([BOS, *ids], total))
+        return out
+
+
+def _token_times(encoding: TracksEncoding, plan: SongPlan, ids: list[int]) -> list[int]:
+    """The grid step each id belongs to: its bar's start for bar-level tokens, its
+    position for the notes (-1 before the first bar)."""
+    kinds, values = encoding._kinds_list, encoding._values_list
+    out, bar, position = [], -1, -1
+    for token in ids:
+        kind = kinds[token]
+        if kind == BAR:
+            bar += 1
+            position = plan.bars[bar][0]
+        elif kind == POSITION:
+            position = plan.bars[bar][0] + values[token]
+        out.append(position)
+    return out
+
+
+def read_song(path: str | Path, on_note: Callable[[str], None] | None = None) -> Score:
+    """The first piece of a MIDI or score file, drums alone allowed; UserError when it
+    cannot be read or holds no notes."""
+    try:
+        pieces = read_pieces(path, allow_drums_only=True)
+    except MusicError as exc:
+        raise UserError(f"cannot use {path}: {exc}") from None
+    if len(pieces) > 1 and on_note is not None:
+        on_note(f"{Path(path).name} holds {len(pieces)} pieces: the first is used")
+    song = pieces[0]
+    if not song.parts:
+        song.parts = canonical_parts(song)
+    return song
+
+
+def top_line(song: Score, encoding: TracksEncoding) -> Score:
+    """The song reduced to one part, its highest pitched note at each onset (cut at the
+    next onset): a melody to harmonize. Keeps the first pitched part's program and name."""
+    spq = encoding.config.steps_per_quarter
+    pitched = [p for p in canonical_parts(song) if not p.is_drum]
+    if not pitched:
+        raise UserError("the melody file has no pitched notes")
+    top: dict[int, Note] = {}
+    for part in pitched:
+        for note in part.notes:
+            onset = round(note.start * spq)
+            if onset not in top or note.pitch > top[onset].pitch:
+                top[onset] = note
+    onsets = sorted(top)
+    line = []
+    for onset, following in zip(onsets, [*onsets[1:], None], strict=True):
+        note = top[onset]
+        end = note.end if following is None else min(note.end, following / spq)
+        line.append(Note(note.pitch, note.start, max(end, note.start + 1 / spq), note.velocity))
+    first = pitched[0]
+    return Score(
+        notes=line,
+        tempos=list(song.tempos),
+        time_signatures=list(song.time_signatures),
+        program=first.program,
+        parts=[Part(first.program, line, first.name or "Melody")],
+    )
+
+
+def parse_bars(text: str) -> tuple[int, int]:
+    """ "9-12" -> (9, 12); "5" -> (5, 5). Bars count from 1. UsageError otherwise."""
+    pieces = text.replace(" ", "").split("-")
+    try:
+        first, last = (int(pieces[0]), int(pieces[-1])) if len(pieces) <= 2 else (0, 0)
+    except ValueError:
+        first = last = 0
+    if not 1 <= first <= last:
+        raise UsageError(f"--bars must be A-B with 1 <= A <= B, not {text!r}")
+    return first, last
+
+
+def bar_starts(encoding: TracksEncoding, song: Score) -> list[float]:
+    """Start of every bar of the song, in quarters."""
+    spq = encoding.config.steps_per_quarter
+    return [s / spq for s, _ in _song_bars(encoding, song)]
+
+
+def song_end(encoding: TracksEncoding, song: Score) -> float:
+    start, steps = _song_bars(encoding, song)[-1]
+    return (start + steps) / encoding.config.steps_per_quarter
+
+
+def _song_bars(encoding: TracksEncoding, song: Score) -> list[tuple[int, int]]:
+    spq = encoding.config.steps_per_quarter
+    last = max(round(song.length * spq), 1)
+    return [(b.start, b.steps) for b in encoding._bars(song, last, Counter())]
+
+
+def choose_parts(parts: list[Part], tracks: str | None) -> list[int]:
+    """Indices of the parts `--tracks` names (track names or families, comma-separated;
+    all parts without it). UsageError naming the song's parts for an unknown name."""
+    if tracks is None:
+        return list(range(len(parts)))
+    names = [p.name or track_names([q.program for q in parts])[i] for i, p in enumerate(parts)]
+    chosen = []
+    for raw in tracks.split(","):
+        word = raw.strip().lower()
+        hits = [
+            i for i, p in enumerate(parts) if names[i].lower() == word or family(p.program) == word
+        ]
+        if not hits:
+            listed = ", ".join(
+                f"{n} ({family(p.program)})" for n, p in zip(names, parts, strict=True)
+            )
+            raise UsageError(f"--tracks: no part {raw.strip()!r} in the song; it has {listed}")
+        chosen += [i for i in hits if i not in chosen]
+    return chosen
+
+
+def _paths(
+    song_path: str | Path, out_dir: str | Path, kind: str, num: int, seed: int, force: bool
+) -> list[Path]:
+    stem = Path(song_path).stem
+    paths = [Path(out_dir) / f"{stem}-{kind}-{seed}-{i + 1:02d}.mid" for i in range(num)]
+    gen.check_free(paths, force)
+    return paths
+
+
+def _song_parts(plan: SongPlan) -> list[Part]:
+    """The user's parts in the song's order (as read; drum parts merged into one)."""
+    users = list(plan.user.values())
+    order = [p for p in plan.song.parts if any(p is u for u in users)]
+    return order + [u for u in users if not any(u is p for p in order)]
+
+
+def _write(
+    context: _Context,
+    plan: SongPlan,
+    ids: list[int],
+    path: Path,
+    on_file: Callable[[Arrangement], None] | None,
+    *,
+    rewritten: set[int],
+    score: float | None = None,
+) -> Arrangement:
+    """Decode a piece and write it: the user's parts as read (a rewritten part: its
+    own notes outside the window, the model's inside), then the added parts."""
+    decoded = context.encoding.decode(ids)
+    names = track_names(plan.programs)
+    spq = context.encoding.config.steps_per_quarter
+    start, end = plan.window[0] / spq, plan.window[1] / spq
+    mine: dict[int, Part] = {}  # id of a user's Part -> the part written for it
+    added, kept, written, new_notes = [], [], [], 0
+    for h, part in enumerate(decoded.parts):
+        user = plan.user.get(h)
+        if user is None:
+            added.append(Part(part.program, part.notes, names[h]))
+            written.append(names[h])
+            new_notes += len(part.notes)
+        elif h in rewritten:
+            inside = [n for n in part.notes if start <= n.start < end]
+            outside = [n for n in user.notes if not start <= n.start < end]
+            notes = sorted([*outside, *inside], key=lambda n: (n.start, n.pitch))
+            mine[id(user)] = Part(user.program, notes, user.name)
+            written.append(user.name or names[h])
+            new_notes += len(inside)
+        else:
+            mine[id(user)] = user
+            kept.append(user.name or names[h])
+    # the user's parts in the song's own order, then the new ones
+    parts = [mine.get(id(p), p) for p in _song_parts(plan)] + added
+    song = plan.song
+    out = Score(
+        notes=[n for p in parts if not p.is_drum for n in p.notes],
+        tempos=list(song.tempos),
+        time_signatures=list(song.time_signatures),
+        end=max(decoded.length, song.length),
+        parts=parts,
+    )
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_midi(out, path)
+    result = Arrangement(path, len(plan.bars), kept, written, new_notes, score)
+    if on_file is not None:
+        on_file(result)
+    return result

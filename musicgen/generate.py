@@ -468,14 +468,17 @@ def sample_ids(
     config: SampleConfig,
     max_steps: int,
     rngs: list[np.random.Generator] | None = None,
+    logprobs: list[list[float]] | None = None,
 ) -> list[list[int]]:
     """Step the network (a `NumpyRNN` or a keras `MusicRNN`) over `prefix` (shared by
     every piece, BOS first), then sample until every grammar is done. rngs: one per
-    grammar (default `seeded_rngs(config.seed, len(grammars))`). Returns each piece's
-    new ids (EOS included); UserError when a piece is not done after `max_steps`."""
+    grammar (default `seeded_rngs(config.seed, len(grammars))`). logprobs: one list per
+    grammar, given to receive the network's own log-probability (nats, before
+    temperature and mask) of every id chosen. Returns each piece's new ids (EOS
+    included); UserError when a piece is not done after `max_steps`."""
     rngs = rngs if rngs is not None else seeded_rngs(config.seed, len(grammars))
     with one_blas_thread():  # the NumPy step's small products run best on one thread
-        return _sample_loop(model, grammars, prefix, config, rngs, max_steps)
+        return _sample_loop(model, grammars, prefix, config, rngs, max_steps, logprobs)
 
 
 def _sample_loop(
@@ -485,6 +488,7 @@ def _sample_loop(
     config: SampleConfig,
     rngs: list[np.random.Generator],
     max_steps: int,
+    logprobs: list[list[float]] | None = None,
 ) -> list[list[int]]:
     """`sample_ids`'s work: one step for the whole batch, then per live piece its mask,
     its draw and its grammar's advance; finished pieces drop out of the sampling."""
@@ -504,6 +508,8 @@ def _sample_loop(
             masks[row] = grammars[i].allowed()
         rows = len(active)
         chosen = sample_next(logits[active], masks[:rows], config, [rngs[i] for i in active])
+        if logprobs is not None:
+            _record_logprobs(logits[active], chosen, [logprobs[i] for i in active])
         for i, token_id in zip(active, chosen.tolist(), strict=True):
             grammars[i].advance(token_id)
             new_ids[i].append(token_id)
@@ -518,6 +524,15 @@ def _sample_loop(
         f"generation did not finish within {max_steps} tokens (the model keeps adding "
         "notes); try a lower --temperature, --top-k or --top-p"
     )
+
+
+def _record_logprobs(logits: np.ndarray, chosen: np.ndarray, into: list[list[float]]) -> None:
+    """Append log softmax(logits)[chosen] of each row to its list."""
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=-1, keepdims=True)
+    norm = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
+    for row, (token, out) in enumerate(zip(chosen.tolist(), into, strict=True)):
+        out.append(float(logits[row, token] - norm[row]))
 
 
 def _step_function(model: Any, batch: int, prefix: list[int]) -> Callable[[np.ndarray], np.ndarray]:
