@@ -49,7 +49,13 @@ from musicgen.encoding.tracks import (
     canonical_parts,
 )
 from musicgen.errors import UsageError, UserError
-from musicgen.instruments import describe_program, family, parse_instruments, track_names
+from musicgen.instruments import (
+    family,
+    known_requests,
+    parse_instruments,
+    stored_programs,
+    track_names,
+)
 from musicgen.midi_io import read_pieces, write_midi
 from musicgen.score import DRUM_PROGRAM, MusicError, Note, Part, Score
 
@@ -388,12 +394,13 @@ def start_grammar(encoding: TracksEncoding, plan: SongPlan) -> Grammar:
 class Arrangement:
     """One written piece: the file, the song's parts and the parts the model wrote."""
 
-    path: Path
+    path: Path | None  # None when nothing was written (the Python API)
     bars: int
     kept: list[str]  # track names of the user's parts, note for note
     written: list[str]  # track names of the parts (or bars) the model wrote
     notes: int  # notes the model wrote
     score: float | None = None  # infill: log-likelihood (nats) of the kept bars after the window
+    music: Score | None = field(default=None, repr=False)  # what was (or would be) written
 
     def summary(self) -> str:
         wrote = ", ".join(self.written) or "-"
@@ -404,7 +411,7 @@ def accompany(
     checkpoint: str | Path,
     song_path: str | Path,
     add: str,
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     *,
     num: int = 1,
     sample: SampleConfig | None = None,
@@ -426,7 +433,7 @@ def accompany(
         if not force:
             raise UsageError(f"{Path(song_path).name} already has drums; --force replaces them")
         song.parts = [p for p in song.parts if not p.is_drum]
-    added = [context.known_program(r, add) for r in requests]
+    added = [context.known_program(r) for r in requests]
     paths = _paths(song_path, out_dir, "accompany", num, sample.seed, force)
     plan = context.plan(song, added)
     pieces = context.sample(plan, num, sample)
@@ -439,7 +446,7 @@ def accompany(
 def harmonize(
     checkpoint: str | Path,
     melody_path: str | Path,
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     *,
     num: int = 1,
     voices: int = 3,
@@ -472,7 +479,7 @@ def infill(
     checkpoint: str | Path,
     song_path: str | Path,
     bars: str,
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     *,
     tracks: str | None = None,
     num: int = 1,
@@ -527,9 +534,7 @@ class _Context:
     ):
         self.folder, self.config, self.meta, self.encoding = folder, config, meta, encoding
         self.engine = gen.resolve_engine(engine)
-        self.programs: dict[int, int] = {
-            int(k): int(v) for k, v in (meta.get("data", {}).get("programs") or {}).items()
-        }
+        self.programs = stored_programs(meta)
 
     @classmethod
     def open(cls, checkpoint: str | Path, engine: str) -> _Context:
@@ -542,21 +547,11 @@ class _Context:
             )
         return cls(folder, config, meta, get_encoding(config.encoding), engine)
 
-    def known(self) -> str:
-        """The parts the model knows, for messages: "bass (33), drums, ..."."""
-        names = sorted({family(p) for p in self.programs})
-        return ", ".join(names) if names else "nothing recorded"
-
-    def known_program(self, request: tuple[int, ...], text: str) -> int:
-        """The program of an asked part: of the request's programs the one the model
-        saw in most pieces; UsageError naming what it knows when it saw none."""
-        seen = [p for p in request if p in self.programs]
-        if not self.programs:  # a checkpoint from before data.programs: trust the request
-            return request[0]
-        if not seen:
-            asked = describe_program(request[0]) if len(request) == 1 else family(request[0])
-            raise UsageError(f"this model never saw {asked}; it knows: {self.known()}")
-        return max(seen, key=lambda p: (self.programs[p], -p))
+    def known_program(self, request: tuple[int, ...]) -> int:
+        """The program of an asked part: of the request's programs the model knows, the
+        one it saw in most pieces (UsageError naming what it knows if none)."""
+        (seen,) = known_requests([request], self.programs)
+        return max(seen, key=lambda p: (self.programs.get(p, 0), -p))
 
     def stream_program(self, program: int) -> int:
         """The program a user's part takes in the token stream: its own when the model
@@ -756,7 +751,7 @@ def _write(
     context: _Context,
     plan: SongPlan,
     ids: list[int],
-    path: Path,
+    path: Path | None,
     on_file: Callable[[Arrangement], None] | None,
     *,
     rewritten: set[int],
@@ -796,9 +791,10 @@ def _write(
         end=max(decoded.length, song.length),
         parts=parts,
     )
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_midi(out, path)
-    result = Arrangement(path, len(plan.bars), kept, written, new_notes, score)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_midi(out, path)
+    result = Arrangement(path, len(plan.bars), kept, written, new_notes, score, out)
     if on_file is not None:
         on_file(result)
     return result

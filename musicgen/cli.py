@@ -182,10 +182,10 @@ def _train_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--encoding",
-            type=click.Choice(["remi", "performance"]),
+            type=click.Choice(["remi", "tracks", "performance"]),
             default=enc.name,
             show_default=True,
-            help="Token encoding (remi: beat grid; performance: 10 ms expressive timing).",
+            help="Token encoding (tracks: beat grid, every instrument on its own part; remi: beat grid, one merged part; performance: 10 ms expressive timing).",
         ),
         click.option(
             "--controls/--no-controls",
@@ -727,7 +727,12 @@ class _ProgressBar:
               help="Notes per bar: low, medium and high are the 15th, 50th and 85th "
               "percentile bar of the training music (a model trained with --controls).")  # fmt: skip
 @click.option("--program", type=click.IntRange(0, 127),
-              help="General MIDI program of the track (default 0, piano).")  # fmt: skip
+              help="General MIDI program of the track (default 0, piano; one-part models).")  # fmt: skip
+@click.option("--instruments", metavar="LIST",
+              help="The parts of every piece (multi-track models): comma-separated GM families "
+                   "(piano, chromatic, organ, guitar, bass, strings, ensemble, brass, reed, pipe, "
+                   "lead, pad, fx, ethnic, percussive, sfx), program numbers 0-127 or drums, "
+                   "e.g. bass,drums,piano. Default: the model chooses.")  # fmt: skip
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Same checkpoint, options and seed give the same files.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
@@ -756,6 +761,7 @@ def generate(
     time_signature: str | None,
     density: str | None,
     program: int | None,
+    instruments: str | None,
     seed: int,
     force: bool,
     plot: bool,
@@ -768,8 +774,9 @@ def generate(
 
     \b
     Files are named OUT/NAME-SEED-NN.mid (NAME: the checkpoint folder's name); existing
-    files are kept unless --force. Length: --bars for remi checkpoints, --seconds for
-    performance ones. With --primer, each piece starts with the primer (at most its last
+    files are kept unless --force. Length: --bars for remi and tracks checkpoints,
+    --seconds for performance ones. A tracks checkpoint (e.g. checkpoints/band) writes
+    one track per part, drums on channel 10; --instruments fixes the parts. With --primer, each piece starts with the primer (at most its last
     64 bars or 120 seconds) and --bars/--seconds count the new music after it.
     --key, --density, --time-signature and --tempo are imposed on every piece; what is
     not asked is left to the model.
@@ -792,6 +799,7 @@ def generate(
         time_signature=time_signature,
         tempo=tempo,
         program=program,
+        instruments=instruments,
         sample=sample,
         engine=engine,
     )
@@ -820,8 +828,8 @@ PREPARE_SKIPS_SHOWN = 20  # skipped files listed in the human report
 
 @main.command()
 @click.argument("data_dir", required=False, default=DEFAULT_DATA_DIR, type=click.Path())
-@click.option("--encoding", type=click.Choice(["remi", "performance"]), default="remi",
-              show_default=True, help="Token encoding (remi: beat grid; performance: 10 ms "
+@click.option("--encoding", type=click.Choice(["remi", "tracks", "performance"]), default="remi",
+              show_default=True, help="Token encoding (tracks: every part apart; remi: one merged part; performance: 10 ms "
               "expressive events).")  # fmt: skip
 @click.option("--steps-per-quarter", type=click.IntRange(1, 48), default=4, show_default=True,
               help="remi grid resolution (4 = sixteenth notes).")  # fmt: skip
@@ -935,59 +943,127 @@ class _ParseBar:
             self.bar.__exit__(*exc)
 
 
-# ----------------------------------------------------------------------------- harmonize
+# ----------------------------------------------------------------------------- your own song
+
+DEFAULT_BAND_CHECKPOINT = "checkpoints/band"  # the bundled model of accompany and infill
+
+
+def _song_options(default_checkpoint: str, num_help: str) -> Callable[..., Any]:
+    """The options every command that works on a user's song shares."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            click.option("--checkpoint", "checkpoint_dir", type=click.Path(path_type=Path),
+                         default=default_checkpoint, show_default=True,
+                         help="Multi-track (tracks) checkpoint folder to sample from."),
+            click.option("--out", type=click.Path(path_type=Path), default="generated",
+                         show_default=True, help="Folder for the MIDI files."),
+            click.option("--num", type=click.IntRange(1, 1024), default=1, show_default=True,
+                         help=num_help),
+            click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.8,
+                         show_default=True, help="Below 1 is safer, above 1 wilder."),
+            click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+                         help="Same checkpoint, song, options and seed give the same files."),
+            click.option("--engine", type=click.Choice(["auto", "numpy", "keras"]),
+                         default="auto", show_default=True,
+                         help="Recurrent step engine (auto = numpy, no TensorFlow)."),
+            click.option("--force", is_flag=True, help="Overwrite existing files."),
+            click.option("--quiet", "-q", is_flag=True, help="Print nothing."),
+        ]  # fmt: skip
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def _song_run(quiet: bool, temperature: float, seed: int) -> dict[str, Any]:
+    """The keyword arguments every arrange command takes from the shared options."""
+    from musicgen.config import SampleConfig
+
+    return {
+        "sample": SampleConfig(temperature=temperature, seed=seed),
+        "on_file": lambda info: echo(info.summary(), quiet),
+        "on_note": lambda line: echo(f"Note: {line}", quiet, err=True),
+    }
 
 
 @main.command()
 @click.argument("melody", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option(
-    "--checkpoint", "checkpoint_dir", type=click.Path(path_type=Path),
-    default=DEFAULT_CHECKPOINT, show_default=True,
-    help="Remi checkpoint folder to sample the harmony from.",
-)  # fmt: skip
-@click.option("--out", type=click.Path(path_type=Path), default="generated", show_default=True,
-              help="Folder for the MIDI files.")  # fmt: skip
-@click.option("--num", type=click.IntRange(1, 1024), default=1, show_default=True,
-              help="Harmonizations to write (sampled together in one batch).")  # fmt: skip
-@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.8,
-              show_default=True, help="Below 1 is safer, above 1 wilder.")  # fmt: skip
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
-              help="Same checkpoint, melody, options and seed give the same files.")  # fmt: skip
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing.")
+@_song_options(DEFAULT_CHECKPOINT, "Harmonizations to write (sampled together in one batch).")
+@click.option("--voices", type=click.IntRange(1, 15), default=3, show_default=True,
+              help="Voices to write under the melody.")  # fmt: skip
 @handle_errors
 def harmonize(
-    melody: Path,
-    checkpoint_dir: Path,
-    out: Path,
-    num: int,
-    temperature: float,
-    seed: int,
-    force: bool,
-    quiet: bool,
-) -> None:
+    melody: Path, checkpoint_dir: Path, out: Path, num: int, temperature: float, seed: int,
+    engine: str, force: bool, quiet: bool, voices: int,
+) -> None:  # fmt: skip
     """Write voices under the melody in MELODY (a MIDI or MusicXML file).
 
     \b
-    The melody is its highest note at each onset, on the model's beat grid; it is kept
-    exactly, and the model writes the other voices below it, bar for bar. Files are
-    OUT/MELODY-harmony-SEED-NN.mid: the harmony on one track, the melody on another.
+    The melody (the highest note at each onset) is kept note for note as the top part,
+    on its own track, and the model writes VOICES parts of its own voice under it, each
+    on a track of its own: with the bundled Bach model, Alto, Tenor and Bass under your
+    Soprano. Files are OUT/MELODY-harmony-SEED-NN.mid.
     """
-    from musicgen.config import SampleConfig
-    from musicgen.harmonize import harmonize as run_harmonize
+    from musicgen.arrange import harmonize as run
 
-    debug = bool(click.get_current_context().find_root().params.get("debug"))
-    run_harmonize(
-        checkpoint_dir,
-        melody,
-        out,
-        num=num,
-        sample=SampleConfig(temperature=temperature, seed=seed),
-        force=force,
-        on_file=lambda path, info: echo(info.summary(), quiet),
-        on_note=lambda line: echo(f"Note: {line}", quiet, err=True),
-        verbose_tensorflow=debug,
-    )
+    run(checkpoint_dir, melody, out, num=num, voices=voices, engine=engine, force=force,
+        **_song_run(quiet, temperature, seed))  # fmt: skip
+
+
+@main.command()
+@click.argument("song", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--add", required=True, metavar="LIST",
+              help="Parts to write: GM families (bass, guitar, piano, strings, ...), program "
+                   "numbers 0-127 or drums, comma-separated, e.g. drums,bass.")  # fmt: skip
+@_song_options(DEFAULT_BAND_CHECKPOINT, "Arrangements to write (sampled together in one batch).")
+@handle_errors
+def accompany(
+    song: Path, add: str, checkpoint_dir: Path, out: Path, num: int, temperature: float,
+    seed: int, engine: str, force: bool, quiet: bool,
+) -> None:  # fmt: skip
+    """Write new parts (--add) against your song SONG (a MIDI or MusicXML file).
+
+    \b
+    Every note of your tracks comes back as it was (pitch, onset, duration, velocity,
+    name, program); each new part gets a track of its own, drums on channel 10. The
+    model hears your whole song as it writes. A song with drums gets new drums only with
+    --force (they replace yours). Files are OUT/SONG-accompany-SEED-NN.mid.
+    """
+    from musicgen.arrange import accompany as run
+
+    run(checkpoint_dir, song, add, out, num=num, engine=engine, force=force,
+        **_song_run(quiet, temperature, seed))  # fmt: skip
+
+
+@main.command()
+@click.argument("song", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--bars", "bars", required=True, metavar="A-B",
+              help="The bars to rewrite, counted from 1, e.g. 9-12.")  # fmt: skip
+@click.option("--tracks", metavar="LIST",
+              help="Rewrite only these parts (track names or families, comma-separated); "
+                   "default: every part.")  # fmt: skip
+@click.option("--candidates", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Versions sampled per file; the one that leads best into the following "
+                   "bars is kept.")  # fmt: skip
+@_song_options(DEFAULT_BAND_CHECKPOINT, "Versions to write.")
+@handle_errors
+def infill(
+    song: Path, bars: str, tracks: str | None, candidates: int, checkpoint_dir: Path, out: Path,
+    num: int, temperature: float, seed: int, engine: str, force: bool, quiet: bool,
+) -> None:  # fmt: skip
+    """Rewrite bars A-B of your song SONG, keeping every note outside them.
+
+    \b
+    The model hears the song up to the bars, writes them, and of --candidates versions
+    the one under which the song's following bars are most likely is kept, so the new
+    bars lead into what comes next. Files are OUT/SONG-infill-SEED-NN.mid.
+    """
+    from musicgen.arrange import infill as run
+
+    run(checkpoint_dir, song, bars, out, tracks=tracks, num=num, candidates=candidates,
+        engine=engine, force=force, **_song_run(quiet, temperature, seed))  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -50,7 +50,9 @@ from musicgen import checkpoint as ckpt
 from musicgen.config import ConfigError, RunConfig, SampleConfig
 from musicgen.constraints import Controls, stored_density_choices
 from musicgen.encoding.base import BOS, PAD, Encoding, Grammar, get_encoding
+from musicgen.encoding.tracks import InstrumentsGrammar
 from musicgen.errors import UsageError, UserError
+from musicgen.instruments import known_requests, parse_instruments, stored_programs
 from musicgen.midi_io import read_pieces, read_score, write_midi
 from musicgen.npmodel import NumpyRNN, one_blas_thread
 from musicgen.runtime import import_tensorflow
@@ -63,6 +65,7 @@ MAX_PRIMER_BARS = 64  # a longer remi primer keeps only its last bars
 MAX_PRIMER_SECONDS = 120.0  # a longer performance primer keeps only its last seconds
 MAX_STEPS_PER_UNIT = 2000  # safety net: tokens per bar (remi) or per second (performance)
 TEMPO_RANGE = (10.0, 1000.0)  # beats per minute accepted by --tempo
+BAR_ENCODINGS = ("remi", "tracks")  # encodings whose pieces are counted in bars
 ENGINES = ("auto", "numpy", "keras")  # --engine values; auto = numpy
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -92,6 +95,9 @@ class GenerateRequest:
     time_signature: str | None = None  # e.g. "3/4"
     tempo: float | None = None  # beats per minute; replaces the written tempo map too
     program: int | None = None  # General MIDI program 0..127 of the track (default 0)
+    # the parts of every piece (tracks checkpoints): an `--instruments` list of GM
+    # families, program numbers and "drums"; None leaves them to the model
+    instruments: str | None = None
     sample: SampleConfig = field(default_factory=default_sample)  # temperature, top-k/p, seed
     engine: str = "auto"  # "auto" (= "numpy"), "numpy" or "keras"
 
@@ -239,11 +245,39 @@ def _sample_pieces(
     )
     primer = request.primer
     prefix = primer_ids(encoding, Path(primer), on_note) if primer is not None else []
-    grammars = [start_grammar(encoding, plan.length, prefix, controls) for _ in range(request.num)]
+    parts = _instruments(plan, request, prefix)
+    grammars = [
+        start_grammar(encoding, plan.length, prefix, controls, parts) for _ in range(request.num)
+    ]
     model = load_model(plan.checkpoint, request.engine, which, verbose_tensorflow)
     max_steps = int(MAX_STEPS_PER_UNIT * max(plan.length, 1.0))
     new_ids = sample_ids(model, grammars, [BOS, *prefix], request.sample, max_steps)
     return [_piece(plan, request, [BOS, *prefix, *ids], len(ids)) for ids in new_ids]
+
+
+def _instruments(
+    plan: Plan, request: GenerateRequest, prefix: list[int]
+) -> list[tuple[int, ...]] | None:
+    """The parts `--instruments` asks for, narrowed to those the model knows; None when
+    not asked. UsageError for a checkpoint without parts, or with a primer (whose own
+    parts a continuation keeps)."""
+    if request.program is not None and plan.encoding.name == "tracks":
+        raise UsageError("--program sets a one-part piece's instrument; use --instruments here")
+    if request.instruments is None:
+        return None
+    if plan.encoding.name != "tracks":
+        raise UsageError(
+            f"--instruments needs a multi-track (tracks) checkpoint; {plan.name} uses the "
+            f"{plan.encoding.name} encoding, which writes one part"
+        )
+    if prefix:
+        raise UsageError(
+            "--instruments cannot change a primer's parts; use `musicgen accompany` to add parts"
+        )
+    requests = known_requests(parse_instruments(request.instruments), plan.programs)
+    if len(requests) > plan.encoding.config.max_parts:
+        raise UsageError(f"at most {plan.encoding.config.max_parts} parts can be asked for")
+    return requests
 
 
 def _piece(plan: Plan, request: GenerateRequest, ids: list[int], new_tokens: int) -> Piece:
@@ -267,8 +301,9 @@ class Plan:
     name: str  # the checkpoint folder's name: file prefix and track name
     config: RunConfig
     encoding: Encoding
-    length: float  # bars (remi) or seconds (performance) of new music
+    length: float  # bars (remi, tracks) or seconds (performance) of new music
     density_levels: dict[str, int]  # what --density's words mean (config.json data.controls)
+    programs: dict[int, int] = field(default_factory=dict)  # known parts (data.programs)
 
 
 def plan_request(checkpoint: CheckpointLike, request: GenerateRequest) -> Plan:
@@ -288,6 +323,7 @@ def plan_request(checkpoint: CheckpointLike, request: GenerateRequest) -> Plan:
         encoding=get_encoding(config.encoding),
         length=length,
         density_levels=stored_density_choices(meta),
+        programs=stored_programs(meta),
     )
 
 
@@ -328,11 +364,11 @@ def check_free(paths: list[Path], force: bool) -> None:
 
 
 def _length(encoding_name: str, bars: int | None, seconds: float | None) -> float:
-    """New bars (remi) or seconds (performance) per piece."""
-    if encoding_name == "remi":
+    """New bars (remi, tracks) or seconds (performance) per piece."""
+    if encoding_name in BAR_ENCODINGS:
         if seconds is not None:
             raise UsageError(
-                "this checkpoint's remi encoding counts bars: use --bars, not --seconds"
+                f"this checkpoint's {encoding_name} encoding counts bars: use --bars, not --seconds"
             )
         length = DEFAULT_BARS if bars is None else bars
         if length < 1:
@@ -355,7 +391,8 @@ def primer_ids(encoding: Encoding, path: Path, on_note: Callable[[str], None] | 
     """The primer's ids after BOS, without EOS, truncated to its last bars/seconds;
     remi primers end with an extra `Bar` (the new music opens a bar of its own)."""
     try:
-        pieces = read_pieces(path, include_drums=encoding.config.include_drums)
+        drums_only = encoding.name == "tracks"
+        pieces = read_pieces(path, encoding.config.include_drums, allow_drums_only=drums_only)
     except MusicError as exc:
         raise UserError(f"cannot use primer {path}: {exc}") from None
     score = pieces[0]
@@ -369,14 +406,14 @@ def primer_ids(encoding: Encoding, path: Path, on_note: Callable[[str], None] | 
         if on_note is not None:
             on_note(f"primer {path.name} is long: only its last {why} are used")
     body = [int(i) for i in ids[1:-1]]  # drop BOS and EOS
-    if encoding.name == "remi":
+    if encoding.name in BAR_ENCODINGS:
         body.append(encoding.vocab.id("Bar"))
     return body
 
 
 def _primer_cut(encoding: Encoding, score: Score) -> tuple[float, str]:
     """Where (quarters) a too-long quantized primer is cut, and what is kept, in words."""
-    if encoding.name == "remi":
+    if encoding.name in BAR_ENCODINGS:
         starts = _bar_starts(score)
         if len(starts) <= MAX_PRIMER_BARS:
             return 0.0, ""
@@ -413,17 +450,25 @@ def _tail(score: Score, start: float) -> Score:
 
 
 def start_grammar(
-    encoding: Encoding, length: float, prefix: list[int], controls: Controls | None = None
+    encoding: Encoding,
+    length: float,
+    prefix: list[int],
+    controls: Controls | None = None,
+    instruments: list[tuple[int, ...]] | None = None,
 ) -> Grammar:
     """One piece's grammar: it has read BOS and the primer (`prefix`), and is wrapped to
-    impose `controls`. The length counts the primer too: its bars begun (remi, the
-    closing Bar excluded) or its seconds (performance). Every piece's grammar is built
-    here."""
+    impose `controls` and the asked parts (`instruments`: allowed programs per part,
+    tracks encodings). The length counts the primer too: its bars begun (remi, tracks;
+    the closing Bar excluded) or its seconds (performance). Every piece's grammar is
+    built here."""
     probe = encoding.grammar()
     for token_id in [BOS, *prefix]:
         probe.advance(token_id)
-    already = probe.elapsed - 1 if encoding.name == "remi" and prefix else probe.elapsed
+    bars = encoding.name in BAR_ENCODINGS
+    already = probe.elapsed - 1 if bars and prefix else probe.elapsed
     grammar = encoding.grammar(length + already)
+    if instruments:
+        grammar = InstrumentsGrammar(grammar, encoding, instruments)
     for token_id in [BOS, *prefix]:
         grammar.advance(token_id)
     return grammar if controls is None else controls.wrap(grammar, [BOS, *prefix])
@@ -579,7 +624,7 @@ def write_piece(piece: Piece, path: Path) -> GeneratedFile:
     return GeneratedFile(
         path=path,
         bars=len(_bar_starts(score)),
-        notes=len(score.notes),
+        notes=score.note_count,
         lowest=min(pitches, default=None),
         highest=max(pitches, default=None),
         seconds=score.duration_seconds,

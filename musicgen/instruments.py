@@ -114,3 +114,33 @@ def track_names(programs: Sequence[int]) -> list[str]:
         seen[title] += 1
         names.append(f"{title} {seen[title]}" if totals[title] > 1 else title)
     return names
+
+
+def known_requests(
+    requests: Sequence[tuple[int, ...]], known: dict[int, int] | None
+) -> list[tuple[int, ...]]:
+    """Each asked part narrowed to the programs a model knows (`known`: program ->
+    pieces it was seen in, config.json `data.programs`; None or empty for a checkpoint
+    that did not record them: then every request stands). UsageError naming what the
+    model knows for a part it never saw."""
+    if not known:
+        return [tuple(r) for r in requests]
+    out = []
+    for request in requests:
+        seen = tuple(p for p in request if p in known)
+        if not seen:
+            asked = describe_program(request[0]) if len(request) == 1 else family(request[0])
+            knows = ", ".join(sorted({family(p) for p in known}, key=_family_order))
+            raise UsageError(f"this model never saw {asked}; it knows: {knows}")
+        out.append(seen)
+    return out
+
+
+def _family_order(name: str) -> int:
+    return len(FAMILIES) if name == DRUMS else FAMILIES.index(name)
+
+
+def stored_programs(meta: dict) -> dict[int, int]:
+    """config.json `data.programs` as {program: pieces} ({} when absent)."""
+    raw = (meta.get("data") or {}).get("programs") or {}
+    return {int(k): int(v) for k, v in raw.items()}
