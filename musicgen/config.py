@@ -121,8 +121,11 @@ class ModelConfig(_Config):
     # 2 x 256, 8 epochs on midi_corpus, 1.065 against 1.333 nats/token; 2 x 384: 1.046
     # against 1.247), with fewer weights and faster steps. The usual LSTM remedies are
     # already Keras's defaults here (forget-gate bias 1, Glorot/orthogonal init, dropout
-    # between layers only, as for the GRU); the LSTM has a third more weights per unit
-    # to fit from the same steps. `--cell lstm` still trains and loads as before.
+    # between layers only, as for the GRU). A check on 120 chorales (2 x 128, batch 32 x
+    # 128, 4 x 100 steps, best val loss in nats/token): GRU 1.200; LSTM 1.451; LSTM
+    # without dropout 1.646; LSTM at twice the rate 1.339. So the LSTM learns more slowly
+    # per step (a higher rate closes half the gap, dropout is not the cause); no LSTM
+    # setting tried reached the GRU. `--cell lstm` still trains and loads as before.
     cell: str = "gru"
     layers: int = 2  # number of stacked recurrent layers
     units: int = 256  # units per recurrent layer
