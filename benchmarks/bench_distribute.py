@@ -5,7 +5,7 @@ it must run in its own process). The default model (2 x 256 LSTM, remi vocabular
 global batch 64 x 128, the corpus's shards split as train.py splits them:
 
 - "1 replica": the default strategy, the very step and feed `musicgen train` runs
-  (`train._train_step`, `train._feeds`); "2 replicas": the same under
+  (`train.make_train_step`, `train._feeds`); "2 replicas": the same under
   MirroredStrategy over the two logical CPU devices (each replica gets 32 windows).
   On one CPU both replicas share the same cores, so this measures what the
   strategy costs, not a speed-up; with GPUs visible (--device auto, the default) the
@@ -61,11 +61,12 @@ def measure(mode: str, config: RunConfig, data: train_module._Data, args: argpar
     """(seconds per fed step, per bare step, per feed batch) under `mode`."""
     layout = distribute.setup(mode, args.device)
     keras.utils.set_random_seed(config.train.seed)
-    vocab = len(get_encoding(config.encoding).vocab)
+    encoding = get_encoding(config.encoding)
+    vocab = len(encoding.vocab)
     with layout.placement():
-        model, optimizer = train_module._build(config, vocab, layout)
-        step = train_module._train_step(model, optimizer, layout.strategy)
-        feeds = train_module._feeds(data, config, layout, first_batch=0)
+        model, optimizer = train_module.build_model_and_optimizer(config, vocab, layout)
+        step = train_module.make_train_step(model, optimizer, layout.strategy)
+        feeds = train_module._feeds(data, config, encoding, layout, first_batch=0)
         fed = iter(feeds.train)
         bare = _Same(next(iter(feeds.train)))  # one batch, already split over the replicas
         loader = iter(feeds.train)

@@ -3,8 +3,8 @@
 One process, the default model (2 x 256 LSTM, embedding 128, remi vocabulary), batch
 64 x seq_len 128:
 
-- (a) "ours, fed by feed.train_dataset": train.py's own training step (`train._build`'s
-  model and optimizer, `train._train_step`: `strategy.run` in a tf.function, under the
+- (a) "ours, fed by feed.train_dataset": train.py's own training step (`train.build_model_and_optimizer`'s
+  model and optimizer, `train.make_train_step`: `strategy.run` in a tf.function, under the
   default one-device strategy, the loss read back every step as train.py's loop does)
   on `feed.train_dataset` over the corpus's cached ids (random windows, random
   transposition), exactly as train.py feeds one device; supervised tokens/s = batch x
@@ -52,7 +52,7 @@ from musicgen.config import RunConfig  # noqa: E402
 from musicgen.dataset import prepare, split_files  # noqa: E402
 from musicgen.encoding.base import EOS, PAD, get_encoding  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
-from musicgen.train import _build, _train_step  # noqa: E402  (train.py's own step)
+from musicgen.train import build_model_and_optimizer, make_train_step  # noqa: E402
 
 COMMON_WINDOW = 100  # the recipe's sequence length: 100 notes in, 1 note out
 COMMON_BATCH = 64  # the recipe's batch size (windows per step)
@@ -228,8 +228,8 @@ def measure(
     vocab = len(encoding.vocab)
     memory = {"after loading the data": peak_mib()}
     # (a) train.py's step fed by our pipeline; (b) the same on one constant batch
-    model, optimizer = _build(config, vocab, layout)
-    step = _train_step(model, optimizer, layout.strategy)
+    model, optimizer = build_model_and_optimizer(config, vocab, layout)
+    step = make_train_step(model, optimizer, layout.strategy)
     keras_model = compiled_model(config, vocab)
     fed = feed.train_dataset(  # the feed exactly as train.py builds it for one device
         arrays,
@@ -337,7 +337,7 @@ def main() -> None:
     if args.quick:
         args.steps, args.warmup, args.repeats = 4, 1, 1
     report = Report("Training: our pipeline vs the bare step vs the common recipe")
-    config = RunConfig()
+    config = RunConfig().with_flat({"cell": "lstm"})  # the recipe (c) is an LSTM: compare like
     prepared = prepare(args.data, config.encoding, cache_dir=args.cache_dir)
     train_files, _ = split_files(prepared.files, config.train.val_fraction, config.train.seed)
     arrays = [f.ids for f in train_files]

@@ -162,7 +162,11 @@ _TRAIN_SETTINGS = (
     "batch_size",
     "epochs",
     "steps_per_epoch",
+    "min_steps_per_epoch",
+    "max_minutes",
     "learning_rate",
+    "warmup_steps",
+    "lr_patience",
     "clip_norm",
     "val_fraction",
     "transpose",
@@ -248,21 +252,51 @@ def _train_options(func: Callable[..., Any]) -> Callable[..., Any]:
             type=click.IntRange(1),
             default=tr.epochs,
             show_default=True,
-            help="Most epochs to train (early stopping may end sooner).",
+            help="Most epochs to train (a cap: --patience and --max-minutes end sooner).",
         ),
         click.option(
             "--steps-per-epoch",
             type=click.IntRange(0),
             default=tr.steps_per_epoch,
             show_default=True,
-            help="Steps per epoch; 0 = one pass over the training tokens.",
+            help="Steps per epoch; 0 = one pass over the training tokens, but at least "
+            "--min-steps-per-epoch.",
+        ),
+        click.option(
+            "--min-steps-per-epoch",
+            type=click.IntRange(1),
+            default=tr.min_steps_per_epoch,
+            show_default=True,
+            help="Fewest steps of an epoch when --steps-per-epoch is 0 (small folders).",
+        ),
+        click.option(
+            "--max-minutes",
+            type=click.FloatRange(0),
+            default=tr.max_minutes,
+            show_default=True,
+            help="Time budget of this run in minutes (0 = none); the epoch in progress is "
+            "then validated and saved.",
         ),
         click.option(
             "--learning-rate",
             type=click.FloatRange(0, min_open=True),
             default=tr.learning_rate,
             show_default=True,
-            help="Adam learning rate.",
+            help="Adam's learning rate after the warm-up; halved when validation stalls.",
+        ),
+        click.option(
+            "--warmup-steps",
+            type=click.IntRange(0),
+            default=tr.warmup_steps,
+            show_default=True,
+            help="Raise the learning rate linearly over the first N steps.",
+        ),
+        click.option(
+            "--lr-patience",
+            type=click.IntRange(0),
+            default=tr.lr_patience,
+            show_default=True,
+            help="Halve the learning rate after N epochs without validation progress (0 = never).",
         ),
         click.option(
             "--clip-norm",
@@ -371,8 +405,8 @@ def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue the checkpoint in --out (only --epochs, --patience, --device, "
-    "--distribute may change).",
+    help="Continue the checkpoint in --out (only --epochs, --patience, --max-minutes, "
+    "--device, --distribute may change).",
 )
 @click.option("--force", is_flag=True, help="Replace an existing checkpoint in --out.")
 @click.option(

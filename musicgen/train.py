@@ -1,6 +1,6 @@
 """Training: a data folder and a RunConfig in, a checkpoint folder out.
 
-`train()` runs the steps in order:
+`train()` builds one `RunContext` and runs the steps in order:
 
 1. where it runs (`distribute.setup`): one device, every GPU (or logical CPU) of this
    machine, or a cluster from $TF_CONFIG; only the chief logs and writes files;
@@ -8,24 +8,30 @@
    workers wait until the chief has checked it, then read it on --resume;
 3. one seed for everything (Keras/TF/NumPy, the split, the data feed);
 4. on a GPU, the mixed-precision policy;
-5. the data: the folder's token shards (`dataset.load_shards`: those an unchanged
-   folder already has, else what `prepare` writes), split by file (split.json); each worker feeds its own part
-   (`shards.assign`) through `feed.py` and `strategy.distribute_datasets_from_function`;
-6. the model and Adam (global-norm clipping; loss scaling under mixed precision),
-   built in the strategy's scope;
-7. `_fit`: one `tf.function` training step for every mode, `strategy.run` of a replica
-   step whose loss is its PAD-weighted cross-entropy sum over the global count of
-   non-PAD targets, so the replicas' summed gradients are one device's gradient of the
-   whole batch; then an exact validation pass (sums reduced over every replica). It
-   calls Keras callbacks as `fit` would: `_CheckpointWriter` (every epoch: last
-   weights, optimizer, history, state; best weights when validation loss improves; it
-   stops on a NaN/inf loss), early stopping, `_EpochScalars` (TensorBoard files);
-8. a summary: best validation loss and perplexity, tokens/s, wall time.
+5. the data (`_load_data`): the folder's token shards (`dataset.load_shards`), split by
+   file (split.json), and the validation files' length in quarter notes and notes
+   (`Encoding.music_size`, for the encoding-independent figures); each worker feeds its
+   own part (`shards.assign`) through `feed.py` (`_feeds`);
+6. the model and Adam (`build_model_and_optimizer`: global-norm clipping, loss scaling
+   under mixed precision), built in the strategy's scope;
+7. `_fit`: one `tf.function` training step for every mode (`make_train_step`) and an
+   exact validation pass after each epoch, calling the callbacks (callbacks.py) as
+   Keras's `fit` would: the learning-rate schedule (warm-up, then halved when
+   validation stalls), the checkpoint writer, TensorBoard scalars, early stopping and
+   the time budget;
+8. a summary: best validation loss and perplexity, nats per quarter note, tokens/s.
+
+The budget comes from the data and validation: an epoch is a pass over the training
+tokens but at least `min_steps_per_epoch` steps; a run ends after `patience` epochs
+without a better validation loss, when `max_minutes` are spent (status "finished (time
+budget)": the epoch in progress is validated and saved) or at the `epochs` cap.
+best.weights.h5 and state.json's `metrics` are those of the best epoch.
 
 Ctrl-C stops cleanly (the last completed epoch is on disk; state "interrupted").
-`resume=True` continues a folder: its config, last weights, optimizer variables,
-epoch count, history and data-feed position; a run killed before its first save is
-started afresh. Out of memory and a full disk end with a one-line UserError.
+`resume=True` continues a folder: its config, last weights, optimizer variables (the
+learning rate among them), epoch count, history (the schedule's state) and data-feed
+position; a run killed before its first save is started afresh. Out of memory and a
+full disk end with a one-line UserError.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +54,16 @@ from musicgen.runtime import import_tensorflow
 tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
-from musicgen import distribute, feed, shards  # noqa: E402
-from musicgen.encoding.base import PAD, Encoding, get_encoding  # noqa: E402
+from musicgen import callbacks, distribute, feed, shards  # noqa: E402
+from musicgen.encoding.base import Encoding, get_encoding  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
 
 # Settings that --resume may change; anything else would make a different run.
-RESUMABLE_CHANGES = ("train.epochs", "train.patience", "train.device", "train.distribute")
+RESUMABLE_CHANGES = (
+    "train.epochs", "train.patience", "train.max_minutes", "train.device", "train.distribute",
+)  # fmt: skip
 GROUP_TOKENS = 1 << 24  # training tokens a worker holds in memory at once (64 MiB of int32)
+BUDGET_CHECK_STEPS = 10  # multi-worker: steps between two all-reduced time-budget checks
 SUM = tf.distribute.ReduceOp.SUM
 
 
@@ -69,7 +78,10 @@ class TrainResult:
     tokens_per_second: float  # supervised tokens (batch x seq_len per step) / training time
     wall_seconds: float  # this call's wall time
     checkpoint: Path
-    status: str  # "finished: ...", "interrupted", "already finished"
+    status: str  # "finished...", "interrupted", "already finished"
+    # the best epoch's history row (val_loss, val_nats_per_quarter, val_nats_per_note,
+    # learning_rate, ...); {} before the first epoch
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,10 +90,60 @@ class _Data:
     train: list[shards.ShardFile]  # every worker's training files, sorted by path
     validation: list[shards.ShardFile]  # (the training files when there is none)
     summary: dict[str, Any]  # config.json's "data"
+    # the validation files' music: (quarter notes, notes), from Encoding.music_size
+    validation_music: tuple[float, int] = (0.0, 0)
 
     def ids(self, files: Sequence[shards.ShardFile]) -> Iterator[np.ndarray]:
         """Each file's int32 token ids (BOS ... EOS), read from its shard one at a time."""
         return (self.shards.ids(f) for f in files)
+
+
+@dataclass
+class _Feeds:
+    """Distributed datasets: endless training batches, `val_steps` validation batches."""
+
+    train: Any
+    validation: Any
+    val_steps: int
+    how: str  # how the data was cut between workers ("shards" | "files" | "all")
+
+
+@dataclass
+class RunContext:
+    """One training run: its settings and paths, then what `_prepare` builds."""
+
+    config: RunConfig
+    layout: distribute.Layout
+    data_dir: Path
+    out: Path  # the checkpoint folder
+    cache_dir: str | Path | None
+    resume: bool
+    previous: dict  # the folder's state.json with its history ({"epoch": 0} when new)
+    started: float  # time.monotonic() when `train` was called
+    verbose: int  # 0 quiet, 1 progress bar, 2 a line per epoch
+    log: Callable[[str], None]
+    encoding: Encoding | None = None
+    data: _Data | None = None
+    model: Any = None  # model.MusicRNN
+    optimizer: Any = None  # _SummedAdam, inside a LossScaleOptimizer under mixed precision
+    feeds: _Feeds | None = None
+    steps: int = 0  # training steps per epoch
+
+
+@dataclass
+class _Callbacks:
+    """The run's callbacks by name; `in_order()` is the order they are called in (the
+    schedule first, so that the optimizer saved after an epoch holds the next rate)."""
+
+    schedule: callbacks.LearningRateSchedule
+    writer: callbacks.CheckpointWriter
+    scalars: keras.callbacks.Callback
+    early: callbacks.EarlyStopping | None
+    budget: callbacks.TimeBudget
+
+    def in_order(self) -> list[keras.callbacks.Callback]:
+        named = [self.schedule, self.writer, self.scalars, self.early, self.budget]
+        return [c for c in named if c is not None]
 
 
 def train(
@@ -117,12 +179,12 @@ def train(
         previous = _read_previous(out, resume)
     keras.utils.set_random_seed((train_cfg.seed + previous["epoch"]) % 2**32)
     policy = _set_precision(train_cfg.mixed_precision, layout.kind, log)
+    run = RunContext(
+        config, layout, Path(data_dir), out, cache_dir, resume, previous, started, verbose, log
+    )
     try:
         with layout.placement():
-            return _run(
-                config, Path(data_dir), out, previous, resume, cache_dir, verbose, log, started,
-                layout,
-            )  # fmt: skip
+            return _run(run)
     finally:
         if policy:
             keras.mixed_precision.set_global_policy("float32")
@@ -146,7 +208,7 @@ def _open_out_dir(out: Path, config: RunConfig, *, resume: bool, force: bool) ->
         if refused:
             raise UsageError(
                 f"--resume: {', '.join(refused)} differ from the checkpoint's "
-                f"config (only epochs, patience, device and distribute may change)"
+                f"config (only epochs, patience, max_minutes, device and distribute may change)"
             )
         return _read_previous(out, resume=True)
     if out.exists() and not out.is_dir():
@@ -198,117 +260,122 @@ def _set_precision(mixed: bool, kind: str, log: Callable[[str], None]) -> bool:
     return True
 
 
-def _load_data(
-    config: RunConfig,
-    data_dir: Path,
-    out: Path,
-    resume: bool,
-    cache_dir: str | Path | None,
-    log: Callable[[str], None],
-    encoding: Encoding,
-    *,
-    chief: bool = True,
-) -> _Data:
+def _load_data(run: RunContext) -> _Data:
     """The folder's shards, split by file (split.json, written by the chief; reused on
-    --resume). Reads no file's tokens when `prepare` has written the shards before."""
+    --resume), and the validation files' music size. Reads no training file's tokens
+    when `prepare` has written the shards before."""
     from musicgen.constraints import density_choices
     from musicgen.dataset import load_shards, split_files
 
-    packed = load_shards(data_dir, config.encoding, cache_dir=cache_dir)
-    saved = ckpt.read_split(out) if resume else None
+    config, chief, log = run.config, run.layout.is_chief, run.log
+    packed = load_shards(run.data_dir, config.encoding, cache_dir=run.cache_dir)
+    saved = ckpt.read_split(run.out) if run.resume else None
     if saved:
         by_path = {f.path: f for f in packed.files}
         train = [by_path[p] for p in saved["train"] if p in by_path]
         validation = [by_path[p] for p in saved["validation"] if p in by_path]
         missing = len(saved["train"]) + len(saved["validation"]) - len(train) - len(validation)
         if missing:
-            log(f"{missing} file(s) of the original split are gone from {data_dir}")
+            log(f"{missing} file(s) of the original split are gone from {run.data_dir}")
         if not train:
-            raise UserError(f"none of the checkpoint's training files are in {data_dir}")
+            raise UserError(f"none of the checkpoint's training files are in {run.data_dir}")
     else:
         train, validation = split_files(packed.files, config.train.val_fraction, config.train.seed)
         if chief:
             ckpt.save_split(
-                out,
+                run.out,
                 [f.path for f in train],
                 [f.path for f in validation],
                 config.train.seed,
                 config.train.val_fraction,
             )
-    summary = {
-        "data_dir": str(data_dir),
+    data = _Data(packed, train=train, validation=validation or train, summary={})
+    data.validation_music = _music_size(run.encoding, data.ids(data.validation))
+    quarters, notes = data.validation_music
+    data.summary = {
+        "data_dir": str(run.data_dir),
         "files": {
             "train": len(train),
             "validation": len(validation),
             "skipped": len(packed.skipped),
         },
         "tokens": {"train": _tokens(train), "validation": _tokens(validation)},
+        "validation_music": {"quarters": quarters, "notes": notes},
     }
     if config.encoding.controls and chief:  # what generate --density's words mean
-        levels = density_choices(encoding, (packed.ids(f) for f in train))
-        summary["controls"] = {"density": levels}
+        levels = density_choices(run.encoding, data.ids(train))
+        data.summary["controls"] = {"density": levels}
     log(
         f"Data: {len(train)} training files ({_tokens(train):,} tokens), {len(validation)} "
-        f"validation files ({_tokens(validation):,} tokens), {len(packed.skipped)} skipped"
+        f"validation files ({_tokens(validation):,} tokens, {quarters:,.0f} quarter notes, "
+        f"{notes:,} notes), {len(packed.skipped)} skipped"
     )
     if not validation:
         log("No validation file (too few files): validating on the training data")
-    return _Data(packed, train=train, validation=validation or train, summary=summary)
+    return data
+
+
+def _music_size(encoding: Encoding, arrays: Iterator[np.ndarray]) -> tuple[float, int]:
+    """(quarter notes, notes) of the music in these files' token ids, added up."""
+    quarters, notes = 0.0, 0
+    for ids in arrays:
+        q, n = encoding.music_size(ids)
+        quarters, notes = quarters + q, notes + n
+    return quarters, notes
 
 
 def _tokens(files: Sequence[shards.ShardFile]) -> int:
     return int(sum(f.length for f in files))
 
 
-class _SummedAdam(keras.optimizers.Adam):
-    """Adam that takes gradients already summed over the replicas.
+class SummedGradients:
+    """Mixin for a Keras optimizer that takes gradients already summed over the replicas.
 
     Keras's TensorFlow optimizer all-reduces gradients only after clipping them, so
-    under a strategy each replica would clip its own part; `_replica_step` sums them
-    first, so the global-norm clip sees the whole batch's gradient, as on one device."""
+    under a strategy each replica would clip its own part; `make_train_step` sums them
+    first (so the global-norm clip sees the whole batch's gradient, as on one device)
+    and this turns Keras's own all-reduce off. It overrides a private Keras method:
+    tests/test_distribute.py's plain-SGD test fails if Keras stops calling it (its
+    gradients would then be summed twice), and setup.cfg pins keras below 4."""
 
     def _all_reduce_sum_gradients(self, grads_and_vars: Any) -> list:
         return list(grads_and_vars)
 
 
-def _build(config: RunConfig, vocab_size: int, layout: distribute.Layout) -> tuple[Any, Any]:
-    """(model, optimizer) with their variables, created in the strategy's scope."""
+class _SummedAdam(SummedGradients, keras.optimizers.Adam):
+    """Adam on replica-summed gradients (see `SummedGradients`)."""
+
+
+def build_model_and_optimizer(
+    config: RunConfig,
+    vocab_size: int,
+    layout: distribute.Layout,
+    *,
+    make_optimizer: Callable[[], Any] | None = None,
+) -> tuple[Any, Any]:
+    """(model, optimizer) with their variables, created in the strategy's scope.
+
+    The optimizer is Adam at config.train.learning_rate (the schedule sets the rate of
+    every step) with global-norm clipping, taking replica-summed gradients;
+    `make_optimizer()` builds another in its place (called in the scope; it must take
+    summed gradients too, e.g. a `SummedGradients` SGD). Under mixed_float16 it is
+    wrapped in a LossScaleOptimizer."""
     cfg = config.train
     with layout.strategy.scope():
         model = build_model(config.model, vocab_size)
-        optimizer = _SummedAdam(
-            cfg.learning_rate, global_clipnorm=cfg.clip_norm or None, name="adam"
-        )
+        if make_optimizer is None:
+            optimizer = _SummedAdam(
+                cfg.learning_rate, global_clipnorm=cfg.clip_norm or None, name="adam"
+            )
+        else:
+            optimizer = make_optimizer()
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
     return model, optimizer
 
 
-def _compile(model: keras.Model, config: RunConfig) -> None:
-    """`model.compile` with the optimizer and loss `_fit` uses (Adam with global-norm
-    clipping; cross-entropy over logits ignoring PAD targets), for benchmarks that
-    compare with Keras's own `fit`. Training itself does not compile."""
-    cfg = config.train
-    model.compile(
-        optimizer=keras.optimizers.Adam(cfg.learning_rate, global_clipnorm=cfg.clip_norm or None),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD),
-        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=False,  # XLA is not faster on CPU and would bypass cuDNN on a GPU
-    )
-
-
 # ----------------------------------------------------------------------------- the feeds
-
-
-@dataclass
-class _Feeds:
-    """Distributed datasets: endless training batches, `val_steps` validation batches."""
-
-    train: Any
-    validation: Any
-    val_steps: int
-    how: str  # how the data was cut between workers ("shards" | "files" | "all")
 
 
 def _pipeline_key(seed: int, pipeline: int, pipelines: int) -> int:
@@ -336,15 +403,22 @@ def _groups(packed: shards.ShardSet, files: Sequence[shards.ShardFile]) -> list[
     return [feed.TokenGroup(_tokens(g), lambda g=g: packed.concatenated(g)) for g in groups]
 
 
-def _feeds(data: _Data, config: RunConfig, layout: distribute.Layout, first_batch: int) -> _Feeds:
+def _feeds(
+    data: _Data,
+    config: RunConfig,
+    encoding: Encoding,
+    layout: distribute.Layout,
+    *,
+    first_batch: int,
+) -> _Feeds:
     """Each worker's training and validation datasets, distributed over its replicas.
 
     Worker p of P reads only its part (`shards.assign`) and builds batches of
     batch_size / P windows, cut into per-replica batches. Every worker computes every
     worker's validation window count from the shard index, so all run the same number
-    of validation steps (padded with weight-0 windows)."""
+    of validation steps (padded with weight-0 windows). `first_batch`: the training
+    batches already taken (state.json's train_steps), so --resume continues the feed."""
     cfg = config.train
-    encoding = get_encoding(config.encoding)
     pipelines = layout.workers
     batch = cfg.batch_size // pipelines  # per worker: per-replica batch x local replicas
     parts = [
@@ -393,12 +467,14 @@ def _weighted_sums(targets: Any, logits: Any, weights: Any) -> tuple[Any, Any]:
     return tf.reduce_sum(losses * weights), tf.reduce_sum(correct * weights)
 
 
-def _train_step(model: Any, optimizer: Any, strategy: Any) -> Callable[[Any], list]:
+def make_train_step(model: Any, optimizer: Any, strategy: Any) -> Callable[[Any], list]:
     """step(iterator) -> [loss sum, correct, targets] over the whole global batch.
 
+    `iterator` yields (inputs, targets, weights) per replica (a distributed dataset's).
     Each replica's loss is its weighted cross-entropy sum / the global number of
     non-PAD targets, so the gradients summed over replicas are the gradient of the
-    global mean loss: one step's loss and update equal one device's on the same batch."""
+    global mean loss: one step's loss and update equal one device's on the same batch.
+    `optimizer` must take summed gradients (`SummedGradients`); it clips and unscales."""
 
     def replica_step(inputs: Any, targets: Any, weights: Any) -> tuple[Any, Any, Any]:
         context = tf.distribute.get_replica_context()
@@ -421,7 +497,7 @@ def _train_step(model: Any, optimizer: Any, strategy: Any) -> Callable[[Any], li
     return step
 
 
-def _val_step(model: Any, strategy: Any) -> Callable[[Any], list]:
+def make_val_step(model: Any, strategy: Any) -> Callable[[Any], list]:
     """step(iterator) -> [loss sum, correct, targets] of one validation batch, summed over
     every replica."""
 
@@ -437,134 +513,139 @@ def _val_step(model: Any, strategy: Any) -> Callable[[Any], list]:
     return step
 
 
-def _fit(
-    model: Any,
-    optimizer: Any,
-    feeds: _Feeds,
-    layout: distribute.Layout,
-    callbacks: list[keras.callbacks.Callback],
-    *,
-    epochs: range,
-    steps: int,
-    verbose: int,
-) -> None:
-    """Train `epochs` of `steps` steps, validating after each, calling `callbacks` as
-    Keras's fit does (the loss in the logs: mean over the epoch's steps; accuracy and
-    the validation figures: exact sums over all targets). Stops early when a callback
-    sets `model.stop_training`, and after an epoch whose loss is not finite."""
-    train_step = _train_step(model, optimizer, layout.strategy)
-    val_step = _val_step(model, layout.strategy)
-    iterator = iter(feeds.train)
+def any_worker(strategy: Any) -> Callable[[bool], bool]:
+    """agree(flag) -> True when any worker of `strategy` passes True (an all-reduce every
+    worker must call at the same step): the time budget's verdict under multi-worker."""
+
+    @tf.function
+    def total(flag: Any) -> Any:
+        return strategy.reduce(SUM, strategy.run(tf.identity, args=(flag,)), axis=None)
+
+    return lambda flag: bool(float(total(tf.constant(float(flag)))) > 0.0)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _fit(run: RunContext, named: _Callbacks) -> None:
+    """Train epochs of `run.steps` steps from the folder's epoch count up to the cap,
+    validating after each, calling the callbacks as Keras's fit does (the loss in the
+    logs: mean over the epoch's steps; accuracy and the validation figures: exact sums
+    over all targets). Stops when a callback sets `model.stop_training` (early stopping
+    after the epoch; the time budget or a NaN loss between steps: a budget-cut epoch is
+    still validated and saved), and after an epoch whose loss is not finite."""
+    model, layout = run.model, run.layout
+    train_step = make_train_step(model, run.optimizer, layout.strategy)
+    val_step = make_val_step(model, layout.strategy)
+    iterator = iter(run.feeds.train)
+    cbs = named.in_order()
     model.stop_training = False
-    for callback in callbacks:
+    for callback in cbs:
         callback.set_model(model)
         callback.on_train_begin()
-    for epoch in epochs:
-        for callback in callbacks:
+    for epoch in range(run.previous["epoch"], run.config.train.epochs):
+        for callback in cbs:
             callback.on_epoch_begin(epoch)
-        bar = _progress_bar(epoch, epochs.stop, steps, verbose)
-        losses, correct, count = [], 0.0, 0.0
-        for index in range(steps):
-            loss_sum, step_correct, step_count = (float(x) for x in train_step(iterator))
-            losses.append(loss_sum / max(step_count, 1.0))
-            correct, count = correct + step_correct, count + step_count
-            logs = {"accuracy": correct / max(count, 1.0), "loss": float(np.mean(losses))}
-            for callback in callbacks:
-                callback.on_train_batch_end(index, logs)
-            if bar:
-                bar.update(index + 1, list(logs.items()), finalize=False)
-            if model.stop_training:
-                break
+        bar = _progress_bar(run, epoch, named.budget.seconds_left())
+        logs, taken = _train_epoch(run, train_step, iterator, cbs, bar)
         if not math.isfinite(logs["loss"]):
             break  # diverged: the writer has kept the last good epoch
-        logs.update(_validate(val_step, feeds))
+        logs.update(_validate(val_step, run.feeds, run.data.validation_music))
         if bar:
-            bar.update(index + 1, list(logs.items()), finalize=True)
-        for callback in callbacks:
+            bar.update(taken, list(logs.items()), finalize=True)
+        for callback in cbs:
             callback.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
-    for callback in callbacks:
+    for callback in cbs:
         callback.on_train_end()
 
 
-def _validate(val_step: Callable[[Any], list], feeds: _Feeds) -> dict[str, float]:
-    """val_loss (nats per non-PAD target) and val_accuracy over the whole validation set."""
+def _train_epoch(
+    run: RunContext,
+    train_step: Callable[[Any], list],
+    iterator: Any,
+    cbs: Sequence[keras.callbacks.Callback],
+    bar: Any,
+) -> tuple[dict[str, float], int]:
+    """Up to `run.steps` training steps: ({"accuracy", "loss"} of those taken, how many)."""
+    losses, correct, count = [], 0.0, 0.0
+    logs: dict[str, float] = {}
+    index = -1
+    for index in range(run.steps):
+        loss_sum, step_correct, step_count = (float(x) for x in train_step(iterator))
+        losses.append(loss_sum / max(step_count, 1.0))
+        correct, count = correct + step_correct, count + step_count
+        logs = {"accuracy": correct / max(count, 1.0), "loss": float(np.mean(losses))}
+        for callback in cbs:
+            callback.on_train_batch_end(index, logs)
+        if bar:
+            bar.update(index + 1, list(logs.items()), finalize=False)
+        if run.model.stop_training:
+            break
+    return logs, index + 1
+
+
+def _validate(
+    val_step: Callable[[Any], list], feeds: _Feeds, music: tuple[float, int]
+) -> dict[str, float]:
+    """The whole validation set's figures: val_loss (nats per non-PAD target),
+    val_accuracy, and, when `music` (the validation files' quarter notes, notes) is not
+    empty, val_nats_per_quarter and val_nats_per_note = val_loss x targets / quarters
+    (or notes): the validation music's total nats over its length, in units every
+    encoding shares."""
     totals = np.zeros(3)
     iterator = iter(feeds.validation)
     for _ in range(feeds.val_steps):
         totals += [float(x) for x in val_step(iterator)]
     loss_sum, correct, count = totals
-    return {"val_accuracy": correct / max(count, 1.0), "val_loss": loss_sum / max(count, 1.0)}
+    logs = {"val_accuracy": correct / max(count, 1.0), "val_loss": loss_sum / max(count, 1.0)}
+    quarters, notes = music
+    if quarters > 0:
+        logs["val_nats_per_quarter"] = loss_sum / quarters
+    if notes > 0:
+        logs["val_nats_per_note"] = loss_sum / notes
+    return logs
 
 
-def _progress_bar(epoch: int, epochs: int, steps: int, verbose: int) -> Any:
-    """Keras's progress bar for one epoch (None when quiet), after an "Epoch i/n" line."""
-    if not verbose:
+def _progress_bar(run: RunContext, epoch: int, seconds_left: float | None) -> Any:
+    """Keras's progress bar for one epoch (None when quiet), after an "Epoch i/n" line
+    that shows the time budget left."""
+    if not run.verbose:
         return None
-    sys.stdout.write(f"Epoch {epoch + 1}/{epochs}\n")
+    left = callbacks.describe_left(seconds_left)
+    sys.stdout.write(f"Epoch {epoch + 1}/{run.config.train.epochs}{f' ({left})' if left else ''}\n")
     sys.stdout.flush()
     names = ["accuracy", "loss", "val_accuracy", "val_loss"]
-    return keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=names, unit_name="step")
+    return keras.utils.Progbar(
+        run.steps, verbose=run.verbose, stateful_metrics=names, unit_name="step"
+    )
 
 
 # ----------------------------------------------------------------------------- the run
 
 
-def _run(
-    config: RunConfig,
-    data_dir: Path,
-    out: Path,
-    previous: dict,
-    resume: bool,
-    cache_dir: str | Path | None,
-    verbose: int,
-    log: Callable[[str], None],
-    started: float,
-    layout: distribute.Layout,
-) -> TrainResult:
-    cfg = config.train
-    done = previous["epoch"]
-    writer = _CheckpointWriter(out, config, previous, started, chief=layout.is_chief)
-    if _already_finished(previous, cfg.epochs, cfg.patience):
-        log(f"{out} already finished at epoch {done}; raise --epochs or --patience to go on")
-        return writer.result("already finished", started)
-    encoding = get_encoding(config.encoding)
-    data = _load_data(
-        config, data_dir, out, resume, cache_dir, log, encoding, chief=layout.is_chief
+def _run(run: RunContext) -> TrainResult:
+    """Prepare the run, fit, and turn how it ended into a status (or a UserError)."""
+    cfg, out, log = run.config.train, run.out, run.log
+    writer = callbacks.CheckpointWriter(
+        out, run.config, run.previous, run.started, chief=run.layout.is_chief
     )
-    model, optimizer = _build(config, len(encoding.vocab), layout)
-    writer.optimizer = optimizer
-    if resume and previous["epoch"] > 0:
-        ckpt.load_weights(model, ckpt.weights_path(out, "last"))
-        ckpt.load_optimizer(out, optimizer)
-    else:  # new, or killed before the first epoch ended: the same seed, the same start
-        writer.save_initial(model)  # a loadable folder even if the first epoch fails
-    if layout.is_chief:  # config.json last: a folder that has it has weights
-        ckpt.save_config(out, config, len(encoding.vocab), data.summary)
-
-    steps = cfg.steps_per_epoch or max(1, _tokens(data.train) // (cfg.batch_size * cfg.seq_len))
-    feeds = _feeds(data, config, layout, first_batch=previous.get("train_steps", 0))
-    if layout.workers > 1:
-        log(f"Data over {layout.workers} workers: each reads its own {feeds.how}")
-    log(
-        f"Model: {config.model.layers} x {config.model.units} {config.model.cell.upper()}, "
-        f"{model.count_params():,} parameters; {steps} steps of {cfg.batch_size} x "
-        f"{cfg.seq_len} tokens per epoch; epochs {done + 1}..{cfg.epochs}"
-    )
-    early = _EarlyStopping(previous["history"], cfg.patience) if cfg.patience else None
-    scalars = _EpochScalars(ckpt.logs_dir(out)) if layout.is_chief else keras.callbacks.Callback()
-    callbacks = [writer, scalars] + ([early] if early else [])
+    if _already_finished(run.previous, cfg.epochs, cfg.patience):
+        log(
+            f"{out} already finished at epoch {run.previous['epoch']}; raise --epochs or "
+            f"--patience to go on"
+        )
+        return _result(run, writer, "already finished")
+    _prepare(run, writer)
+    named = _callbacks(run, writer)
     try:
-        _fit(
-            model, optimizer, feeds, layout, callbacks,
-            epochs=range(done, cfg.epochs), steps=steps, verbose=verbose,
-        )  # fmt: skip
+        _fit(run, named)
     except KeyboardInterrupt:
-        callbacks[1].on_train_end()
+        named.scalars.on_train_end()
         writer.finish("interrupted")
         log("Stopped by the user; resume with --resume")
-        return _summarise(writer.result("interrupted", started), log)
+        return _summarise(_result(run, writer, "interrupted"), log)
     except (tf.errors.ResourceExhaustedError, MemoryError) as exc:
         writer.finish("stopped: out of memory")
         raise UserError(
@@ -573,7 +654,7 @@ def _run(
             f"{max(1, cfg.batch_size // 2)}); the last completed epoch is kept in {out}"
         ) from exc
     except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as exc:
-        if layout.workers == 1:
+        if run.layout.workers == 1:
             raise
         writer.finish("stopped: lost a worker")
         raise UserError(
@@ -586,11 +667,95 @@ def _run(
             f"NaN or infinite; try a lower --learning-rate); the last good "
             f"checkpoint is kept in {out}"
         )
-    status = "finished"
-    if early is not None and early.stopped_epoch:
-        status = f"finished: early stopping (no improvement for {cfg.patience} epochs)"
+    status = _final_status(named, cfg.patience)
+    if named.budget.reached:
+        log(f"The time budget ({cfg.max_minutes:g} min) is spent; go on with --resume")
     writer.finish(status)
-    return _summarise(writer.result(status, started), log)
+    return _summarise(_result(run, writer, status), log)
+
+
+def _prepare(run: RunContext, writer: callbacks.CheckpointWriter) -> None:
+    """Fill `run`: encoding, data, model and optimizer (restored on --resume), feeds and
+    steps per epoch; write config.json (last: a folder that has it has weights)."""
+    config, cfg, out = run.config, run.config.train, run.out
+    run.encoding = get_encoding(config.encoding)
+    run.data = _load_data(run)
+    vocab_size = len(run.encoding.vocab)
+    run.model, run.optimizer = build_model_and_optimizer(config, vocab_size, run.layout)
+    writer.optimizer = run.optimizer
+    if run.resume and run.previous["epoch"] > 0:
+        ckpt.load_weights(run.model, ckpt.weights_path(out, "last"))
+        ckpt.load_optimizer(out, run.optimizer)
+    else:  # new, or killed before the first epoch ended: the same seed, the same start
+        writer.save_initial(run.model)  # a loadable folder even if the first epoch fails
+    if run.layout.is_chief:
+        ckpt.save_config(out, config, vocab_size, run.data.summary)
+    run.steps = cfg.steps_per_epoch or max(
+        cfg.min_steps_per_epoch, _tokens(run.data.train) // (cfg.batch_size * cfg.seq_len)
+    )
+    run.feeds = _feeds(
+        run.data, config, run.encoding, run.layout,
+        first_batch=run.previous.get("train_steps", 0),
+    )  # fmt: skip
+    if run.layout.workers > 1:
+        run.log(f"Data over {run.layout.workers} workers: each reads its own {run.feeds.how}")
+    budget = f"; time budget {cfg.max_minutes:g} min" if cfg.max_minutes else ""
+    run.log(
+        f"Model: {config.model.layers} x {config.model.units} {config.model.cell.upper()}, "
+        f"{run.model.count_params():,} parameters; {run.steps} steps of {cfg.batch_size} x "
+        f"{cfg.seq_len} tokens per epoch; epochs {run.previous['epoch'] + 1}..{cfg.epochs}"
+        f"{budget}"
+    )
+
+
+def _callbacks(run: RunContext, writer: callbacks.CheckpointWriter) -> _Callbacks:
+    """The run's callbacks; TensorBoard files only on the chief."""
+    cfg, previous = run.config.train, run.previous
+    multi = run.layout.workers > 1
+    return _Callbacks(
+        schedule=callbacks.LearningRateSchedule(
+            run.optimizer, run.config, previous["history"], previous.get("train_steps", 0)
+        ),
+        writer=writer,
+        scalars=(
+            callbacks.EpochScalars(ckpt.logs_dir(run.out))
+            if run.layout.is_chief
+            else keras.callbacks.Callback()
+        ),
+        early=callbacks.EarlyStopping(previous["history"], cfg.patience) if cfg.patience else None,
+        budget=callbacks.TimeBudget(
+            cfg.max_minutes,
+            run.started,
+            agree=any_worker(run.layout.strategy) if multi else (lambda reached: reached),
+            every=BUDGET_CHECK_STEPS if multi else 1,
+        ),
+    )
+
+
+def _final_status(named: _Callbacks, patience: int) -> str:
+    """How a run that neither diverged nor was interrupted ended."""
+    if named.early is not None and named.early.stopped_epoch:
+        return f"finished: early stopping (no improvement for {patience} epochs)"
+    if named.budget.reached:
+        return "finished (time budget)"
+    return "finished"
+
+
+def _result(run: RunContext, writer: callbacks.CheckpointWriter, status: str) -> TrainResult:
+    """The run's result from the writer's state: the best epoch's figures."""
+    state = writer.state
+    best = state["best_val_loss"]
+    return TrainResult(
+        best_val_loss=best,
+        best_val_perplexity=None if best is None else math.exp(min(best, 700.0)),
+        best_epoch=state["best_epoch"],
+        epochs=state["epoch"],
+        tokens_per_second=writer.run_tokens / writer.run_seconds if writer.run_seconds else 0.0,
+        wall_seconds=time.monotonic() - run.started,
+        checkpoint=run.out,
+        status=status,
+        metrics=dict(state.get("metrics") or {}),
+    )
 
 
 def _oom_reason(exc: BaseException) -> str:
@@ -613,185 +778,14 @@ def _summarise(result: TrainResult, log: Callable[[str], None]) -> TrainResult:
             f"Best validation loss {result.best_val_loss:.4f} nats/token (perplexity "
             f"{result.best_val_perplexity:.2f}) at epoch {result.best_epoch}"
         )
+        per_quarter = result.metrics.get("val_nats_per_quarter")
+        per_note = result.metrics.get("val_nats_per_note")
+        if per_quarter is not None and per_note is not None:
+            log(
+                f"Validation music: {per_quarter:.3f} nats per quarter note, "
+                f"{per_note:.3f} nats per note"
+            )
     minutes, seconds = divmod(int(round(result.wall_seconds)), 60)
     log(f"{result.tokens_per_second:,.0f} tokens/s; wall time {minutes}m {seconds:02d}s")
     log(f"Checkpoint: {result.checkpoint}")
     return result
-
-
-# ----------------------------------------------------------------------------- callbacks
-
-
-class _CheckpointWriter(keras.callbacks.Callback):
-    """Writes the folder after every epoch and stops on a NaN/inf loss.
-
-    Order per epoch: last weights, optimizer, best weights (if improved), history,
-    and state.json last, so the folder is loadable whenever the process dies. Only the
-    chief writes; another worker's writer keeps the same state and writes nothing.
-    """
-
-    def __init__(
-        self, out: Path, config: RunConfig, previous: dict, started: float, *, chief: bool = True
-    ):
-        super().__init__()
-        self.out, self.config, self.started, self.chief = out, config, started, chief
-        self.optimizer: Any = None  # set by _run once built; saved with every epoch
-        self.history: list[dict[str, Any]] = list(previous.get("history", []))
-        self.state: dict[str, Any] = {
-            "epoch": previous.get("epoch", 0),
-            "best_val_loss": previous.get("best_val_loss"),
-            "best_epoch": previous.get("best_epoch"),
-            "train_steps": previous.get("train_steps", 0),
-            "train_seconds": previous.get("train_seconds", 0.0),
-            "wall_seconds": previous.get("wall_seconds", 0.0),
-            "seed": config.train.seed,
-            "status": "running",
-            "metrics": previous.get("metrics", {}),
-        }
-        self.base_wall = self.state["wall_seconds"]
-        self.run_tokens, self.run_seconds = 0, 0.0
-        self.diverged_epoch: int | None = None
-
-    def save_initial(self, model: keras.Model) -> None:
-        if self.chief:
-            ckpt.save_weights(self.out, model, "last")
-            ckpt.save_state(self.out, self.state)
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch_start = self.last_batch_end = time.monotonic()
-        self.epoch_steps = 0
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.last_batch_end = time.monotonic()
-        self.epoch_steps += 1
-        if logs and not math.isfinite(float(logs.get("loss", 0.0))):
-            self._diverge()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = dict(logs or {})
-        if self.diverged_epoch is None and not all(
-            math.isfinite(float(logs.get(k, 0.0))) for k in ("loss", "val_loss")
-        ):
-            self._diverge()
-        if self.diverged_epoch is not None:
-            return
-        cfg = self.config.train
-        seconds = self.last_batch_end - self.epoch_start
-        tokens = self.epoch_steps * cfg.batch_size * cfg.seq_len
-        self.run_tokens += tokens
-        self.run_seconds += seconds
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-        row["val_perplexity"] = math.exp(min(row["val_loss"], 700.0))
-        row.update(train_seconds=round(seconds, 3), tokens_per_second=round(tokens / seconds, 1))
-        self.history.append(row)
-        improved = (
-            self.state["best_val_loss"] is None or row["val_loss"] < self.state["best_val_loss"]
-        )
-        if self.chief:
-            ckpt.save_weights(self.out, self.model, "last")
-            ckpt.save_optimizer(self.out, self.optimizer)
-            if improved:
-                ckpt.save_weights(self.out, self.model, "best")
-        if improved:
-            self.state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1)
-        if self.chief:
-            ckpt.save_history(self.out, self.history)
-            _draw_curves(self.out)
-        self.state.update(
-            epoch=epoch + 1,
-            metrics=row,
-            train_steps=self.state["train_steps"] + self.epoch_steps,
-            train_seconds=self.state["train_seconds"] + seconds,
-        )
-        self._save_state()
-
-    def _diverge(self) -> None:
-        self.diverged_epoch = self.state["epoch"] + 1
-        self.model.stop_training = True
-        self.finish(f"stopped: training diverged at epoch {self.diverged_epoch}")
-
-    def finish(self, status: str) -> None:
-        self.state["status"] = status
-        self._save_state()
-
-    def _save_state(self) -> None:
-        self.state["wall_seconds"] = round(self.base_wall + time.monotonic() - self.started, 3)
-        best = self.state["best_val_loss"]
-        self.state["best_val_perplexity"] = None if best is None else math.exp(min(best, 700.0))
-        if self.chief:
-            ckpt.save_state(self.out, self.state)
-
-    def result(self, status: str, started: float) -> TrainResult:
-        best = self.state["best_val_loss"]
-        return TrainResult(
-            best_val_loss=best,
-            best_val_perplexity=None if best is None else math.exp(min(best, 700.0)),
-            best_epoch=self.state["best_epoch"],
-            epochs=self.state["epoch"],
-            tokens_per_second=self.run_tokens / self.run_seconds if self.run_seconds else 0.0,
-            wall_seconds=time.monotonic() - started,
-            checkpoint=self.out,
-            status=status,
-        )
-
-
-class _EarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping on val_loss that, on --resume, remembers the best epoch so far.
-
-    Weights are not restored: the best ones are on disk already.
-    """
-
-    def __init__(self, history: list[dict[str, Any]], patience: int):
-        super().__init__(monitor="val_loss", patience=patience, mode="min")
-        self.previous = [row["val_loss"] for row in history if "val_loss" in row]
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        super().on_train_begin(logs)
-        if self.previous:
-            best_index = min(range(len(self.previous)), key=self.previous.__getitem__)
-            self.best = self.previous[best_index]
-            self.wait = len(self.previous) - 1 - best_index
-
-
-def _draw_curves(out: Path) -> None:
-    """Redraw curves.png from history.csv; a picture never stops a training run."""
-    from musicgen.plots import plot_history
-
-    try:
-        plot_history(out / ckpt.HISTORY_FILE, out / ckpt.CURVES_FILE)
-    except Exception:  # noqa: BLE001 - matplotlib trouble must not cost the run
-        pass
-
-
-class _EpochScalars(keras.callbacks.Callback):
-    """Per-epoch scalars for TensorBoard (logs/train and logs/validation, tags
-    epoch_loss, epoch_accuracy) written with TensorFlow's own summary ops, so neither
-    the tensorboard package nor graph/profile dumps are needed."""
-
-    def __init__(self, log_dir: Path):
-        super().__init__()
-        from tensorflow.core.framework import summary_pb2
-
-        plugin = summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
-        self.metadata = summary_pb2.SummaryMetadata(plugin_data=plugin)
-        self.writers = {
-            part: tf.summary.create_file_writer(str(log_dir / part))
-            for part in ("train", "validation")
-        }
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        for key, value in (logs or {}).items():
-            part, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
-            with self.writers[part].as_default():
-                tf.summary.write(
-                    f"epoch_{name}",
-                    tf.constant(float(value)),
-                    step=epoch + 1,
-                    metadata=self.metadata,
-                )
-        for writer in self.writers.values():
-            writer.flush()
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        for writer in self.writers.values():
-            writer.close()

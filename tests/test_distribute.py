@@ -43,6 +43,7 @@ TINY = {
     "layers": 1, "units": 16, "embedding_dim": 8, "dropout": 0.0, "seq_len": 16,
     "batch_size": 8, "epochs": 2, "steps_per_epoch": 6, "learning_rate": 0.01,
     "val_fraction": 0.25, "transpose": 2, "patience": 0, "device": "cpu",
+    "warmup_steps": 4, "lr_patience": 1,  # the schedule's per-step and per-epoch rates
 }  # fmt: skip
 SHARD_TOKENS = 400  # about one corpus file per shard, so two workers split by shard
 MIRRORED_TOLERANCE = 1e-5  # relative: the same batches, only sums reordered (seen: 1e-7)
@@ -73,13 +74,17 @@ def corpus(tmp_path_factory):
 # ----------------------------------------------------------------------------- one step
 
 
-def _one_step(mode: str, batch: tuple, clip_norm: float) -> tuple[float, list[np.ndarray]]:
+def _one_step(
+    mode: str, batch: tuple, clip_norm: float, make_optimizer=None
+) -> tuple[float, list[np.ndarray]]:
     """Loss of one training step on `batch` (the global batch) and the weights after it."""
     config = tiny(clip_norm=clip_norm)
     layout = distribute.setup(mode, "cpu")
     keras.utils.set_random_seed(3)
-    model, optimizer = train_module._build(config, 40, layout)
-    step = train_module._train_step(model, optimizer, layout.strategy)
+    model, optimizer = train_module.build_model_and_optimizer(
+        config, 40, layout, make_optimizer=make_optimizer
+    )
+    step = train_module.make_train_step(model, optimizer, layout.strategy)
     per_replica = len(batch[0]) // layout.replicas
 
     def dataset_fn(context):
@@ -106,6 +111,47 @@ def test_a_step_under_two_replicas_equals_one_device(clip_norm):
     assert two_loss == pytest.approx(one_loss, abs=1e-5)
     for a, b in zip(one_weights, two_weights, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+class _SummedSGD(train_module.SummedGradients, keras.optimizers.SGD):
+    """Plain SGD on replica-summed gradients: its update is proportional to the gradient,
+    so gradients summed twice (Keras's own all-reduce after ours) move it twice as far."""
+
+
+def _initial_weights() -> list[np.ndarray]:
+    keras.utils.set_random_seed(3)
+    model = train_module.build_model(tiny().model, 40)
+    return [np.asarray(v) for v in model.trainable_variables]
+
+
+def test_plain_sgd_under_two_replicas_equals_one_device():
+    """Scale-sensitive: fails if Keras stops calling `SummedGradients`'s hook (the
+    private `_all_reduce_sum_gradients`), which Adam, nearly blind to the gradient's
+    scale, could not show."""
+    _two_cpus()
+    batch = _batch_of(np.random.default_rng(2).integers(3, 40, (8, 17)))
+    start = _initial_weights()
+
+    def sgd():
+        return _SummedSGD(learning_rate=0.5, name="sgd")
+
+    _, one = _one_step("none", batch, 0.0, sgd)
+    _, two = _one_step("mirrored", batch, 0.0, sgd)
+    moved = [b - a for a, b in zip(start, one, strict=True)]
+    assert max(float(np.abs(m).max()) for m in moved) > 1e-3  # the step moved the weights
+    for a, b, m in zip(start, two, moved, strict=True):
+        np.testing.assert_allclose(b - a, m, atol=1e-6)
+    # without the hook Keras all-reduces again: the two replicas' step is twice as long
+    _, twice = _one_step("mirrored", batch, 0.0, lambda: keras.optimizers.SGD(0.5))
+    for a, b, m in zip(start, twice, moved, strict=True):
+        np.testing.assert_allclose(b - a, 2 * m, atol=1e-6)
+
+
+def test_any_worker_agrees_over_the_replicas():
+    _two_cpus()
+    layout = distribute.setup("mirrored", "cpu")
+    agree = train_module.any_worker(layout.strategy)
+    assert agree(True) is True and agree(False) is False
 
 
 def test_mixed_precision_step_scales_the_loss_under_two_replicas():

@@ -3,7 +3,8 @@
 Covers: loss falls; save -> load gives the same predictions; --resume continues the
 epoch count, history and optimizer; a checkpoint outlives its data folder; a non-empty
 --out is refused; the NaN guard and Ctrl-C leave a loadable folder; the CLI `train`
-and `info` commands.
+and `info` commands; the learning-rate schedule (a pure function, and on a toy run
+across --resume), the time budget, and history's encoding-independent columns.
 """
 
 import json
@@ -18,8 +19,8 @@ from musicgen.runtime import import_tensorflow
 
 import_tensorflow()
 
+from musicgen import callbacks  # noqa: E402
 from musicgen import checkpoint as ckpt  # noqa: E402
-from musicgen import train as train_module  # noqa: E402
 from musicgen.cli import main  # noqa: E402
 from musicgen.config import ModelConfig, RunConfig  # noqa: E402
 from musicgen.encoding.base import get_encoding  # noqa: E402
@@ -31,7 +32,7 @@ from tests.music import Track, write_test_midi  # noqa: E402
 TINY = {
     "layers": 1, "units": 16, "embedding_dim": 8, "dropout": 0.0, "seq_len": 16,
     "batch_size": 8, "epochs": 2, "steps_per_epoch": 6, "learning_rate": 0.01,
-    "val_fraction": 0.34, "transpose": 2, "patience": 0,
+    "val_fraction": 0.34, "transpose": 2, "patience": 0, "warmup_steps": 0, "lr_patience": 0,
 }  # fmt: skip
 CLI_TINY = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
 
@@ -176,7 +177,7 @@ def test_checkpoint_outlives_data_and_refuses_reuse(corpus, tmp_path):
     assert (out / "notes.txt").exists()
 
 
-class _Poison(train_module._EpochScalars):
+class _Poison(callbacks.EpochScalars):
     """Turns every weight into NaN at the start of the second epoch."""
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -185,7 +186,7 @@ class _Poison(train_module._EpochScalars):
                 variable.assign(variable * np.nan)
 
 
-class _CtrlC(train_module._EpochScalars):
+class _CtrlC(callbacks.EpochScalars):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == 1:
             raise KeyboardInterrupt
@@ -193,7 +194,7 @@ class _CtrlC(train_module._EpochScalars):
 
 @pytest.mark.slow
 def test_nan_guard_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_module, "_EpochScalars", _Poison)
+    monkeypatch.setattr(callbacks, "EpochScalars", _Poison)
     out = tmp_path / "run"
     with pytest.raises(UserError, match="diverged at epoch 2.*last good checkpoint"):
         train(tiny(epochs=3), corpus, out, verbose=0)
@@ -206,7 +207,7 @@ def test_nan_guard_keeps_the_last_good_checkpoint(corpus, tmp_path, monkeypatch)
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_epochs(corpus, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_module, "_EpochScalars", _CtrlC)
+    monkeypatch.setattr(callbacks, "EpochScalars", _CtrlC)
     out = tmp_path / "run"
     lines = []
     result = train(tiny(epochs=3), corpus, out, verbose=0, log=lines.append)
@@ -250,7 +251,7 @@ def test_cli_train_resume_and_info(corpus, tmp_path):
 
     shown = runner.invoke(main, ["info", str(out)])
     assert shown.exit_code == 0, shown.output
-    for text in ("Best validation loss", "1 x 16 LSTM", "best.weights.h5", "tensorflow"):
+    for text in ("Best validation loss", "1 x 16 GRU", "best.weights.h5", "tensorflow"):
         assert text in shown.output
     as_json = json.loads(runner.invoke(main, ["info", str(out), "--json"]).output)
     assert as_json["state"]["epoch"] == 2 and as_json["config"]["model"]["units"] == 16
@@ -282,3 +283,117 @@ def test_one_file_gru_performance_validates_on_training_data(corpus, tmp_path):
     assert any("validating on the training data" in line for line in lines)
     loaded = ckpt.load_checkpoint(tmp_path / "run")
     assert loaded.config.model.cell == "gru" and loaded.encoding.name == "performance"
+
+
+# ----------------------------------------------------------------------------- schedule, budget
+
+
+def test_schedule_warms_up_then_halves_after_a_stall():
+    rate = callbacks.scheduled_rate
+    assert rate(1.0, 0, 4, 0) == 0.25 and rate(1.0, 3, 4, 0) == 1.0 and rate(1.0, 99, 4, 0) == 1.0
+    assert rate(0.01, 0, 0, 0) == 0.01 and rate(0.01, 50, 10, 2) == 0.0025
+    halvings = callbacks.plateau_halvings
+    assert halvings([], 2) == 0 and halvings([3.0, 2.0, 1.0], 2) == 0
+    assert halvings([3.0, 3.5, 3.2], 2) == 1  # two epochs without progress: halve once
+    assert halvings([3.0, 3.5, 3.2, 3.1], 2) == 1  # the count starts again after a halving
+    assert halvings([3.0, 3.5, 3.2, 3.1, 3.3], 2) == 2
+    assert halvings([3.0, 2.9995, 2.9991], 2) == 1  # below 0.1% is no progress
+    assert halvings([3.0, 3.5, 2.0, 3.5], 2) == 0  # progress resets the count
+    assert halvings([3.0, 3.5, 3.5, 3.5], 0) == 0  # patience 0: never
+    assert halvings([float("nan"), 3.0, 3.0], 1) == 2
+    assert halvings([1.0] * 50, 1) == callbacks.MAX_HALVINGS
+
+
+def _expected_rates(history, steps_per_epoch, base, warmup, lr_patience):
+    """Each epoch's rate (that of its last step) from the schedule's pure functions."""
+    losses = [row["val_loss"] for row in history]
+    return [
+        callbacks.scheduled_rate(
+            base, (e + 1) * steps_per_epoch - 1, warmup,
+            callbacks.plateau_halvings(losses[:e], lr_patience),
+        )
+        for e in range(len(history))
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_rate_halves_after_a_stall_and_resume_continues_the_schedule(corpus, tmp_path):
+    # a rate so small that validation cannot improve by 0.1%: every epoch after the
+    # first is a stall, so with lr_patience 1 the rate halves after each
+    base, warmup, steps = 1e-5, 8, TINY["steps_per_epoch"]
+    config = {"learning_rate": base, "warmup_steps": warmup, "lr_patience": 1}
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train(tiny(epochs=4, **config), corpus, whole, verbose=0)
+    train(tiny(epochs=2, **config), corpus, parts, verbose=0)
+    train(tiny(epochs=4, **config), corpus, parts, resume=True, verbose=0)
+    history, resumed = ckpt.read_history(whole), ckpt.read_history(parts)
+    rates = [row["learning_rate"] for row in history]
+    assert rates == pytest.approx(_expected_rates(history, steps, base, warmup, 1), rel=1e-6)
+    assert rates[0] == pytest.approx(base * 6 / 8) and rates[1] == pytest.approx(base)
+    assert rates[2] == pytest.approx(rates[1] / 2) and rates[3] == pytest.approx(rates[1] / 4)
+    assert [row["learning_rate"] for row in resumed] == pytest.approx(rates, rel=1e-6)
+    np.testing.assert_allclose(
+        [row["val_loss"] for row in resumed], [row["val_loss"] for row in history], rtol=1e-5
+    )
+    with np.load(parts / "optimizer.npz") as saved:  # the next epoch's rate, for --resume
+        paths = [str(p) for p in saved["paths"]]
+        rate = float(saved[f"v{paths.index(next(p for p in paths if 'learning_rate' in p)):04d}"])
+    assert rate == pytest.approx(base / 8, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_history_has_the_rate_and_nats_per_quarter_and_note(corpus, tmp_path):
+    out = tmp_path / "run"
+    result = train(tiny(epochs=2), corpus, out, verbose=0)
+    _, meta = ckpt.read_config(out)
+    # the validation file: one of the corpus's pieces, 64 one-quarter notes
+    assert meta["data"]["files"]["validation"] == 1
+    assert meta["data"]["validation_music"] == {"quarters": 64.0, "notes": 64}
+    targets = meta["data"]["tokens"]["validation"] - 1  # every token after the first
+    history = ckpt.read_history(out)
+    for row in history:
+        assert row["learning_rate"] == pytest.approx(TINY["learning_rate"])
+        nats = row["val_loss"] * targets
+        assert row["val_nats_per_quarter"] == pytest.approx(nats / 64, rel=1e-5)
+        assert row["val_nats_per_note"] == pytest.approx(nats / 64, rel=1e-5)
+    best = min(history, key=lambda row: row["val_loss"])
+    metrics = ckpt.read_state(out)["metrics"]
+    assert metrics["epoch"] == best["epoch"] == result.best_epoch
+    for name in ("val_loss", "val_nats_per_quarter", "val_nats_per_note", "learning_rate"):
+        assert metrics[name] == pytest.approx(best[name]) == result.metrics[name]
+
+
+@pytest.mark.slow
+def test_time_budget_stops_cleanly_with_a_complete_checkpoint(corpus, tmp_path):
+    out = tmp_path / "run"
+    lines = []
+    # 0.01 s: spent before the first step ends, so the first epoch stops after one step
+    result = train(tiny(epochs=5, max_minutes=0.01 / 60), corpus, out, verbose=0, log=lines.append)
+    assert result.status == "finished (time budget)" and result.epochs == 1
+    state = ckpt.read_state(out)
+    assert state["status"] == "finished (time budget)"
+    assert state["epoch"] == 1 and state["train_steps"] == 1
+    assert len(ckpt.read_history(out)) == 1 and result.best_epoch == 1
+    for which in ("best", "last"):
+        loaded = ckpt.load_checkpoint(out, which=which)
+        assert np.all(np.isfinite(_logits(loaded.model, [[1, 4, 5]])))
+    assert any("time budget" in line for line in lines)
+    # --resume goes on (with a new budget) from the step where the budget stopped it
+    again = train(tiny(epochs=2, max_minutes=0), corpus, out, resume=True, verbose=0)
+    assert again.status == "finished" and again.epochs == 2
+    assert ckpt.read_state(out)["train_steps"] == 1 + TINY["steps_per_epoch"]
+
+
+def test_an_epoch_is_at_least_min_steps_per_epoch(corpus, tmp_path):
+    import re
+
+    lines = []
+
+    def stop(line):
+        lines.append(line)
+        if line.startswith("Model:"):
+            raise KeyboardInterrupt  # the plan is logged; no need to train
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny(steps_per_epoch=0, min_steps_per_epoch=37), corpus, tmp_path / "r", log=stop)
+    assert re.search(r"\b37 steps of 8 x 16 tokens per epoch", lines[-1])

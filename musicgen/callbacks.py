@@ -1,0 +1,350 @@
+"""Keras callbacks of a training run, and the learning-rate schedule they apply.
+
+train.py's loop calls these as Keras's `fit` would (`on_epoch_begin`,
+`on_train_batch_end`, `on_epoch_end`, ...). Each has one concern:
+
+- `CheckpointWriter`: after every epoch the folder (last weights, optimizer, best
+  weights when validation improves, history.csv, curves.png, state.json last); stops on
+  a NaN/inf loss;
+- `EarlyStopping`: stops after `patience` epochs without a lower validation loss,
+  remembering the best epoch across --resume;
+- `LearningRateSchedule`: linear warm-up, then halve the rate when validation stalls
+  (`scheduled_rate`, `plateau_halvings`: pure functions of the history);
+- `TimeBudget`: stops between two steps once the run's wall-clock budget is spent;
+- `EpochScalars`: TensorBoard scalars (logs/train, logs/validation).
+
+The learning rate is a variable of the optimizer (saved in optimizer.npz) and a column
+of history.csv; the schedule's state (steps taken, halvings so far) is a function of
+state.json's `train_steps` and history.csv's `val_loss`, so --resume continues it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from musicgen import checkpoint as ckpt
+from musicgen.config import RunConfig
+from musicgen.runtime import import_tensorflow
+
+tf = import_tensorflow()
+import keras  # noqa: E402  (after the quiet TensorFlow import)
+
+PLATEAU_DELTA = 1e-3  # a validation loss must fall by 0.1% of the best to count as progress
+MAX_HALVINGS = 6  # the rate never falls below learning_rate / 64
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+def plateau_halvings(
+    val_losses: Sequence[float], patience: int, *, delta: float = PLATEAU_DELTA
+) -> int:
+    """How often the rate has been halved after these epochs' validation losses.
+
+    An epoch improves when its loss is below the best so far by more than `delta` x
+    best; after `patience` epochs in a row without improvement the rate halves and the
+    count starts again (as Keras's ReduceLROnPlateau does). patience 0: never halve.
+    At most MAX_HALVINGS."""
+    if patience <= 0:
+        return 0
+    halvings, best, wait = 0, math.inf, 0
+    for loss in val_losses:
+        if (best == math.inf and math.isfinite(loss)) or loss < best - delta * abs(best):
+            best, wait = loss, 0
+            continue
+        wait += 1
+        if wait >= patience:
+            halvings, wait = min(halvings + 1, MAX_HALVINGS), 0
+    return halvings
+
+
+def scheduled_rate(base: float, step: int, warmup_steps: int, halvings: int) -> float:
+    """The learning rate of optimizer step `step` (0-based, over the whole run):
+    base x min(1, (step + 1) / warmup_steps) x 0.5 ** halvings.
+
+    Why this schedule: Adam's first steps on a fresh recurrent network take its moment
+    estimates from a handful of batches, and a full-size step then can throw the
+    weights far off (spikes at the start of a run); a linear warm-up over
+    `warmup_steps` avoids that. After it the rate stays at `base` while validation
+    improves, so a run needs no length fixed in advance (a cosine schedule would need
+    one, which the data size and --max-minutes do not give); when validation stalls
+    for `lr_patience` epochs, the rate halves, which usually buys more progress before
+    early stopping (`patience`, larger than `lr_patience`) gives up."""
+    warm = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+    return base * warm * 0.5**halvings
+
+
+class LearningRateSchedule(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate: every step during the warm-up, and after
+    each epoch from the validation losses so far (`history`: earlier epochs' rows).
+
+    `steps_done`: optimizer steps taken before this run (state.json's train_steps)."""
+
+    def __init__(self, optimizer: Any, config: RunConfig, history: Sequence[dict], steps_done: int):
+        super().__init__()
+        cfg = config.train
+        self.optimizer, self.base = optimizer, cfg.learning_rate
+        self.warmup_steps, self.patience = cfg.warmup_steps, cfg.lr_patience
+        self.val_losses = [float(row["val_loss"]) for row in history if "val_loss" in row]
+        self.step = steps_done
+        self.halvings = plateau_halvings(self.val_losses, self.patience)
+        self.last_rate = self.rate  # the rate of the latest step
+
+    @property
+    def rate(self) -> float:
+        """The rate of the next step."""
+        return scheduled_rate(self.base, self.step, self.warmup_steps, self.halvings)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._assign()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.last_rate = self.rate
+        self.step += 1
+        if self.step <= self.warmup_steps:
+            self._assign()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        """Adds `learning_rate` (that of the epoch's last step) to `logs`, for the
+        callbacks after this one (history.csv), then sets the next epoch's rate."""
+        if logs is not None:
+            logs["learning_rate"] = self.last_rate
+        if logs and "val_loss" in logs:
+            self.val_losses.append(float(logs["val_loss"]))
+            self.halvings = plateau_halvings(self.val_losses, self.patience)
+        self._assign()
+
+    def _assign(self) -> None:
+        self.optimizer.learning_rate.assign(self.rate)
+
+
+# ----------------------------------------------------------------------------- time budget
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training between two steps once `minutes` have passed since `started`
+    (time.monotonic() at the start of the run; minutes 0: no budget).
+
+    `agree(reached) -> bool` turns this process's verdict into every worker's (an
+    all-reduce under multi-worker, so all stop after the same step); it is asked
+    every `every` steps."""
+
+    def __init__(
+        self,
+        minutes: float,
+        started: float,
+        *,
+        agree: Callable[[bool], bool] = lambda reached: reached,
+        every: int = 1,
+    ):
+        super().__init__()
+        self.seconds = minutes * 60.0
+        self.started, self.agree, self.every = started, agree, max(1, every)
+        self.reached = False
+        self.steps = 0
+
+    def seconds_left(self) -> float | None:
+        """Seconds of the budget left now (None without a budget; never below 0)."""
+        if not self.seconds:
+            return None
+        return max(0.0, self.seconds - (time.monotonic() - self.started))
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.steps += 1
+        if not self.seconds or self.steps % self.every:
+            return
+        if self.agree(self.seconds_left() == 0.0):
+            self.reached = True
+            self.model.stop_training = True
+
+
+def describe_left(seconds: float | None) -> str:
+    """'12:05 left' style text for the progress line ('' without a budget)."""
+    if seconds is None:
+        return ""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    clock = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return f"{clock} of the time budget left"
+
+
+# ----------------------------------------------------------------------------- checkpoint
+
+
+class CheckpointWriter(keras.callbacks.Callback):
+    """Writes the folder after every epoch and stops on a NaN/inf loss.
+
+    Order per epoch: last weights, optimizer, best weights (if improved), history,
+    and state.json last, so the folder is loadable whenever the process dies. Only the
+    chief writes; another worker's writer keeps the same state and writes nothing.
+    state.json's `metrics` is the best epoch's history row (the epoch best.weights.h5
+    holds), so `info` and `TrainResult.metrics` describe the model that is used.
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        config: RunConfig,
+        previous: dict,
+        started: float,
+        optimizer: Any = None,
+        *,
+        chief: bool = True,
+    ):
+        super().__init__()
+        self.out, self.config, self.started, self.chief = out, config, started, chief
+        self.optimizer = optimizer  # saved with every epoch
+        self.history: list[dict[str, Any]] = list(previous.get("history", []))
+        self.state: dict[str, Any] = {
+            "epoch": previous.get("epoch", 0),
+            "best_val_loss": previous.get("best_val_loss"),
+            "best_epoch": previous.get("best_epoch"),
+            "train_steps": previous.get("train_steps", 0),
+            "train_seconds": previous.get("train_seconds", 0.0),
+            "wall_seconds": previous.get("wall_seconds", 0.0),
+            "seed": config.train.seed,
+            "status": "running",
+            "metrics": previous.get("metrics", {}),
+        }
+        self.base_wall = self.state["wall_seconds"]
+        self.run_tokens, self.run_seconds = 0, 0.0
+        self.diverged_epoch: int | None = None
+
+    def save_initial(self, model: keras.Model) -> None:
+        """A loadable folder (random weights, state) before the first epoch."""
+        if self.chief:
+            ckpt.save_weights(self.out, model, "last")
+            ckpt.save_state(self.out, self.state)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_start = self.last_batch_end = time.monotonic()
+        self.epoch_steps = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.last_batch_end = time.monotonic()
+        self.epoch_steps += 1
+        if logs and not math.isfinite(float(logs.get("loss", 0.0))):
+            self._diverge()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = dict(logs or {})
+        if self.diverged_epoch is None and not all(
+            math.isfinite(float(logs.get(k, 0.0))) for k in ("loss", "val_loss")
+        ):
+            self._diverge()
+        if self.diverged_epoch is not None:
+            return
+        cfg = self.config.train
+        seconds = self.last_batch_end - self.epoch_start
+        tokens = self.epoch_steps * cfg.batch_size * cfg.seq_len
+        self.run_tokens += tokens
+        self.run_seconds += seconds
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+        row["val_perplexity"] = math.exp(min(row["val_loss"], 700.0))
+        row.update(
+            train_seconds=round(seconds, 3),
+            tokens_per_second=round(tokens / seconds, 1) if seconds > 0 else 0.0,
+        )
+        self.history.append(row)
+        improved = (
+            self.state["best_val_loss"] is None or row["val_loss"] < self.state["best_val_loss"]
+        )
+        if self.chief:
+            ckpt.save_weights(self.out, self.model, "last")
+            ckpt.save_optimizer(self.out, self.optimizer)
+            if improved:
+                ckpt.save_weights(self.out, self.model, "best")
+        if improved:
+            self.state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, metrics=row)
+        if self.chief:
+            ckpt.save_history(self.out, self.history)
+            draw_curves(self.out)
+        self.state.update(
+            epoch=epoch + 1,
+            train_steps=self.state["train_steps"] + self.epoch_steps,
+            train_seconds=self.state["train_seconds"] + seconds,
+        )
+        self._save_state()
+
+    def _diverge(self) -> None:
+        self.diverged_epoch = self.state["epoch"] + 1
+        self.model.stop_training = True
+        self.finish(f"stopped: training diverged at epoch {self.diverged_epoch}")
+
+    def finish(self, status: str) -> None:
+        """Write state.json with its final status."""
+        self.state["status"] = status
+        self._save_state()
+
+    def _save_state(self) -> None:
+        self.state["wall_seconds"] = round(self.base_wall + time.monotonic() - self.started, 3)
+        best = self.state["best_val_loss"]
+        self.state["best_val_perplexity"] = None if best is None else math.exp(min(best, 700.0))
+        if self.chief:
+            ckpt.save_state(self.out, self.state)
+
+
+class EarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping on val_loss that, on --resume, remembers the best epoch so far.
+
+    Weights are not restored: the best ones are on disk already (best.weights.h5).
+    """
+
+    def __init__(self, history: Sequence[dict[str, Any]], patience: int):
+        super().__init__(monitor="val_loss", patience=patience, mode="min")
+        self.previous = [row["val_loss"] for row in history if "val_loss" in row]
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        if self.previous:
+            best_index = min(range(len(self.previous)), key=self.previous.__getitem__)
+            self.best = self.previous[best_index]
+            self.wait = len(self.previous) - 1 - best_index
+
+
+def draw_curves(out: Path) -> None:
+    """Redraw curves.png from history.csv; a picture never stops a training run."""
+    from musicgen.plots import plot_history
+
+    try:
+        plot_history(out / ckpt.HISTORY_FILE, out / ckpt.CURVES_FILE)
+    except Exception:  # noqa: BLE001 - matplotlib trouble must not cost the run
+        pass
+
+
+class EpochScalars(keras.callbacks.Callback):
+    """Per-epoch scalars for TensorBoard (logs/train and logs/validation, tags
+    epoch_loss, epoch_accuracy, epoch_learning_rate, ...) written with TensorFlow's own
+    summary ops, so neither the tensorboard package nor graph/profile dumps are needed."""
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        from tensorflow.core.framework import summary_pb2
+
+        plugin = summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        self.metadata = summary_pb2.SummaryMetadata(plugin_data=plugin)
+        self.writers = {
+            part: tf.summary.create_file_writer(str(log_dir / part))
+            for part in ("train", "validation")
+        }
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for key, value in (logs or {}).items():
+            part, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self.writers[part].as_default():
+                tf.summary.write(
+                    f"epoch_{name}",
+                    tf.constant(float(value)),
+                    step=epoch + 1,
+                    metadata=self.metadata,
+                )
+        for writer in self.writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        for writer in self.writers.values():
+            writer.close()
