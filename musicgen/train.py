@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,6 +306,8 @@ def _load_data(run: RunContext) -> _Data:
     if config.encoding.controls and chief:  # what generate --density's words mean
         levels = density_choices(run.encoding, data.ids(train))
         data.summary["controls"] = {"density": levels}
+    if config.encoding.name == "tracks" and chief:  # the parts --instruments may ask for
+        data.summary["programs"] = _programs(run.encoding, data.ids(train))
     log(
         f"Data: {len(train)} training files ({_tokens(train):,} tokens), {len(validation)} "
         f"validation files ({_tokens(validation):,} tokens, {quarters:,.0f} quarter notes, "
@@ -313,6 +316,16 @@ def _load_data(run: RunContext) -> _Data:
     if not validation:
         log("No validation file (too few files): validating on the training data")
     return data
+
+
+def _programs(encoding: Encoding, arrays: Iterator[np.ndarray]) -> dict[str, int]:
+    """{program: training pieces whose header has it} (tracks encodings)."""
+    from musicgen.encoding.tracks import header_programs
+
+    counts: Counter[int] = Counter()
+    for ids in arrays:
+        counts.update(header_programs(ids, encoding))
+    return {str(p): n for p, n in sorted(counts.items())}
 
 
 def _music_size(encoding: Encoding, arrays: Iterator[np.ndarray]) -> tuple[float, int]:
