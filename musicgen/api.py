@@ -155,7 +155,7 @@ def load(path: str | Path = DEFAULT_CHECKPOINT, *, which: str = "best") -> Model
 
 
 class Model:
-    """A loaded checkpoint: sample, harmonize and evaluate with it.
+    """A loaded checkpoint: generate, harmonize, accompany, infill and evaluate with it.
 
     `path` is its folder, `config` its RunConfig (encoding, model, train settings),
     `info` what else is known (versions, data, state). `training` holds the
@@ -200,6 +200,7 @@ class Model:
         tempo: float | None = None,
         program: int | None = None,
         seconds: float | None = None,
+        instruments: str | list[str] | None = None,
     ) -> list[Any]:
         """Sample `num` new pieces; a list of `pretty_midi.PrettyMIDI`, the same notes
         as the files `musicgen generate` writes with the same options and seed.
@@ -213,7 +214,9 @@ class Model:
         last 64 bars or 120 seconds). key ("D minor", "F#", "Bb major", "Dm"),
         density ("low", "medium", "high"; both need a model trained with controls),
         time_signature ("3/4") and tempo (beats per minute) are imposed on every new
-        bar; program: General MIDI program 0..127 of the track (default 0, piano).
+        bar; program: General MIDI program 0..127 of the track (default 0, piano;
+        one-part models). instruments: the parts of every piece for a multi-track
+        (tracks) model, e.g. "bass,drums,piano" or ["bass", "drums", 0].
         Remarks (a long primer cut) come as warnings. UsageError/UserError as the CLI's.
         """
         from musicgen.config import SampleConfig
@@ -230,6 +233,9 @@ class Model:
             time_signature=time_signature,
             tempo=tempo,
             program=program,
+            instruments=instruments
+            if instruments is None or isinstance(instruments, str)
+            else ",".join(str(i) for i in instruments),
             sample=SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed),
         )
         pieces = sample_pieces(self._checkpoint, request, on_note=_warn)
@@ -243,21 +249,76 @@ class Model:
         temperature: float = 0.8,
         top_k: int = 0,
         top_p: float = 1.0,
+        voices: int = 3,
     ) -> list[Any]:
-        """Write voices under the melody in the file `melody` (MIDI or MusicXML; its
-        highest note at each onset of the model's grid); a list of
-        `pretty_midi.PrettyMIDI`, the same notes as `musicgen harmonize` writes: the
-        harmony on one instrument, the melody (kept exactly) on another. Needs a remi
-        checkpoint. Settings as for `generate`."""
-        from musicgen.config import SampleConfig
-        from musicgen.harmonize import harmonize_pieces
+        """Write `voices` voices under the melody in the file `melody` (MIDI or
+        MusicXML; its highest note at each onset); a list of `pretty_midi.PrettyMIDI`,
+        the same notes as `musicgen harmonize` writes: the melody kept note for note on
+        its own instrument, each voice on one of its own. Needs a tracks checkpoint
+        (the bundled Bach model is one). Settings as for `generate`."""
+        from musicgen.arrange import harmonize
+
+        return self._arranged(
+            harmonize, existing_path(melody), num=num, voices=voices,
+            sample=_sample(seed, temperature, top_k, top_p),
+        )  # fmt: skip
+
+    def accompany(
+        self,
+        song: str | Path,
+        add: str | list[str],
+        num: int = 1,
+        seed: int = 0,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        force: bool = False,
+    ) -> list[Any]:
+        """New parts against your song: `add` lists them (GM families such as "bass",
+        program numbers, "drums"; a list or a comma-separated string). Returns
+        `pretty_midi.PrettyMIDI`s, the same notes as `musicgen accompany` writes: every
+        instrument of the song note for note, plus one instrument per new part (drums
+        on the drum channel). force: replace the song's own drums when "drums" is
+        added. Needs a tracks checkpoint (the bundled band model is one)."""
+        from musicgen.arrange import accompany
+
+        add = add if isinstance(add, str) else ",".join(str(a) for a in add)
+        return self._arranged(
+            accompany, existing_path(song), add, num=num, force=force,
+            sample=_sample(seed, temperature, top_k, top_p),
+        )  # fmt: skip
+
+    def infill(
+        self,
+        song: str | Path,
+        bars: tuple[int, int] | str,
+        tracks: str | list[str] | None = None,
+        num: int = 1,
+        candidates: int = 16,
+        seed: int = 0,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+    ) -> list[Any]:
+        """Rewrite bars (first, last) (counted from 1) of your song, of every part or
+        of `tracks` (track names or families), keeping every note outside them; of
+        `candidates` versions the one that leads best into the following bars is kept.
+        Returns `pretty_midi.PrettyMIDI`s, the same notes as `musicgen infill` writes."""
+        from musicgen.arrange import infill
+
+        span = bars if isinstance(bars, str) else f"{bars[0]}-{bars[1]}"
+        names = tracks if tracks is None or isinstance(tracks, str) else ",".join(tracks)
+        return self._arranged(
+            infill, existing_path(song), span, tracks=names, num=num, candidates=candidates,
+            sample=_sample(seed, temperature, top_k, top_p),
+        )  # fmt: skip
+
+    def _arranged(self, command: Any, *args: Any, **options: Any) -> list[Any]:
+        """Run an arrange command without writing files; the pieces as PrettyMIDI."""
         from musicgen.midi_io import to_pretty_midi
 
-        sample = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-        pieces = harmonize_pieces(
-            self._checkpoint, existing_path(melody), num=num, sample=sample, on_note=_warn
-        )
-        return [to_pretty_midi(p.harmony, track_name=p.track_name, melody=p.melody) for p in pieces]
+        pieces = command(self.path, *args, None, on_note=_warn, **options)
+        return [to_pretty_midi(piece.music) for piece in pieces]
 
     def evaluate(
         self,
@@ -286,6 +347,12 @@ class Model:
         return evaluate(
             self.path, data_dir, all_files=all_files, cache_dir=cache_dir, batch_size=batch_size
         )
+
+
+def _sample(seed: int, temperature: float, top_k: int, top_p: float) -> Any:
+    from musicgen.config import SampleConfig
+
+    return SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
 
 
 def _warn(message: str) -> None:

@@ -84,6 +84,7 @@ class SongPlan:
     rewrite:    header indices of the parts rewritten inside `window`
     skipped:    user notes that no token can hold (out of the pitch range): they are
                 still written, the model just does not hear them
+    ceiling:    per grid step, the pitch added parts stay below (harmonize), or None
     """
 
     programs: list[int]
@@ -95,6 +96,9 @@ class SongPlan:
     rewrite: frozenset[int] = frozenset()
     skipped: int = 0
     song: Score = field(default_factory=Score)
+    # harmonize: per grid step, the pitch the added parts must stay below (the melody
+    # note that began last); None: no ceiling
+    ceiling: np.ndarray | None = None
 
     def free(self, part: int, step: int) -> bool:
         """May the model write a note of `part` at absolute grid step `step`?"""
@@ -233,7 +237,25 @@ class KeepGrammar(NarrowedGrammar):
             self._openings_mask(out)
             if not self.pending or not out.any():
                 self._open_end(out, phase == _NOTE)
+        if self.plan.ceiling is not None and phase in (_POSITION, _TRACK, _VELOCITY, _NOTE):
+            self._under_ceiling(out)
         return out if out.any() else mask
+
+    def _under_ceiling(self, out: np.ndarray) -> None:
+        """An added pitched part's next pitch stays below the plan's ceiling here; a
+        Velocity that could lead to no such pitch is not offered."""
+        part = self.g.part
+        if part is None or part in self.plan.user or self.plan.programs[part] == DRUM_PROGRAM:
+            return
+        now = min(self._now(), len(self.plan.ceiling) - 1)
+        lo, hi = self.r[PITCH]
+        first_banned = lo + max(int(self.plan.ceiling[now]) - self.enc.config.pitch_min, 0)
+        out[first_banned:hi] = False
+        if not out[lo:hi].any() and self.g.phase != _VELOCITY:
+            above = self.r[PITCH][0] + self.g.pitch + 1 if self.g.phase == _NOTE else lo
+            if above >= first_banned:
+                vlo, vhi = self.r[VELOCITY]
+                out[vlo:vhi] = False
 
     # -- pieces of the mask
     def _header(self, mask: np.ndarray) -> np.ndarray:
@@ -468,6 +490,7 @@ def harmonize(
     voice = context.most_common_program()
     paths = _paths(melody_path, out_dir, "harmony", num, sample.seed, force)
     plan = context.plan(melody, [voice] * voices, stream_programs={0: voice})
+    plan.ceiling = ceiling(melody.parts[0].notes, plan, context.encoding)
     pieces = context.sample(plan, num, sample)
     return [
         _write(context, plan, ids, path, on_file, rewritten=set())
@@ -679,6 +702,17 @@ def top_line(song: Score, encoding: TracksEncoding) -> Score:
         program=first.program,
         parts=[Part(first.program, line, first.name or "Melody")],
     )
+
+
+def ceiling(notes: list[Note], plan: SongPlan, encoding: TracksEncoding) -> np.ndarray:
+    """Per grid step of the plan, the pitch of the melody note that began last (the
+    first note's before it begins): harmonize's voices stay below it."""
+    spq = encoding.config.steps_per_quarter
+    total = plan.bars[-1][0] + plan.bars[-1][1]
+    onsets = np.array([round(n.start * spq) for n in notes])
+    pitches = np.array([n.pitch for n in notes], dtype=np.int64)
+    latest = np.searchsorted(onsets, np.arange(total), side="right") - 1
+    return pitches[np.maximum(latest, 0)]
 
 
 def parse_bars(text: str) -> tuple[int, int]:
