@@ -103,3 +103,163 @@ def test_accompany_a_drum_groove_with_a_bass():
         ]
         added += len(decoded.parts[0].notes)
     assert added
+
+
+# ----------------------------------------------------------------------------- the commands
+
+
+@pytest.fixture(scope="module")
+def band_checkpoint(tmp_path_factory):
+    from musicgen import checkpoint as ckpt
+    from tests.music import untrained_checkpoint
+
+    folder = untrained_checkpoint(
+        tmp_path_factory.mktemp("band") / "band", EncodingConfig(name="tracks", controls=True)
+    )
+    config, meta = ckpt.read_config(folder)
+    known = {"0": 3, "29": 2, "33": 5, "128": 4}  # piano, guitar, bass, drums
+    ckpt.save_config(folder, config, meta["vocab_size"], {"data_dir": "none", "programs": known})
+    return folder
+
+
+@pytest.fixture
+def song_file(tmp_path):
+    from musicgen.midi_io import write_midi
+
+    path = tmp_path / "song.mid"
+    write_midi(song(4), path)
+    return path
+
+
+def notes_by_track(path):
+    from musicgen.midi_io import read_score
+
+    return {
+        p.name: [(n.pitch, n.start, n.end, n.velocity) for n in p.notes]
+        for p in read_score(path, allow_drums_only=True).parts
+    } | {f"program:{p.name}": p.program for p in read_score(path, allow_drums_only=True).parts}
+
+
+def test_accompany_writes_every_user_note_and_the_new_parts(band_checkpoint, song_file, tmp_path):
+    from musicgen.arrange import accompany
+    from musicgen.config import SampleConfig
+    from tests.music import assert_arrangement_ready
+
+    before = notes_by_track(song_file)
+    out = accompany(
+        band_checkpoint,
+        song_file,
+        "drums,bass",
+        tmp_path / "out",
+        num=2,
+        sample=SampleConfig(seed=3),
+    )
+    assert [a.path.name for a in out] == ["song-accompany-3-01.mid", "song-accompany-3-02.mid"]
+    for a in out:
+        _, tracks = assert_arrangement_ready(a.path, 16.0)
+        names = [t[0] for t in tracks]
+        assert names == ["Melody", "My bass", "Bass 2", "Drums"]  # the second bass part
+        assert tracks[3][1] == 9 and all(t[1] != 9 for t in tracks[:3])  # drums on channel 10 only
+        after = notes_by_track(a.path)
+        for name in ("Melody", "My bass"):
+            assert (
+                after[name] == before[name]
+                and after[f"program:{name}"] == before[f"program:{name}"]
+            )
+    again = accompany(
+        band_checkpoint,
+        song_file,
+        "drums,bass",
+        tmp_path / "again",
+        num=2,
+        sample=SampleConfig(seed=3),
+    )
+    assert [a.path.read_bytes() for a in again] == [a.path.read_bytes() for a in out]
+
+
+def test_accompany_bad_requests(band_checkpoint, song_file, tmp_path):
+    from musicgen.arrange import accompany
+    from musicgen.errors import UsageError, UserError
+    from musicgen.midi_io import write_midi
+
+    with pytest.raises(UsageError, match="never saw brass; it knows: piano, guitar, bass, drums"):
+        accompany(band_checkpoint, song_file, "brass", tmp_path)
+    with pytest.raises(UsageError, match="unknown instrument 'kazoo'"):
+        accompany(band_checkpoint, song_file, "kazoo", tmp_path)
+    drummed = tmp_path / "drummed.mid"
+    s = song(2)
+    s.parts.append(Part(DRUM_PROGRAM, [note(36, 0, 0.25)], "My kit"))
+    write_midi(s, drummed)
+    with pytest.raises(UsageError, match="already has drums; --force replaces them"):
+        accompany(band_checkpoint, drummed, "drums", tmp_path)
+    (replaced,) = accompany(band_checkpoint, drummed, "drums", tmp_path, force=True)
+    assert "My kit" not in notes_by_track(replaced.path)
+    empty = tmp_path / "empty.mid"
+    empty.write_bytes(b"MThd")
+    with pytest.raises(UserError, match="cannot use"):
+        accompany(band_checkpoint, empty, "bass", tmp_path)
+
+
+def test_infill_keeps_everything_outside_the_bars(band_checkpoint, song_file, tmp_path):
+    from musicgen.arrange import infill
+    from musicgen.config import SampleConfig
+
+    before = notes_by_track(song_file)
+    out = infill(
+        band_checkpoint,
+        song_file,
+        "2-3",
+        tmp_path,
+        tracks="melody",
+        num=2,
+        candidates=3,
+        sample=SampleConfig(seed=1),
+    )
+    for a in out:
+        after = notes_by_track(a.path)
+        assert after["My bass"] == before["My bass"]  # not named: kept whole
+        outside = [n for n in after["Melody"] if not 4.0 <= n[1] < 12.0]
+        assert outside == [n for n in before["Melody"] if not 4.0 <= n[1] < 12.0]
+        assert a.score is not None and a.score < 0
+    again = infill(
+        band_checkpoint,
+        song_file,
+        "2-3",
+        tmp_path / "b",
+        tracks="melody",
+        num=2,
+        candidates=3,
+        sample=SampleConfig(seed=1),
+    )
+    assert [a.path.read_bytes() for a in again] == [a.path.read_bytes() for a in out]
+
+
+def test_infill_bad_requests(band_checkpoint, song_file, tmp_path):
+    from musicgen.arrange import infill
+    from musicgen.errors import UsageError
+
+    with pytest.raises(UsageError, match="the song has 4 bars"):
+        infill(band_checkpoint, song_file, "3-9", tmp_path)
+    with pytest.raises(UsageError, match="--bars must be A-B"):
+        infill(band_checkpoint, song_file, "x", tmp_path)
+    with pytest.raises(UsageError, match="no part 'violin' in the song; it has Melody"):
+        infill(band_checkpoint, song_file, "1-2", tmp_path, tracks="violin")
+
+
+def test_cli_accompany_and_infill(band_checkpoint, song_file, tmp_path):
+    from click.testing import CliRunner
+
+    from musicgen.cli import main
+
+    base = ["--checkpoint", str(band_checkpoint), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(main, ["accompany", str(song_file), "--add", "drums", *base])
+    assert result.exit_code == 0, result.output
+    assert "song-accompany-0-01.mid" in result.output and "wrote Drums" in result.output
+    result = CliRunner().invoke(main, ["accompany", str(song_file), "--add", "tuba", *base])
+    assert result.exit_code == 2 and "unknown instrument" in result.output
+    result = CliRunner().invoke(
+        main, ["infill", str(song_file), "--bars", "2-2", "--candidates", "2", *base]
+    )
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["infill", str(song_file), "--bars", "5-6", *base])
+    assert result.exit_code == 2 and "the song has 4 bars" in result.output
