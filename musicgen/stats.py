@@ -412,7 +412,7 @@ def collect(
     files, scores = [], []
     for i, rel in enumerate(paths):
         try:
-            pieces = read_pieces(root / rel)
+            pieces = read_pieces(root / rel, allow_drums_only=True)
         except MusicError as exc:
             skipped.append((rel, str(exc)))
             pieces = []
