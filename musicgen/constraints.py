@@ -61,6 +61,7 @@ from musicgen.encoding.remi import (
     POSITION,
     TEMPO,
     TIMESIG,
+    VELOCITY,
     RemiEncoding,
     density_level,
     density_range,
@@ -213,6 +214,7 @@ class Controls:
     bar_id: int = -1  # the Bar token's id, for the closing bars
     pitch_ids: tuple[int, int] = (0, 0)  # (first, end) id range of the Pitch tokens
     position_ids: tuple[int, int] = (0, 0)  # (first, end) id range of the Position tokens
+    velocity_ids: tuple[int, int] = (0, 0)  # (first, end) id range of the Velocity tokens
     # with a key: bool[vocab], False at the Pitch ids that are not the tonic
     tonic: np.ndarray | None = field(default=None, compare=False, repr=False)
 
@@ -276,7 +278,11 @@ class Controls:
         if tempo is not None:
             tempo_id = first[TEMPO] + encoding.tempos.bin(tempo)
         notes = dict(
-            bar_id=first[BAR], pitch_ids=r[PITCH], position_ids=r[POSITION], tonic=tonic_mask
+            bar_id=first[BAR],
+            pitch_ids=r[PITCH],
+            position_ids=r[POSITION],
+            velocity_ids=r[VELOCITY],
+            tonic=tonic_mask,
         )
         return cls(key_id, density_id, signature_id, tempo_id, groups, closing, **notes)
 
@@ -369,10 +375,13 @@ class CadenceGrammar(NarrowedGrammar):
     `k` bars before the last ANDs `controls.closing[-1 - k]` into the inner mask. In the
     last bar, the first pitched note after each Position (the onset's lowest note in
     remi, whose pitches rise within an onset) must be a tonic (`controls.tonic`), and
-    EOS waits for a note, so the piece ends on a sounding root-position tonic chord.
-    Ids are told apart by the id ranges the controls carry (Bar, Position, Pitch), so
-    any remi-based encoding works. The mask never narrows to nothing: where it would,
-    the inner grammar's is used.
+    EOS waits for a note, so the piece ends on a sounding root-position tonic chord (in
+    a multi-part encoding whose parts come in a fixed order at an onset, the first
+    part's note is the tonic). Ids are told apart by the id ranges the controls carry
+    (Bar, Position, Pitch, Velocity), so any remi-based encoding works and other kinds
+    (drums) are never narrowed. The mask never narrows to nothing: where it would, the
+    inner grammar's is used (a pitch outside the key, only if the grammar demands a
+    pitch that none of the key's pitches can be).
     """
 
     def __init__(
@@ -382,6 +391,7 @@ class CadenceGrammar(NarrowedGrammar):
         self.closing, self.bars = controls.closing, bars
         self.bar_id, (self.pitch_lo, self.pitch_hi) = controls.bar_id, controls.pitch_ids
         self.position_lo, self.position_hi = controls.position_ids
+        self.velocity_lo, self.velocity_hi = controls.velocity_ids
         self.tonic = controls.tonic
         self.notes_in_bar, self.onset = 0, False
         for token_id in history:
@@ -397,6 +407,12 @@ class CadenceGrammar(NarrowedGrammar):
             mask &= self.tonic
         if left == 0 and self.notes_in_bar == 0:
             mask[EOS] = False
+        lo, hi = self.pitch_lo, self.pitch_hi
+        if inner[lo:hi].any() and not mask[lo:hi].any():
+            # no pitch of the key fits here (pitches rise within an onset): then no
+            # Velocity either, where an encoding sets it before a pitch (tracks), or
+            # the next pitch would have to leave the key
+            mask[self.velocity_lo : self.velocity_hi] = False
         return mask if mask.any() else inner  # never a dead end
 
     def _observe(self, token_id: int) -> None:

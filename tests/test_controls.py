@@ -27,6 +27,7 @@ from musicgen.constraints import (
     parse_time_signature,
 )
 from musicgen.encoding import BOS, get_encoding
+from musicgen.encoding.base import Grammar
 from musicgen.encoding.remi import (
     DENSITY,
     DENSITY_EDGES,
@@ -451,6 +452,30 @@ def test_cadence_grammar_after_a_primer_counts_its_bars():
     ids = sample_uniformly(steered, np.random.default_rng(4))
     new_notes = TINY.decode([BOS, *primer, *ids]).notes[len(TINY.decode(primer).notes) :]
     assert new_notes and {n.pitch % 12 for n in new_notes} <= {9, 1, 4}
+
+
+class _VelocityFirst(Grammar):
+    """A stand-in for an encoding that sets Velocity before Pitch (tracks): in its last
+    bar, after a note at MIDI 70, a Velocity, a higher Pitch or a Position may come."""
+
+    elapsed, done = 4.0, False
+
+    def allowed(self):
+        mask = np.zeros(len(TINY.vocab), dtype=bool)
+        mask[TINY.vocab.ids_with_prefix("Velocity_")] = True
+        mask[TINY.vocab.id("Pitch_71") : TINY.vocab.id("Pitch_72") + 1] = True
+        mask[TINY.vocab.id("Position_15")] = True
+        return mask
+
+    def advance(self, token_id):
+        pass
+
+
+def test_cadence_grammar_holds_back_a_velocity_no_pitch_of_the_key_could_follow():
+    controls = Controls.request(TINY, key="D minor")
+    steered = CadenceGrammar(_VelocityFirst(), controls, bars=4)
+    allowed = TINY.describe(np.flatnonzero(steered.allowed()))
+    assert allowed == ["Position_15"]  # B and C are not in D minor's triad; no Velocity
 
 
 def test_without_a_key_or_a_length_no_cadence_is_imposed():
