@@ -23,7 +23,8 @@ any control gives their chance level. Key and density can only be steered by a m
 trained with `musicgen train --controls`; on any other remi checkpoint the script says
 so and measures the metre only. The work (generation and music21's analysis, which
 dominates) runs on `--workers` processes. Prints markdown tables. From the repository
-root:
+root (`PYTHONPATH=.` in front makes it measure this checkout's musicgen rather than an
+installed one):
 
     python benchmarks/bench_controls.py                    # the full grid, a few minutes
     python benchmarks/bench_controls.py --keys "D minor,C# minor" --bars 16 --metres 4/4 \

@@ -530,6 +530,8 @@ def test_generate_imposes_controls(checkpoints, tmp_path):
         assert [n for n in names if n.startswith("Key")] == ["Key_10_minor"] * 3
         assert {n for n in names if n.startswith("TimeSig")} == {"TimeSig_6/8"}
         assert f.bars == 3
+        last_bar = [n for n in ENC.decode(f.ids).notes if n.start >= 2 * 3.0]  # 6/8: 3 quarters
+        assert last_bar and {n.pitch % 12 for n in last_bar} <= {10, 1, 5}  # Bb minor's triad
 
 
 def test_generate_without_controls_keeps_metre_and_refuses_key(checkpoints, tmp_path):
