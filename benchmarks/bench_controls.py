@@ -30,7 +30,7 @@ installed one):
     python benchmarks/bench_controls.py --keys "D minor,C# minor" --bars 16 --metres 4/4 \
         --sections key                                     # a quick look at a few keys
     [--checkpoint checkpoints/bach] [--seeds 0,1,2,3] [--num 4] [--temperature 0.8]
-    [--densities low,medium,high] [--workers 2] [--json results.json]
+    [--densities low,medium,high] [--workers 2] [--json results.json] [--quick]
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from musicgen.stats import bar_grid, music21_key
 
 ALL_KEYS = ",".join(f"{t} {m}" for m in MODES for t in KEY_NAMES)
 SECTIONS = ("key", "metre", "density")
+QUICK = {"keys": "C major,A minor", "bars": "8", "metres": "4/4", "seeds": "0,1", "num": 2}
 
 
 def main() -> int:
@@ -118,7 +119,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=0.8, help="the CLI's default")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
     args = parser.parse_args()
+    if args.quick:
+        for name, value in QUICK.items():
+            setattr(args, name, value)
     args.sections = _items(args.sections)
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
