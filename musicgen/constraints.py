@@ -78,9 +78,9 @@ DENSITY_WORDS = ("low", "medium", "high")
 DENSITY_PERCENTILES = (15, 50, 85)  # the bar whose level each word means
 _DEFAULT_DENSITY = (("low", 2), ("medium", 4), ("high", 8))  # notes per quarter
 # The closing bars of a piece in an asked key, as semitones above the tonic per mode
-# (MODES order): what the bar before the last may sound (the key's scale; in minor the
-# harmonic minor, so the leading tone is raised and the subtonic never sounds) and what
-# the last bar may sound (the tonic triad). See "Keys with their mode" above.
+# (MODES order): what the APPROACH_BARS bars before the last may sound (the key's scale;
+# in minor the harmonic minor, so the leading tone is raised and the subtonic never
+# sounds) and what the last bar may sound (the tonic triad). See "Keys with their mode".
 APPROACH_DEGREES = ((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 11))
 FINAL_DEGREES = ((0, 4, 7), (0, 3, 7))
 APPROACH_BARS = 2
@@ -277,14 +277,14 @@ class Controls:
             signature_id = first[TIMESIG] + encoding.time_signatures.index(signature)
         if tempo is not None:
             tempo_id = first[TEMPO] + encoding.tempos.bin(tempo)
-        notes = dict(
+        kinds = dict(
             bar_id=first[BAR],
             pitch_ids=r[PITCH],
             position_ids=r[POSITION],
             velocity_ids=r[VELOCITY],
             tonic=tonic_mask,
         )
-        return cls(key_id, density_id, signature_id, tempo_id, groups, closing, **notes)
+        return cls(key_id, density_id, signature_id, tempo_id, groups, closing, **kinds)
 
     def wrap(
         self, grammar: Grammar, history: Iterable[int] = (), bars: int | None = None
