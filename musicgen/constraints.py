@@ -19,6 +19,23 @@ matter of narrowing the grammar's mask at the right moments. How the pieces rela
   otherwise. So every bar opens `Bar Key Density` with the asked values, the first
   bar goes on `TimeSig Tempo` with the asked ones, and no later TimeSig or Tempo
   token changes them: every bar is in the asked metre.
+- `CadenceGrammar` (added by `Controls.wrap` when a key is asked and the length in
+  bars is known) closes the piece on a cadence in that key, as below.
+
+Keys with their mode. A Key token tells the model the key *signature* well, but D minor
+and F major share every note of their scale, and what makes a listener (and music21's
+key analysis, a duration-weighted pitch-class profile) hear one rather than the other is
+where the music comes to rest and how it gets there: the final chord and the cadence
+before it. Forcing only the Key token, the bundled model ended minor pieces in the
+relative major often enough that music21 heard the relative key in up to half of a
+minor key's pieces (C# minor, F# minor, C minor; 75-91% of all pieces in the asked
+key, checkpoints/README.md "Controls"). So with a key the closing bars are steered:
+the last bar sounds only the tonic triad, with the tonic as the lowest note of each
+onset (a root-position final chord: the tonic gets the weight a final fermata gives
+it), and the two bars before it stay in the key's scale, harmonic minor in minor, so
+the leading tone is raised and the subtonic (F major's dominant, C, when D minor is
+asked) cannot pull the ear to the relative major. Tried and dropped: a dominant
+seventh chord for the whole bar before the last (it weights the dominant key's notes).
 
 Pure numpy; `generate.py` wraps each piece's grammar, `musicgen.harmonize` has a
 wrapper of its own for melodies built on the same idea.
@@ -29,18 +46,22 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from musicgen.encoding.base import Encoding, Grammar, NarrowedGrammar
+from musicgen.encoding.base import EOS, Encoding, Grammar, NarrowedGrammar
 from musicgen.encoding.remi import (
+    BAR,
     DENSITY,
     DENSITY_LEVELS,
     KEY,
     MODES,
+    PITCH,
+    POSITION,
     TEMPO,
     TIMESIG,
+    VELOCITY,
     RemiEncoding,
     density_level,
     density_range,
@@ -56,6 +77,13 @@ _KEY_HINT = "write e.g. 'D minor', 'Dm', 'F# major' or 'Bb'"
 DENSITY_WORDS = ("low", "medium", "high")
 DENSITY_PERCENTILES = (15, 50, 85)  # the bar whose level each word means
 _DEFAULT_DENSITY = (("low", 2), ("medium", 4), ("high", 8))  # notes per quarter
+# The closing bars of a piece in an asked key, as semitones above the tonic per mode
+# (MODES order): what the APPROACH_BARS bars before the last may sound (the key's scale;
+# in minor the harmonic minor, so the leading tone is raised and the subtonic never
+# sounds) and what the last bar may sound (the tonic triad). See "Keys with their mode".
+APPROACH_DEGREES = ((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 11))
+FINAL_DEGREES = ((0, 4, 7), (0, 3, 7))
+APPROACH_BARS = 2
 
 
 # ----------------------------------------------------------------------------- reading words
@@ -181,6 +209,14 @@ class Controls:
     time_signature: int | None = None
     tempo: int | None = None
     groups: tuple[tuple[int, int], ...] = ()  # (first, end) id range of each forced id
+    # with a key: bool[vocab] masks of the closing bars, the last bar's last (`cadence_masks`)
+    closing: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)
+    bar_id: int = -1  # the Bar token's id, for the closing bars
+    pitch_ids: tuple[int, int] = (0, 0)  # (first, end) id range of the Pitch tokens
+    position_ids: tuple[int, int] = (0, 0)  # (first, end) id range of the Position tokens
+    velocity_ids: tuple[int, int] = (0, 0)  # (first, end) id range of the Velocity tokens
+    # with a key: bool[vocab], False at the Pitch ids that are not the tonic
+    tonic: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def empty(self) -> bool:
@@ -201,12 +237,14 @@ class Controls:
         time_signature: str | None = None,
         tempo: float | None = None,
         density_levels: dict[str, int] | None = None,
+        cadence: bool = True,
     ) -> Controls:
         """Check a request against the checkpoint's encoding; UsageError if it cannot
         be met. `tempo` (bpm) is forced as a Tempo token on remi checkpoints only (a
         performance piece has no tempo token; `generate` rewrites its tempo map).
         density_levels: the checkpoint's {word: level} (`stored_density_choices`;
-        default `default_density_choices()`)."""
+        default `default_density_choices()`). cadence: with a key, also close every
+        piece on a cadence in it (`CadenceGrammar`); False forces the Key tokens only."""
         asked_key = parse_key(key) if key is not None else None
         asked_density = parse_density(density) if density is not None else None
         if not isinstance(encoding, RemiEncoding):
@@ -224,10 +262,13 @@ class Controls:
         r, first = encoding.id_range, encoding.first_id
         empty = (0, 0)
         groups = (r.get(KEY, empty), r.get(DENSITY, empty), r[TIMESIG], r[TEMPO])
-        key_id = density_id = signature_id = tempo_id = None
+        key_id = density_id = signature_id = tempo_id = tonic_mask = None
+        closing: tuple[np.ndarray, ...] = ()
         if asked_key is not None:
             tonic, mode = asked_key
             key_id = first[KEY] + 12 * mode + tonic
+            closing = cadence_masks(encoding, tonic, mode) if cadence else ()
+            tonic_mask = pitch_class_mask(encoding, tonic, (0,))
         if asked_density is not None:
             levels = density_levels or default_density_choices()
             density_id = first[DENSITY] + int(levels[asked_density])
@@ -236,12 +277,31 @@ class Controls:
             signature_id = first[TIMESIG] + encoding.time_signatures.index(signature)
         if tempo is not None:
             tempo_id = first[TEMPO] + encoding.tempos.bin(tempo)
-        return cls(key_id, density_id, signature_id, tempo_id, groups)
+        kinds = dict(
+            bar_id=first[BAR],
+            pitch_ids=r[PITCH],
+            position_ids=r[POSITION],
+            velocity_ids=r[VELOCITY],
+            tonic=tonic_mask,
+        )
+        return cls(key_id, density_id, signature_id, tempo_id, groups, closing, **kinds)
 
-    def wrap(self, grammar: Grammar, history: Iterable[int] = ()) -> Grammar:
-        """`grammar` itself when nothing is asked, else a ForcedGrammar around it;
-        `history`: the ids the grammar has already read (BOS, a primer)."""
-        return grammar if self.empty else ForcedGrammar(grammar, self, history)
+    def wrap(
+        self, grammar: Grammar, history: Iterable[int] = (), bars: int | None = None
+    ) -> Grammar:
+        """`grammar` itself when nothing is asked, else a ForcedGrammar around it, and
+        with a key a CadenceGrammar around that. `history`: the ids the grammar has
+        already read (BOS, a primer); `bars`: the piece's length in bars begun, primer
+        included (default: the grammar's own `length`, as remi's grammars have; without
+        one the closing bars are unknown and only the Key tokens are forced)."""
+        if self.empty:
+            return grammar
+        history = list(history)
+        bars = bars if bars is not None else getattr(grammar, "length", None)
+        wrapped: Grammar = ForcedGrammar(grammar, self, history)
+        if self.closing and bars is not None:
+            wrapped = CadenceGrammar(wrapped, self, int(bars), history)
+        return wrapped
 
 
 # ----------------------------------------------------------------------------- the grammar
@@ -282,3 +342,85 @@ class ForcedGrammar(NarrowedGrammar):
         for g, ((lo, hi), _) in enumerate(self.forced):
             if lo <= token_id < hi:
                 self.current[g] = token_id
+
+
+# ----------------------------------------------------------------------------- the cadence
+
+
+def cadence_masks(encoding: RemiEncoding, tonic: int, mode: int) -> tuple[np.ndarray, ...]:
+    """The `Controls.closing` masks of a piece in the key (tonic pitch class 0..11, mode
+    index into MODES): APPROACH_BARS masks for the bars before the last (the key's scale,
+    APPROACH_DEGREES: harmonic minor in minor), then one for the last bar (the tonic
+    triad, FINAL_DEGREES). Each is bool[vocab], False only at the Pitch ids
+    (`encoding.id_range[PITCH]`) of the other pitch classes: tokens of any other kind (a
+    tracks encoding's drums among them) are never touched."""
+    approach = pitch_class_mask(encoding, tonic, APPROACH_DEGREES[mode])
+    final = pitch_class_mask(encoding, tonic, FINAL_DEGREES[mode])
+    return (approach,) * APPROACH_BARS + (final,)
+
+
+def pitch_class_mask(encoding: RemiEncoding, tonic: int, degrees: Iterable[int]) -> np.ndarray:
+    """bool[vocab]: False at the Pitch ids whose pitch class is not `degrees` semitones
+    above `tonic`; True at every other id."""
+    lo, hi = encoding.id_range[PITCH]
+    mask = np.ones(len(encoding.vocab), dtype=bool)
+    mask[lo:hi] = np.isin((np.asarray(encoding.values[lo:hi]) - tonic) % 12, list(degrees))
+    return mask
+
+
+class CadenceGrammar(NarrowedGrammar):
+    """A grammar whose closing bars cadence in the asked key (see the module's notes).
+
+    With `bars` the piece's length in bars and `inner.elapsed` the bars begun, the bar
+    `k` bars before the last ANDs `controls.closing[-1 - k]` into the inner mask. In the
+    last bar, the first pitched note after each Position (the onset's lowest note in
+    remi, whose pitches rise within an onset) must be a tonic (`controls.tonic`), and
+    EOS waits for a note, so the piece ends on a sounding root-position tonic chord (in
+    a multi-part encoding whose parts come in a fixed order at an onset, the first
+    part's note is the tonic). Ids are told apart by the id ranges the controls carry
+    (Bar, Position, Pitch, Velocity), so any remi-based encoding works and other kinds
+    (drums) are never narrowed. The mask never narrows to nothing: where it would, the
+    inner grammar's is used (a pitch outside the key, only if the grammar demands a
+    pitch that none of the key's pitches can be).
+    """
+
+    def __init__(
+        self, grammar: Grammar, controls: Controls, bars: int, history: Iterable[int] = ()
+    ):
+        super().__init__(grammar)
+        self.closing, self.bars = controls.closing, bars
+        self.bar_id, (self.pitch_lo, self.pitch_hi) = controls.bar_id, controls.pitch_ids
+        self.position_lo, self.position_hi = controls.position_ids
+        self.velocity_lo, self.velocity_hi = controls.velocity_ids
+        self.tonic = controls.tonic
+        self.notes_in_bar, self.onset = 0, False
+        for token_id in history:
+            self._observe(int(token_id))
+
+    def allowed(self) -> np.ndarray:
+        inner = self.inner.allowed()
+        left = self.bars - int(round(self.inner.elapsed))  # whole bars after this one
+        if self.inner.elapsed < 1 or not 0 <= left < len(self.closing):
+            return inner
+        mask = inner & self.closing[-1 - left]
+        if left == 0 and self.onset and self.tonic is not None:
+            mask &= self.tonic
+        if left == 0 and self.notes_in_bar == 0:
+            mask[EOS] = False
+        lo, hi = self.pitch_lo, self.pitch_hi
+        if inner[lo:hi].any() and not mask[lo:hi].any():
+            # no pitch of the key fits here (pitches rise within an onset): then no
+            # Velocity either, where an encoding sets it before a pitch (tracks), or
+            # the next pitch would have to leave the key
+            mask[self.velocity_lo : self.velocity_hi] = False
+        return mask if mask.any() else inner  # never a dead end
+
+    def _observe(self, token_id: int) -> None:
+        if token_id == self.bar_id:
+            self.notes_in_bar = 0
+        elif self.pitch_lo <= token_id < self.pitch_hi:
+            self.notes_in_bar += 1
+        if self.position_lo <= token_id < self.position_hi:
+            self.onset = True  # until this onset's first pitched note
+        elif self.pitch_lo <= token_id < self.pitch_hi or token_id == self.bar_id:
+            self.onset = False

@@ -13,8 +13,11 @@ from click.testing import CliRunner
 from musicgen.checkpoint import read_config
 from musicgen.config import ConfigError, EncodingConfig, RunConfig
 from musicgen.constraints import (
+    APPROACH_BARS,
+    CadenceGrammar,
     Controls,
     ForcedGrammar,
+    cadence_masks,
     default_density_choices,
     density_choices,
     describe_density_choices,
@@ -24,6 +27,7 @@ from musicgen.constraints import (
     parse_time_signature,
 )
 from musicgen.encoding import BOS, get_encoding
+from musicgen.encoding.base import Grammar
 from musicgen.encoding.remi import (
     DENSITY,
     DENSITY_EDGES,
@@ -392,6 +396,113 @@ def test_requests_a_model_cannot_meet_are_usage_errors():
     assert isinstance(Controls.request(PLAIN, tempo=60).wrap(grammar), ForcedGrammar)
 
 
+# ----------------------------------------------------------------------------- cadence
+
+TINY = RemiEncoding(
+    EncodingConfig(controls=True, pitch_min=48, pitch_max=72, max_bar_quarters=4, tempo_bins=4)
+)
+D_MINOR_TRIAD, D_HARMONIC_MINOR = {2, 5, 9}, {2, 4, 5, 7, 9, 10, 1}
+
+
+def _pitch_classes_allowed(mask) -> set[int]:
+    lo, hi = TINY.id_range[PITCH]
+    return {int(p) % 12 for p in TINY.values[lo:hi][mask[lo:hi]]}
+
+
+def test_cadence_masks_narrow_only_pitches():
+    masks = cadence_masks(TINY, 2, 1)  # D minor
+    assert len(masks) == APPROACH_BARS + 1
+    assert all(_pitch_classes_allowed(m) == D_HARMONIC_MINOR for m in masks[:-1])
+    assert _pitch_classes_allowed(masks[-1]) == D_MINOR_TRIAD
+    lo, hi = TINY.id_range[PITCH]
+    for mask in masks:  # every other kind (Bar, Position, drums in a tracks encoding) kept
+        assert mask[:lo].all() and mask[hi:].all()
+    assert _pitch_classes_allowed(cadence_masks(TINY, 9, 0)[-1]) == {9, 1, 4}  # A major
+
+
+def _bars_of(ids, bars: int, quarters: float) -> list[list]:
+    """The decoded notes of each bar (of `quarters` quarter notes) of a piece."""
+    notes = TINY.decode(ids).notes
+    return [[n for n in notes if b * quarters <= n.start < (b + 1) * quarters] for b in range(bars)]
+
+
+@pytest.mark.parametrize(("metre", "quarters"), [("4/4", 4.0), ("3/4", 3.0)])
+def test_cadence_grammar_closes_on_the_tonic_chord(metre, quarters):
+    controls = Controls.request(TINY, key="D minor", time_signature=metre)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        grammar = controls.wrap(TINY.grammar(5), [])
+        assert isinstance(grammar, CadenceGrammar)
+        ids = sample_uniformly(grammar, rng)
+        assert TINY.decode(ids).length == 5 * quarters  # still the asked length
+        bars = _bars_of(ids, 5, quarters)
+        last = bars[-1]
+        assert last and {n.pitch % 12 for n in last} <= D_MINOR_TRIAD
+        for onset in {n.start for n in last}:  # each onset's lowest note is a D
+            assert min(n.pitch for n in last if n.start == onset) % 12 == 2
+        for bar in bars[-1 - APPROACH_BARS : -1]:
+            assert {n.pitch % 12 for n in bar} <= D_HARMONIC_MINOR
+
+
+def test_cadence_grammar_after_a_primer_counts_its_bars():
+    primer = list(TINY.encode(scale_score(60)).ids[1:-1]) + [TINY.vocab.id("Bar")]
+    grammar = TINY.grammar(4)  # the primer's 3 bars and one new one: the last
+    _advance_all(grammar, [BOS, *primer])
+    steered = Controls.request(TINY, key="A major").wrap(grammar, [BOS, *primer])
+    ids = sample_uniformly(steered, np.random.default_rng(4))
+    new_notes = TINY.decode([BOS, *primer, *ids]).notes[len(TINY.decode(primer).notes) :]
+    assert new_notes and {n.pitch % 12 for n in new_notes} <= {9, 1, 4}
+
+
+class _VelocityFirst(Grammar):
+    """A stand-in for an encoding that sets Velocity before Pitch (tracks): in its last
+    bar, after a note at MIDI 70, a Velocity, a higher Pitch or a Position may come."""
+
+    elapsed, done = 4.0, False
+
+    def allowed(self):
+        mask = np.zeros(len(TINY.vocab), dtype=bool)
+        mask[TINY.vocab.ids_with_prefix("Velocity_")] = True
+        mask[TINY.vocab.id("Pitch_71") : TINY.vocab.id("Pitch_72") + 1] = True
+        mask[TINY.vocab.id("Position_15")] = True
+        return mask
+
+    def advance(self, token_id):
+        pass
+
+
+def test_cadence_grammar_holds_back_a_velocity_no_pitch_of_the_key_could_follow():
+    controls = Controls.request(TINY, key="D minor")
+    steered = CadenceGrammar(_VelocityFirst(), controls, bars=4)
+    allowed = TINY.describe(np.flatnonzero(steered.allowed()))
+    assert allowed == ["Position_15"]  # B and C are not in D minor's triad; no Velocity
+
+
+def test_without_a_key_or_a_length_no_cadence_is_imposed():
+    rng = np.random.default_rng(5)
+    no_key = Controls.request(TINY, density="low", time_signature="3/4")
+    assert not no_key.closing and type(no_key.wrap(TINY.grammar(4))) is ForcedGrammar
+    off = Controls.request(TINY, key="D minor", cadence=False)
+    assert type(off.wrap(TINY.grammar(4))) is ForcedGrammar
+    unbounded = Controls.request(TINY, key="D minor").wrap(TINY.grammar())
+    assert type(unbounded) is ForcedGrammar
+    # with a key, the bars before the closing ones are steered by the Key tokens alone,
+    # and the closing bars differ only at Pitch ids (and EOS, until the last bar's note)
+    keyed = Controls.request(TINY, key="D minor").wrap(TINY.grammar(6))
+    key_only = off.wrap(TINY.grammar(6))
+    lo, hi = TINY.id_range[PITCH]
+    while not key_only.done:
+        a, b = keyed.allowed(), key_only.allowed()
+        if key_only.elapsed < 6 - APPROACH_BARS:
+            assert (a == b).all()
+        else:
+            differ = set(np.flatnonzero(a != b).tolist())
+            assert differ <= set(range(lo, hi)) | {2}  # 2: EOS
+        token_id = int(rng.choice(np.flatnonzero(a)))
+        keyed.advance(token_id)
+        key_only.advance(token_id)
+
+
 # ----------------------------------------------------------------------------- generate
 
 
@@ -419,6 +530,8 @@ def test_generate_imposes_controls(checkpoints, tmp_path):
         assert [n for n in names if n.startswith("Key")] == ["Key_10_minor"] * 3
         assert {n for n in names if n.startswith("TimeSig")} == {"TimeSig_6/8"}
         assert f.bars == 3
+        last_bar = [n for n in ENC.decode(f.ids).notes if n.start >= 2 * 3.0]  # 6/8: 3 quarters
+        assert last_bar and {n.pitch % 12 for n in last_bar} <= {10, 1, 5}  # Bb minor's triad
 
 
 def test_generate_without_controls_keeps_metre_and_refuses_key(checkpoints, tmp_path):
