@@ -45,7 +45,7 @@ def test_settings_precedence_defaults_checkpoint_file_flags(tmp_path):
     assert cfg.model.units == 96  # the file beats the checkpoint
     assert cfg.train.seq_len == 24  # a flag beats the file
     assert cfg.model.layers == 3 and cfg.train.epochs == 7  # the checkpoint beats defaults
-    assert cfg.model.cell == "lstm"  # untouched default
+    assert cfg.model.cell == "gru"  # untouched default
     assert resolve_settings(flags={"units": 8}).model.units == 8
     assert resolve_settings(RunConfig().with_flat({"units": 5})).model.units == 5
     with pytest.raises(ConfigError, match="unknown setting"):
