@@ -39,7 +39,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 
 from musicgen import distribute  # noqa: E402
-from musicgen import train as train_module  # noqa: E402
+from musicgen import trainer as train_module  # noqa: E402
 from musicgen.config import RunConfig  # noqa: E402
 from musicgen.dataset import prepare, shard_set, split_files  # noqa: E402
 from musicgen.encoding.base import get_encoding  # noqa: E402

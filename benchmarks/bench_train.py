@@ -52,7 +52,7 @@ from musicgen.config import RunConfig  # noqa: E402
 from musicgen.dataset import prepare, split_files  # noqa: E402
 from musicgen.encoding.base import EOS, PAD, get_encoding  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
-from musicgen.train import build_model_and_optimizer, make_train_step  # noqa: E402
+from musicgen.trainer import build_model_and_optimizer, make_train_step  # noqa: E402
 
 COMMON_WINDOW = 100  # the recipe's sequence length: 100 notes in, 1 note out
 COMMON_BATCH = 64  # the recipe's batch size (windows per step)

@@ -412,7 +412,7 @@ def train(
     from musicgen.runtime import import_tensorflow
 
     import_tensorflow()
-    from musicgen.train import train as run_training
+    from musicgen.trainer import train as run_training
 
     result = run_training(
         run_config,

@@ -442,7 +442,7 @@ def train(
     if data_dir is None:
         data_dir = Path(_stored_data_dir(out) if resume else DEFAULT_DATA_DIR)
     load_tensorflow()
-    from musicgen.train import train as run_training
+    from musicgen.trainer import train as run_training
 
     verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     result = run_training(

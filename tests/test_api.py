@@ -188,14 +188,11 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     assert len(scope["pieces"]) == 2 and len(scope["voices"]) == 1
 
 
-@pytest.mark.slow  # imports TensorFlow
-def test_musicgen_train_is_the_training_module_and_callable():
-    """`musicgen.train` is both musicgen/train.py (tests and tools use its attributes)
-    and the API's train (the module made callable)."""
-    from musicgen import train as module
+def test_musicgen_train_is_the_api_function():
+    """`musicgen.train` is the API's train (the trainer module is musicgen.trainer)."""
+    from musicgen import api
 
-    assert module is sys.modules["musicgen.train"] and callable(module)
-    assert musicgen.train is module and callable(module.train)
+    assert musicgen.train is api.train
 
 
 @pytest.mark.slow

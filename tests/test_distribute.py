@@ -31,11 +31,11 @@ import keras  # noqa: E402
 
 from musicgen import checkpoint as ckpt  # noqa: E402
 from musicgen import dataset, distribute  # noqa: E402
-from musicgen import train as train_module  # noqa: E402
+from musicgen import trainer as train_module  # noqa: E402
 from musicgen.cli import main  # noqa: E402
 from musicgen.config import ConfigError, RunConfig, TrainConfig  # noqa: E402
 from musicgen.errors import UsageError  # noqa: E402
-from musicgen.train import train  # noqa: E402
+from musicgen.trainer import train  # noqa: E402
 from tests.music import Track, write_test_midi  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -129,7 +129,7 @@ def test_two_prepares_on_one_cache_at_once(tmp_path):
 @pytest.mark.slow
 def test_resume_of_a_run_killed_before_its_first_save_starts_afresh(tmp_path):
     from musicgen.config import RunConfig
-    from musicgen.train import train
+    from musicgen.trainer import train
 
     corpus, out = _corpus(tmp_path / "corpus", 3), tmp_path / "run"
     out.mkdir()

@@ -20,13 +20,13 @@ tf = import_tensorflow()
 
 from musicgen import atomic, dataset  # noqa: E402
 from musicgen import checkpoint as ckpt  # noqa: E402
-from musicgen import train as train_module  # noqa: E402
+from musicgen import trainer as train_module  # noqa: E402
 from musicgen.cli import main  # noqa: E402
 from musicgen.config import EncodingConfig, ModelConfig, RunConfig  # noqa: E402
 from musicgen.encoding.base import get_encoding  # noqa: E402
 from musicgen.errors import UserError  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
-from musicgen.train import train  # noqa: E402
+from musicgen.trainer import train  # noqa: E402
 from tests.hostile import good_midi  # noqa: E402
 
 TINY = {"layers": 1, "units": 8, "embedding_dim": 8, "seq_len": 16, "batch_size": 4,

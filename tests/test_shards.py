@@ -176,7 +176,7 @@ def test_training_streams_groups_when_the_corpus_does_not_fit(tmp_path, monkeypa
 
     import_tensorflow()
     from musicgen import checkpoint as ckpt
-    from musicgen import train as train_module
+    from musicgen import trainer as train_module
     from musicgen.config import RunConfig
 
     folder = _corpus(tmp_path / "music", 6)

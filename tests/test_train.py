@@ -26,7 +26,7 @@ from musicgen.config import ModelConfig, RunConfig  # noqa: E402
 from musicgen.encoding.base import get_encoding  # noqa: E402
 from musicgen.errors import UsageError, UserError  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
-from musicgen.train import train  # noqa: E402
+from musicgen.trainer import train  # noqa: E402
 from tests.music import Track, write_test_midi  # noqa: E402
 
 TINY = {
