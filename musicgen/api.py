@@ -110,7 +110,7 @@ def prepare(
     """Scan `data_dir`, parse and encode every music file on all cores, cache the
     result, and report what was used and what was skipped and why.
 
-    encoding ("remi" or "performance"), steps_per_quarter and include_drums default
+    encoding ("tracks", "remi" or "performance"), steps_per_quarter and include_drums default
     to EncodingConfig's; val_fraction and seed (the split the report counts) to
     TrainConfig's, as `musicgen prepare` does. cache_dir: default $MUSICGEN_CACHE_DIR
     or ~/.cache/musicgen. workers: parsing processes (default: all cores).

@@ -28,6 +28,7 @@ from musicgen.api import (
     writable_folder,
 )
 from musicgen.atomic import atomic_write
+from musicgen.config import ENCODINGS, EncodingConfig
 from musicgen.errors import UsageError, UserError
 
 
@@ -186,7 +187,7 @@ def _train_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--encoding",
-            type=click.Choice(["remi", "tracks", "performance"]),
+            type=click.Choice(ENCODINGS),
             default=enc.name,
             show_default=True,
             help="Token encoding (tracks: beat grid, every instrument on its own part; remi: beat grid, one merged part; performance: 10 ms expressive timing).",
@@ -862,12 +863,14 @@ PREPARE_SKIPS_SHOWN = 20  # skipped files listed in the human report
 
 @main.command()
 @click.argument("data_dir", required=False, default=DEFAULT_DATA_DIR, type=click.Path())
-@click.option("--encoding", type=click.Choice(["remi", "tracks", "performance"]), default="remi",
-              show_default=True, help="Token encoding (tracks: every part apart; remi: one merged part; performance: 10 ms "
-              "expressive events).")  # fmt: skip
+@click.option("--encoding", type=click.Choice(ENCODINGS), default=EncodingConfig().name,
+              show_default=True, help="Token encoding (tracks: every part apart; remi: one "
+              "merged part; performance: 10 ms expressive events).")  # fmt: skip
 @click.option("--steps-per-quarter", type=click.IntRange(1, 48), default=4, show_default=True,
-              help="remi grid resolution (4 = sixteenth notes).")  # fmt: skip
-@click.option("--include-drums", is_flag=True, help="Keep drum tracks (merged into the stream).")
+              help="Grid resolution of remi and tracks (4 = sixteenth notes).")  # fmt: skip
+@click.option("--include-drums", is_flag=True,
+              help="remi/performance: merge drum tracks into the one stream (tracks keeps "
+                   "drums as their own part always).")  # fmt: skip
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1,
               show_default=True, help="Share of files the report counts as validation "
               "(split by file, as train does).")  # fmt: skip

@@ -86,9 +86,9 @@ def _check(cond: bool, message: str) -> None:
 class EncodingConfig(_Config):
     """How music becomes tokens. The vocabulary is a function of these alone."""
 
-    # "remi" (beat grid, one merged part), "tracks" (beat grid, every instrument and the
-    # drums apart) or "performance" (10 ms expressive events)
-    name: str = "remi"
+    # "tracks" (beat grid, every instrument and the drums apart), "remi" (beat grid, one
+    # merged part; musicgen 0.2's default) or "performance" (10 ms expressive events)
+    name: str = "tracks"
     pitch_min: int = 21  # lowest pitch kept (A0); notes outside are dropped and counted
     pitch_max: int = 108  # highest pitch kept (C8)
     velocity_bins: int = 16  # velocities 1..127 quantized into this many bins

@@ -89,7 +89,7 @@ class PreparedData:
     root: Path
     files: list[PreparedFile]
     skipped: list[tuple[str, str]]  # (path relative to root, one-line reason)
-    encoding: str = "remi"  # EncodingConfig.name the ids are in
+    encoding: str = "tracks"  # EncodingConfig.name the ids are in
     cached: int = 0  # files answered by the cache (usable or not)
     parsed: int = 0  # files parsed in this run
     data_dir: str = ""  # the folder (or file) as the caller named it

@@ -257,7 +257,7 @@ def untrained_checkpoint(folder, encoding=None, cell: str = "lstm"):
     from musicgen.model import build_model
 
     config = RunConfig(
-        encoding=encoding or EncodingConfig(),
+        encoding=encoding or EncodingConfig(name="remi"),
         model=ModelConfig(cell=cell, layers=1, units=16, embedding_dim=8),
     )
     vocab_size = len(get_encoding(config.encoding).vocab)

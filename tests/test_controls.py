@@ -42,8 +42,8 @@ from musicgen.encoding.remi import (
 from musicgen.errors import UsageError
 from tests.music import make_score, untrained_checkpoint
 
-PLAIN = RemiEncoding(EncodingConfig())
-ENC = RemiEncoding(EncodingConfig(controls=True))
+PLAIN = RemiEncoding(EncodingConfig(name="remi"))
+ENC = RemiEncoding(EncodingConfig(name="remi", controls=True))
 MAJOR_SCALE = [0, 2, 4, 5, 7, 9, 11, 12]
 HARMONIC_MINOR = [0, 2, 3, 5, 7, 8, 11, 12]
 
@@ -259,7 +259,7 @@ def _advance_all(grammar, ids):
 
 
 def test_old_configs_load_without_controls(tmp_path):
-    data = RunConfig().to_dict()
+    data = RunConfig(encoding=EncodingConfig(name="remi")).to_dict()
     del data["encoding"]["controls"]
     assert RunConfig.from_dict(data).encoding.controls is False
     folder = tmp_path / "old"
@@ -399,7 +399,9 @@ def test_requests_a_model_cannot_meet_are_usage_errors():
 # ----------------------------------------------------------------------------- cadence
 
 TINY = RemiEncoding(
-    EncodingConfig(controls=True, pitch_min=48, pitch_max=72, max_bar_quarters=4, tempo_bins=4)
+    EncodingConfig(
+        name="remi", controls=True, pitch_min=48, pitch_max=72, max_bar_quarters=4, tempo_bins=4
+    )
 )
 D_MINOR_TRIAD, D_HARMONIC_MINOR = {2, 5, 9}, {2, 4, 5, 7, 9, 10, 1}
 
@@ -507,7 +509,7 @@ def test_without_a_key_or_a_length_no_cadence_is_imposed():
 
 
 def _checkpoint(folder: Path, controls: bool) -> Path:
-    return untrained_checkpoint(folder, EncodingConfig(controls=controls))
+    return untrained_checkpoint(folder, EncodingConfig(name="remi", controls=controls))
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from musicgen.dataset import PreparedFile, prepare, scan, split_files
 from musicgen.errors import UsageError, UserError
 from tests.music import Track, write_test_midi
 
-REMI = EncodingConfig()
+REMI = EncodingConfig(name="remi")
 
 
 def good_midi(path: Path, seed: int = 0) -> Path:

@@ -163,7 +163,7 @@ PIECE_B = [(62, 0, 1, 80), (65, 1, 0.5, 80)]
 
 
 def _two_pieces():
-    remi = get_encoding(EncodingConfig())
+    remi = get_encoding(EncodingConfig(name="remi"))
     a = remi.encode(make_score(PIECE_A)).ids
     b = remi.encode(make_score(PIECE_B, time_signature=(3, 4))).ids
     return remi, a, b
@@ -310,6 +310,8 @@ def test_family_scores_split_the_nats_between_the_parts_and_what_they_share():
     total = sum(v["nats"] for v in got.values())
     assert total == len(ids) - 1
     assert (
-        ev.family_scores(get_encoding(EncodingConfig()), [SimpleNamespace(ids=ids)], [(nll, 0)])
+        ev.family_scores(
+            get_encoding(EncodingConfig(name="remi")), [SimpleNamespace(ids=ids)], [(nll, 0)]
+        )
         == {}
     )

@@ -43,7 +43,7 @@ def perf_ckpt(tmp_path_factory):
 
 
 def _remi():
-    return get_encoding(EncodingConfig())
+    return get_encoding(EncodingConfig(name="remi"))
 
 
 def test_remi_pieces_have_exact_bars_and_valid_tokens(remi_ckpt, tmp_path):

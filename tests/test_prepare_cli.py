@@ -36,10 +36,12 @@ def test_missing_or_empty_folder_is_a_usage_error(tmp_path):
 def test_only_bad_files_is_a_failure_naming_them(tmp_path):
     (tmp_path / "empty.mid").write_bytes(b"")
     drums_midi(tmp_path / "drums.mid")
-    result = run(str(tmp_path))
+    result = run(str(tmp_path), "--encoding", "remi")  # one merged pitched part: no drums
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "drums.mid: drums only" in result.stderr and "empty.mid" in result.stderr
+    result = run(str(tmp_path))  # tracks (the default) keeps a drum groove as a drum part
+    assert result.exit_code == 0 and "1 file" in result.output, result.output
 
 
 def test_json_prints_only_the_summary(tmp_path):

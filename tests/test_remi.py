@@ -16,7 +16,7 @@ from musicgen.midi_io import read_score
 from musicgen.score import Score
 from tests.music import make_score, random_quantized_score
 
-ENC = RemiEncoding(EncodingConfig())
+ENC = RemiEncoding(EncodingConfig(name="remi"))
 V = ENC.velocities.values  # velocities that round-trip exactly
 T = ENC.tempos.values  # tempos that round-trip exactly
 CORPUS = Path(__file__).resolve().parent.parent / "midi_corpus"
@@ -47,7 +47,7 @@ def tokens(score: Score, enc: RemiEncoding = ENC) -> list[str]:
 
 def test_vocabulary_is_a_function_of_the_config():
     assert ENC.vocab.tokens[:4] == ["PAD", "BOS", "EOS", "Bar"]
-    assert RemiEncoding(EncodingConfig()).vocab.tokens == ENC.vocab.tokens
+    assert RemiEncoding(EncodingConfig(name="remi")).vocab.tokens == ENC.vocab.tokens
     (first, last), = ENC.pitch_id_ranges()  # fmt: skip
     assert ENC.describe([first, last]) == ["Pitch_21", "Pitch_108"]
     assert last - first == 108 - 21
@@ -56,7 +56,7 @@ def test_vocabulary_is_a_function_of_the_config():
     assert "Duration_32" in ENC.vocab and "Duration_33" not in ENC.vocab
     coarse = RemiEncoding(EncodingConfig(steps_per_quarter=1))
     assert "TimeSig_3/8" not in coarse.vocab  # 1.5 quarters is no whole number of steps
-    assert get_encoding(EncodingConfig()).vocab.tokens == ENC.vocab.tokens
+    assert get_encoding(EncodingConfig(name="remi")).vocab.tokens == ENC.vocab.tokens
 
 
 def test_tokens_of_a_small_piece():

@@ -118,7 +118,9 @@ def test_prepare_works_when_the_cache_cannot_be_written(tmp_path, monkeypatch):
     folder.mkdir()
     good_midi(folder / "a.mid")
     monkeypatch.setattr(atomic.tempfile, "mkstemp", _fail_with(errno.EROFS))
-    data = dataset.prepare(folder, EncodingConfig(), cache_dir=tmp_path / "cache", workers=1)
+    data = dataset.prepare(
+        folder, EncodingConfig(name="remi"), cache_dir=tmp_path / "cache", workers=1
+    )
     assert [f.path for f in data.files] == ["a.mid"]
 
 

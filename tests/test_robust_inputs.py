@@ -199,10 +199,14 @@ def test_odd_but_legal_files_keep_their_parts_and_write_back(hostile, tmp_path):
 
 def test_prepare_skips_each_bad_file_with_its_reason(hostile, tmp_path, locked_open):
     folder, expected = hostile
-    data = dataset.prepare(folder, EncodingConfig(), cache_dir=tmp_path / "cache", workers=1)
+    data = dataset.prepare(
+        folder, EncodingConfig(name="remi"), cache_dir=tmp_path / "cache", workers=1
+    )
     _check_outcome(expected, [f.path for f in data.files], dict(data.skipped))
     assert all(f.ids[0] == 1 and f.ids[-1] == 2 for f in data.files)  # BOS ... EOS
-    again = dataset.prepare(folder, EncodingConfig(), cache_dir=tmp_path / "cache", workers=1)
+    again = dataset.prepare(
+        folder, EncodingConfig(name="remi"), cache_dir=tmp_path / "cache", workers=1
+    )
     assert again.parsed == 0 and [f.path for f in again.files] == [f.path for f in data.files]
     entries = list((tmp_path / "cache").rglob("*"))
     assert not [p for p in entries if p.name.startswith(".tmp-")], "half-written cache entry"
@@ -211,7 +215,8 @@ def test_prepare_skips_each_bad_file_with_its_reason(hostile, tmp_path, locked_o
 def test_prepare_cli_reports_everything_without_a_traceback(hostile, tmp_path, locked_open):
     folder, expected = hostile
     runner = CliRunner()
-    args = ["prepare", str(folder), "--cache-dir", str(tmp_path / "c"), "--workers", "1"]
+    args = ["prepare", str(folder), "--encoding", "remi", "--cache-dir", str(tmp_path / "c")]
+    args += ["--workers", "1"]  # remi: the drums-only files are skipped, as `hostile` expects
     result = runner.invoke(main, [*args, "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -249,16 +254,16 @@ def test_cache_never_keeps_a_half_written_entry(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(dataset.np, "savez", disk_full)
-    first = dataset.prepare(folder, EncodingConfig(), cache_dir=cache, workers=1)
+    first = dataset.prepare(folder, EncodingConfig(name="remi"), cache_dir=cache, workers=1)
     assert len(first.files) == 3  # the run still works without its cache
     assert not [p for p in cache.rglob("*") if p.is_file()], "no entry, whole or half"
     monkeypatch.setattr(dataset.np, "savez", real_savez)
 
-    second = dataset.prepare(folder, EncodingConfig(), cache_dir=cache, workers=1)
+    second = dataset.prepare(folder, EncodingConfig(name="remi"), cache_dir=cache, workers=1)
     assert second.parsed == 3
     entry = next(p for p in cache.rglob("*.npz"))
     entry.write_bytes(entry.read_bytes()[:20])  # a torn entry (e.g. an old crash) is a miss
-    third = dataset.prepare(folder, EncodingConfig(), cache_dir=cache, workers=1)
+    third = dataset.prepare(folder, EncodingConfig(name="remi"), cache_dir=cache, workers=1)
     assert third.parsed == 1 and third.cached == 2
     for a, b in zip(first.files, third.files, strict=True):
         assert a.path == b.path and np.array_equal(a.ids, b.ids)
@@ -293,3 +298,16 @@ def test_train_and_generate_on_a_hostile_folder(hostile, tmp_path, locked_open):
     odd = runner.invoke(main, [*generate, "--primer", str(folder / "never_closed.mid")])
     assert odd.exit_code == 0, odd.output
     assert list((tmp_path / "gen").glob("*.mid"))
+
+
+def test_tracks_uses_drum_grooves_and_skips_the_same_broken_files(hostile, tmp_path):
+    folder, _ = hostile
+    remi = dataset.prepare(folder, EncodingConfig(name="remi"), cache_dir=tmp_path / "r", workers=1)
+    tracks = dataset.prepare(
+        folder, EncodingConfig(name="tracks"), cache_dir=tmp_path / "t", workers=1
+    )
+    used_remi, used_tracks = {f.path for f in remi.files}, {f.path for f in tracks.files}
+    assert used_remi <= used_tracks
+    reasons = dict(remi.skipped)
+    assert all(reasons[p] == "drums only" for p in used_tracks - used_remi)
+    assert {p for p, _ in tracks.skipped} == {p for p, r in remi.skipped if r != "drums only"}

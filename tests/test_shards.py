@@ -72,7 +72,7 @@ def test_a_damaged_set_is_not_loaded(tmp_path):
 
 def test_prepare_writes_shards_that_find_shards_finds_until_the_folder_changes(tmp_path):
     folder, cache = _corpus(tmp_path / "music", 5), tmp_path / "cache"
-    encoding = EncodingConfig()
+    encoding = EncodingConfig(name="remi")
     assert dataset.find_shards(folder, encoding, cache_dir=cache) is None
     prepared = dataset.prepare(folder, encoding, cache_dir=cache, workers=1, tokens_per_shard=150)
     found = dataset.find_shards(folder, encoding, cache_dir=cache, tokens_per_shard=150)
@@ -90,7 +90,7 @@ def test_prepare_writes_shards_that_find_shards_finds_until_the_folder_changes(t
 
 def test_load_shards_prepares_a_new_folder_then_finds_its_shards(tmp_path, monkeypatch):
     folder, cache = _corpus(tmp_path / "music", 3), tmp_path / "cache"
-    encoding = EncodingConfig()
+    encoding = EncodingConfig(name="remi")
     first = dataset.load_shards(folder, encoding, cache_dir=cache, tokens_per_shard=150)
     assert len(first.files) == 3 and first.folder is not None
     parsed = []
