@@ -457,12 +457,7 @@ def accompany(
         song.parts = [p for p in song.parts if not p.is_drum]
     added = [context.known_program(r) for r in requests]
     paths = _paths(song_path, out_dir, "accompany", num, sample.seed, force)
-    plan = context.plan(song, added)
-    pieces = context.sample(plan, num, sample)
-    return [
-        _write(context, plan, ids, path, on_file, rewritten=set())
-        for path, (ids, _) in zip(paths, pieces, strict=True)
-    ]
+    return _sample_and_write(context, context.plan(song, added), paths, sample, on_file)
 
 
 def harmonize(
@@ -491,11 +486,7 @@ def harmonize(
     paths = _paths(melody_path, out_dir, "harmony", num, sample.seed, force)
     plan = context.plan(melody, [voice] * voices, stream_programs={0: voice})
     plan.ceiling = ceiling(melody.parts[0].notes, plan, context.encoding)
-    pieces = context.sample(plan, num, sample)
-    return [
-        _write(context, plan, ids, path, on_file, rewritten=set())
-        for path, (ids, _) in zip(paths, pieces, strict=True)
-    ]
+    return _sample_and_write(context, plan, paths, sample, on_file)
 
 
 def infill(
@@ -772,6 +763,21 @@ def _paths(
     paths = [Path(out_dir) / f"{stem}-{kind}-{seed}-{i + 1:02d}.mid" for i in range(num)]
     gen.check_free(paths, force)
     return paths
+
+
+def _sample_and_write(
+    context: _Context,
+    plan: SongPlan,
+    paths: list[Path | None],
+    sample: SampleConfig,
+    on_file: Callable[[Arrangement], None] | None,
+) -> list[Arrangement]:
+    """One piece per path under the plan, sampled in one batch, then written."""
+    pieces = context.sample(plan, len(paths), sample)
+    return [
+        _write(context, plan, ids, path, on_file, rewritten=set())
+        for path, (ids, _) in zip(paths, pieces, strict=True)
+    ]
 
 
 def _song_parts(plan: SongPlan) -> list[Part]:

@@ -80,6 +80,15 @@ class Grammar(ABC):
     def done(self) -> bool:
         """True once EOS has been consumed."""
 
+    def _check(self, token_id: int, vocab: Vocabulary) -> int:
+        """`token_id` as an int; ValueError naming the token if it is not allowed now."""
+        token_id = int(token_id)
+        mask = self.allowed()
+        if not (0 <= token_id < mask.size and mask[token_id]):
+            name = vocab.token(token_id) if 0 <= token_id < len(vocab) else token_id
+            raise ValueError(f"token {name} is not allowed here")
+        return token_id
+
     @property
     @abstractmethod
     def elapsed(self) -> float:

@@ -575,10 +575,7 @@ class RemiGrammar(Grammar):
         return mask
 
     def advance(self, token_id: int) -> None:
-        token_id = int(token_id)
-        if not (0 <= token_id < self.size and self.allowed()[token_id]):
-            name = self.enc.vocab.token(token_id) if 0 <= token_id < self.size else token_id
-            raise ValueError(f"token {name} is not allowed here")
+        token_id = self._check(token_id, self.enc.vocab)
         if self.phase == _DONE:
             return
         kind = self.enc._kinds_list[token_id]

@@ -50,6 +50,7 @@ from musicgen.encoding.remi import (
     TIMESIG,
     VELOCITY,
     RemiEncoding,
+    _RemiReader,
 )
 from musicgen.instruments import track_names
 from musicgen.score import DRUM_PROGRAM, Note, Part, Score
@@ -233,25 +234,16 @@ class _NoteWriter:
         return ids
 
 
-class _TracksReader:
-    """Decoding state; tolerant of tokens out of place (counted, skipped)."""
+class _TracksReader(_RemiReader):
+    """Decoding state: remi's bars, metre and tempo, plus the header and the parts;
+    tolerant of tokens out of place (counted, skipped)."""
 
     def __init__(self, encoding: TracksEncoding):
-        self.enc = encoding
+        super().__init__(encoding)
         self.programs: list[int] = []
-        self.notes: list[list[Note]] = []
-        self.bars = 0
-        self.bar_start = 0
-        self.signature = encoding.nearest_time_signature(4, 4)
-        self.bar_len = encoding.bar_steps(self.signature)
-        self.stage = 0  # 0 just after Bar, 1 after TimeSig, 2 after Tempo, 3 in the notes
-        self.position: int | None = None
+        self.part_notes: list[list[Note]] = []
         self.part: int | None = None
-        self.velocity: list[int | None] = []
-        self.pitch: int | None = None  # a pitched note waiting for its Duration
-        self.tempos: list[tuple[int, float]] = []
-        self.signatures: list[tuple[int, int, int]] = []
-        self.invalid = 0
+        self.part_velocity: list[int | None] = []
 
     def read(self, token_id: int) -> None:
         if not 0 <= token_id < len(self.enc.vocab):
@@ -264,54 +256,12 @@ class _TracksReader:
         if not handler(value, token_id):
             self.invalid += 1
 
-    def _special(self, value: int, token_id: int) -> bool:
-        return token_id in (PAD, BOS)
-
     def _program(self, value: int, token_id: int) -> bool:
         if self.bars or len(self.programs) >= self.enc.config.max_parts:
             return False
         self.programs.append(value)
-        self.notes.append([])
-        self.velocity.append(None)
-        return True
-
-    def _bar(self, value: int, token_id: int) -> bool:
-        if self.bars:
-            self.bar_start += self.bar_len
-        self.bars += 1
-        self.stage, self.position = 0, None
-        if self.bars == 1:
-            self.signatures.append((0, *self.signature))
-        return True
-
-    def _control(self, value: int, token_id: int) -> bool:
-        return self.bars > 0 and self.stage == 0
-
-    def _timesig(self, value: int, token_id: int) -> bool:
-        if not self.bars or self.stage != 0:
-            return False
-        self.signature = self.enc.time_signatures[value]
-        self.bar_len = self.enc.bar_steps(self.signature)
-        if self.signatures[-1][0] == self.bar_start:
-            self.signatures.pop()
-        if not self.signatures or self.signatures[-1][1:] != self.signature:
-            self.signatures.append((self.bar_start, *self.signature))
-        self.stage = 1
-        return True
-
-    def _tempo(self, value: int, token_id: int) -> bool:
-        if not self.bars or self.stage > 1:
-            return False
-        bpm = self.enc.tempos.value(value)
-        if not self.tempos or self.tempos[-1][1] != bpm:
-            self.tempos.append((self.bar_start, bpm))
-        self.stage = 2
-        return True
-
-    def _position(self, value: int, token_id: int) -> bool:
-        if not self.bars or value >= self.bar_len:
-            return False
-        self.position, self.stage = value, 3
+        self.part_notes.append([])
+        self.part_velocity.append(None)
         return True
 
     def _track(self, value: int, token_id: int) -> bool:
@@ -323,16 +273,16 @@ class _TracksReader:
     def _velocity(self, value: int, token_id: int) -> bool:
         if self.position is None or self.part is None:
             return False
-        self.velocity[self.part] = self.enc.velocities.value(value)
+        self.part_velocity[self.part] = self.enc.velocities.value(value)
         return True
 
-    def _pitch(self, value: int, token_id: int) -> bool:
+    def _tracks_pitch(self, value: int, token_id: int) -> bool:
         if not self._ready(drum=False):
             return False
         self.pitch = value
         return True
 
-    def _duration(self, value: int, token_id: int) -> bool:
+    def _tracks_duration(self, value: int, token_id: int) -> bool:
         if self.pitch is None:
             return False
         self._add(self.pitch, value)
@@ -352,14 +302,14 @@ class _TracksReader:
             self.position is not None
             and part is not None
             and (self.programs[part] == DRUM_PROGRAM) == drum
-            and self.velocity[part] is not None
+            and self.part_velocity[part] is not None
         )
 
     def _add(self, pitch: int, steps: int) -> None:
         spq = self.enc.config.steps_per_quarter
         onset = self.bar_start + self.position
-        velocity = self.velocity[self.part]
-        self.notes[self.part].append(Note(pitch, onset / spq, (onset + steps) / spq, velocity))
+        velocity = self.part_velocity[self.part]
+        self.part_notes[self.part].append(Note(pitch, onset / spq, (onset + steps) / spq, velocity))
 
     def score(self) -> Score:
         if self.pitch is not None:
@@ -368,7 +318,7 @@ class _TracksReader:
         names = track_names(self.programs)
         parts = [
             Part(program, sorted(notes, key=lambda n: (n.start, n.pitch)), name)
-            for program, notes, name in zip(self.programs, self.notes, names, strict=True)
+            for program, notes, name in zip(self.programs, self.part_notes, names, strict=True)
         ]
         pitched = [n for p in parts if not p.is_drum for n in p.notes]
         drums = [n for p in parts if p.is_drum for n in p.notes]
@@ -394,9 +344,9 @@ _KIND_NAMES = {
     TIMESIG: "timesig",
     TEMPO: "tempo",
     POSITION: "position",
-    PITCH: "pitch",
+    PITCH: "tracks_pitch",
     VELOCITY: "velocity",
-    DURATION: "duration",
+    DURATION: "tracks_duration",
     KEY: "control",
     DENSITY: "control",
     PROGRAM: "program",
@@ -527,10 +477,7 @@ class TracksGrammar(Grammar):
         self._set(mask, kind, above + 1)
 
     def advance(self, token_id: int) -> None:
-        token_id = int(token_id)
-        if not (0 <= token_id < self.size and self.allowed()[token_id]):
-            name = self.enc.vocab.token(token_id) if 0 <= token_id < self.size else token_id
-            raise ValueError(f"token {name} is not allowed here")
+        token_id = self._check(token_id, self.enc.vocab)
         if self.phase == _DONE:
             return
         kind = self.enc._kinds_list[token_id]
