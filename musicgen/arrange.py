@@ -19,6 +19,8 @@ the added or rewritten notes come from the model.
 
 from __future__ import annotations
 
+import bisect
+import copy
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +33,17 @@ from musicgen import checkpoint as ckpt
 from musicgen import generate as gen
 from musicgen.config import SampleConfig
 from musicgen.encoding.base import BOS, EOS, Grammar, NarrowedGrammar, get_encoding
-from musicgen.encoding.remi import BAR, DURATION, KEY, PITCH, POSITION, TEMPO, TIMESIG, VELOCITY
+from musicgen.encoding.remi import (
+    BAR,
+    DENSITY,
+    DURATION,
+    KEY,
+    PITCH,
+    POSITION,
+    TEMPO,
+    TIMESIG,
+    VELOCITY,
+)
 from musicgen.encoding.tracks import (
     _CONTROLS,
     _HEADER,
@@ -58,6 +70,8 @@ from musicgen.instruments import (
 )
 from musicgen.midi_io import read_pieces, write_midi
 from musicgen.score import DRUM_PROGRAM, MusicError, Note, Part, Score
+
+INFILL_HORIZON_BARS = 4  # bars after an infill window that score its candidates
 
 
 @dataclass(frozen=True, order=True)
@@ -131,7 +145,7 @@ def plan_song(
     header_of = {s[2]: h for h, s in enumerate(slots) if s[1] == 0}
 
     spq = encoding.config.steps_per_quarter
-    dropped: dict = {}
+    dropped: Counter = Counter()
     kept: list[KeptNote] = []
     for i, part in enumerate(user_parts):
         for onset, value, velocity, steps in encoding._part_grid(part, dropped):
@@ -146,9 +160,17 @@ def plan_song(
     if window is not None:
         in_window = (round(window[0] * spq), round(window[1] * spq))
         chosen = frozenset(header_of[i] for i in (rewrite or range(len(user_parts))))
+        _fix_densities(encoding, bars, kept, openings, in_window)
         kept = [
             n for n in kept if not (n.part in chosen and in_window[0] <= n.onset < in_window[1])
         ]
+        # the bars after the window are the song's own: only the first INFILL_HORIZON_BARS
+        # of them are read (they score the candidates); the rest is written from the song
+        last = next((i for i, b in enumerate(bars) if b.start >= in_window[1]), len(bars))
+        bars = bars[: last + INFILL_HORIZON_BARS]
+        openings = openings[: len(bars)]
+        end = bars[-1].start + bars[-1].steps
+        kept = [n for n in kept if n.onset < end]
     return SongPlan(
         programs=programs,
         user=user,
@@ -162,12 +184,30 @@ def plan_song(
     )
 
 
+def _fix_densities(
+    encoding: TracksEncoding,
+    bars: list,
+    kept: list[KeptNote],
+    openings: list[list[int]],
+    window: tuple[int, int],
+) -> None:
+    """With controls, a bar wholly outside the infill window opens with the song's own
+    density (its notes are all known), inserted after its Key in `openings`."""
+    if not encoding.config.controls:
+        return
+    starts = [b.start for b in bars]
+    counts = Counter(bisect.bisect_right(starts, n.onset) - 1 for n in kept)
+    for i, bar in enumerate(bars):
+        if bar.start + bar.steps <= window[0] or bar.start >= window[1]:
+            openings[i].insert(1, encoding._density_id([None] * counts[i], bar.steps))
+
+
 def _openings(
     encoding: TracksEncoding, song: Score, bars: list, kept: list[KeptNote], programs: list[int]
 ) -> list[list[int]]:
     """Each bar's forced opening ids: the song's key (with controls; from its pitched
     notes), its time signature and tempo where they are first or change."""
-    tempo_bins = encoding._bar_tempos(song, bars, {})
+    tempo_bins = encoding._bar_tempos(song, bars, Counter())
     key = None
     pitched = [
         (n.onset, n.value, n.velocity, n.steps) for n in kept if programs[n.part] != DRUM_PROGRAM
@@ -218,10 +258,12 @@ class KeepGrammar(NarrowedGrammar):
         phase = self.g.phase
         if phase == _HEADER:
             return self._header(mask)
-        if self.g.done or self.g.bars == 0 or phase == _KEY:  # before BOS; a bar's Density
+        if self.g.done or self.g.bars == 0:  # before BOS
             return mask
         if phase == _CONTROLS:
             return self._opening(mask, KEY)
+        if phase == _KEY:  # the bar's Density: the song's own where the plan keeps the bar
+            return self._opening(mask, DENSITY)
         out = mask.copy()
         if phase == _POSITION:
             self._after_position(out)
@@ -378,6 +420,15 @@ class KeepGrammar(NarrowedGrammar):
         out[:] = False
         out[token] = keep
 
+    def clone(self) -> KeepGrammar:
+        """An independent copy in the same state (the plan and encoding are shared)."""
+        inner = copy.copy(self.g)
+        inner.programs, inner.velocity = list(self.g.programs), list(self.g.velocity)
+        twin = copy.copy(self)
+        twin.inner = twin.g = inner
+        twin.pending = list(self.pending)
+        return twin
+
     # -- bookkeeping
     def _observe(self, token_id: int) -> None:
         kind = self.enc._kinds_list[token_id]
@@ -516,7 +567,6 @@ def infill(
     context = _Context.open(checkpoint, engine)
     song = read_song(song_path, on_note)
     parts = canonical_parts(song)
-    song.parts = parts
     first, last = parse_bars(bars)
     starts = bar_starts(context.encoding, song)
     if last > len(starts):
@@ -618,21 +668,38 @@ class _Context:
         self, plan: SongPlan, count: int, sample: SampleConfig, score_from: float | None = None
     ) -> list[tuple[list[int], float]]:
         """`count` pieces under the plan: (ids BOS..EOS, log-likelihood in nats of the
-        tokens from `score_from` quarters on, 0 without it)."""
-        grammars = [start_grammar(self.encoding, plan) for _ in range(count)]
+        tokens from `score_from` quarters on, 0 without it). What the plan forces before
+        the first free choice (the header, an infill's bars before the window) is read
+        once and stepped once, at batch 1, for every piece."""
+        first = start_grammar(self.encoding, plan)
+        forced = forced_prefix(first)
+        grammars = [first.clone() for _ in range(count)]
         model = gen.load_model(self.folder, self.engine)
         max_steps = gen.MAX_STEPS_PER_UNIT * len(plan.bars)
         logprobs: list[list[float]] = [[] for _ in range(count)]
-        new_ids = gen.sample_ids(model, grammars, [BOS], sample, max_steps, logprobs=logprobs)
+        prefix = [BOS, *forced]
+        new_ids = gen.sample_ids(model, grammars, prefix, sample, max_steps, logprobs=logprobs)
         out = []
         for ids, lps in zip(new_ids, logprobs, strict=True):
             total = 0.0
             if score_from is not None:
-                times = _token_times(self.encoding, plan, [BOS, *ids])[1:]
+                times = _token_times(self.encoding, plan, [*prefix, *ids])[len(prefix) :]
                 step = round(score_from * self.encoding.config.steps_per_quarter)
                 total = float(sum(lp for lp, t in zip(lps, times, strict=True) if t >= step))
-            out.append(([BOS, *ids], total))
+            out.append(([*prefix, *ids], total))
         return out
+
+
+def forced_prefix(grammar: KeepGrammar) -> list[int]:
+    """Advance `grammar` while it allows exactly one id (and is not done); those ids."""
+    ids: list[int] = []
+    while not grammar.done:
+        choices = np.flatnonzero(grammar.allowed())
+        if choices.size != 1 or choices[0] == EOS:
+            return ids
+        grammar.advance(int(choices[0]))
+        ids.append(int(choices[0]))
+    return ids
 
 
 def _token_times(encoding: TracksEncoding, plan: SongPlan, ids: list[int]) -> list[int]:
@@ -780,6 +847,24 @@ def _sample_and_write(
     ]
 
 
+def fit_around(kept: list[Note], new: list[Note]) -> list[Note]:
+    """The new notes that leave every kept note whole: one that starts while a kept note
+    of its pitch sounds is dropped, one still sounding when a kept note of its pitch
+    starts ends there (a MIDI channel cannot hold two notes of one pitch at once)."""
+    by_pitch: dict[int, list[Note]] = {}
+    for note in kept:
+        by_pitch.setdefault(note.pitch, []).append(note)
+    out = []
+    for note in new:
+        same = by_pitch.get(note.pitch, [])
+        if any(k.start <= note.start < k.end for k in same):
+            continue
+        end = min([note.end, *(k.start for k in same if k.start > note.start)])
+        if end > note.start:
+            out.append(Note(note.pitch, note.start, end, note.velocity))
+    return out
+
+
 def _song_parts(plan: SongPlan) -> list[Part]:
     """The user's parts in the song's order (as read; drum parts merged into one)."""
     users = list(plan.user.values())
@@ -812,8 +897,8 @@ def _write(
             written.append(names[h])
             new_notes += len(part.notes)
         elif h in rewritten:
-            inside = [n for n in part.notes if start <= n.start < end]
             outside = [n for n in user.notes if not start <= n.start < end]
+            inside = fit_around(outside, [n for n in part.notes if start <= n.start < end])
             notes = sorted([*outside, *inside], key=lambda n: (n.start, n.pitch))
             mine[id(user)] = Part(user.program, notes, user.name)
             written.append(user.name or names[h])
@@ -834,7 +919,8 @@ def _write(
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_midi(out, path)
-    result = Arrangement(path, len(plan.bars), kept, written, new_notes, score, out)
+    bars = len(_song_bars(context.encoding, out))
+    result = Arrangement(path, bars, kept, written, new_notes, score, out)
     if on_file is not None:
         on_file(result)
     return result

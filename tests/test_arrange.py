@@ -263,3 +263,12 @@ def test_cli_accompany_and_infill(band_checkpoint, song_file, tmp_path):
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(main, ["infill", str(song_file), "--bars", "5-6", *base])
     assert result.exit_code == 2 and "the song has 4 bars" in result.output
+
+
+def test_new_notes_leave_every_kept_note_whole():
+    from musicgen.arrange import fit_around
+
+    kept = [note(60, 0, 4), note(62, 6, 2)]
+    new = [note(60, 2, 1), note(62, 4, 4), note(64, 4, 1), note(60, 4, 1)]
+    got = [(n.pitch, n.start, n.end) for n in fit_around(kept, new)]
+    assert got == [(62, 4.0, 6.0), (64, 4.0, 5.0), (60, 4.0, 5.0)]
