@@ -181,11 +181,18 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "bach").symlink_to(BACH)
+    (tmp_path / "checkpoints" / "band").symlink_to(ROOT / "checkpoints" / "band")
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert (tmp_path / "one.mid").is_file()
     assert len(scope["pieces"]) == 2 and len(scope["voices"]) == 1
+    names = [i.name for i in scope["pieces"][0].instruments]
+    assert names == ["Soprano", "Alto", "Tenor", "Bass"]
+    (song,) = scope["songs"]
+    kept = {i.name for i in scope["pieces"][0].instruments}
+    assert kept < {i.name for i in song.instruments} and any(i.is_drum for i in song.instruments)
+    assert len(scope["fills"]) == 1
 
 
 def test_musicgen_train_is_the_api_function():
