@@ -2,7 +2,10 @@
 or its stand-in, a 64-bar song built in code, and timing a command in a fresh process.
 
 Not a benchmark itself (run_all.py runs only `bench_*.py`). Imports TensorFlow only
-when a checkpoint has to be written.
+when a checkpoint has to be written. Importing it puts this checkout first on
+sys.path, so that a script importing it (before musicgen) measures the same musicgen
+in its own process as in the fresh `python -m musicgen` processes it starts from the
+repository root, whatever copy of musicgen is installed.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from musicgen.config import EncodingConfig, ModelConfig, RunConfig
-from musicgen.score import DRUM_PROGRAM, Note, Part, Score
-
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path[:1]:
+    sys.path.insert(0, str(ROOT))
+
+from musicgen.config import EncodingConfig, ModelConfig, RunConfig  # noqa: E402
+from musicgen.score import DRUM_PROGRAM, Note, Part, Score  # noqa: E402
+
 BAND = ROOT / "checkpoints" / "band"  # the bundled band model, once it is copied there
 # The parts the stand-in band checkpoint claims to know, as config.json `data.programs`
 # ({program: pieces}): piano, clean and overdriven guitar, fingered bass, strings, drums.
