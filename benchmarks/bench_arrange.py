@@ -2,8 +2,8 @@
 
 The song is built in code (fixtures.band_song: a melody, string chords and a bass in
 4/4 at 120 bpm, three named tracks, about 13 notes a bar) and written as a MIDI file.
-The checkpoint is checkpoints/band when it exists, else an untrained 2 x 256 GRU
-tracks checkpoint in a temporary folder (the output says which). Two jobs:
+The checkpoint is checkpoints/band (or `--band FOLDER`) when it exists, else an
+untrained 2 x 256 GRU tracks checkpoint in a temporary folder (the output says which). Two jobs:
 
 - (a) accompany: `--add drums,bass`, one arrangement;
 - (b) infill: 4 bars in the middle of the song, 16 candidates (the default), one file.
@@ -15,7 +15,7 @@ command (`python -m musicgen accompany ...`) in a fresh process, Python start-up
 imports included (best of `--repeats`). Targets (issue 16 "Speed"): each under 5 s on
 the 2-core CPU, measured on the whole command. Run from the repository root:
 
-    python benchmarks/bench_arrange.py [--quick] [--bars 64] [--json FILE]
+    python benchmarks/bench_arrange.py [--quick] [--bars 64] [--band FOLDER] [--json FILE]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from fixtures import band_checkpoint, command_seconds, is_band, write_song
+from fixtures import BAND, band_checkpoint, command_seconds, is_stand_in, write_song
 from run_all import Report
 
 from musicgen import arrange
@@ -58,6 +58,7 @@ def infill_bars(bars: int, width: int = 4) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--band", type=Path, default=BAND, help="band checkpoint folder")
     parser.add_argument("--bars", type=int, default=64, help="length of the song")
     parser.add_argument("--add", default="drums,bass", help="accompany's --add")
     parser.add_argument("--candidates", type=int, default=16, help="infill's --candidates")
@@ -72,7 +73,7 @@ def main() -> None:
     window = infill_bars(args.bars)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        checkpoint, label = band_checkpoint(tmp_path)
+        checkpoint, label = band_checkpoint(tmp_path, args.band)
         song = write_song(tmp_path / "song.mid", args.bars)
         out = tmp_path / "out"
         jobs = {
@@ -109,7 +110,7 @@ def main() -> None:
             command = command_seconds([*cli, *common], args.repeats)
             table.add(job, seconds, command, notes)
             met = command < TARGET_SECONDS
-            stand_in = "" if is_band(checkpoint) else " (band STAND-IN, untrained)"
+            stand_in = " (band STAND-IN, untrained)" if is_stand_in(checkpoint) else ""
             report.target(f"{job.split(' ', 1)[1]}, whole command{stand_in}",
                           f"{command:.2f} s", f"< {TARGET_SECONDS:g} s", met)  # fmt: skip
     report.print()

@@ -21,7 +21,7 @@ larger, and so is its output projection).
 Then whole commands in a fresh process per engine, so their wall time includes Python
 start-up, imports, loading and writing the MIDI files: `musicgen generate --num 4
 --bars 32` on the untrained `--encoding` checkpoint, and `musicgen generate
---checkpoint checkpoints/band --num 4 --bars 32` (when checkpoints/band does not exist,
+--checkpoint checkpoints/band --num 4 --bars 32` (or `--band FOLDER`; when it does not exist,
 an untrained 2 x 256 GRU tracks checkpoint stands in, and the output says so); the
 band command's in-process call (`musicgen.generate.generate`, modules imported) and
 the bare start-up (`python -m musicgen --version`) are shown beside it. Target (issues
@@ -29,7 +29,7 @@ the bare start-up (`python -m musicgen --version`) are shown beside it. Target (
 repository root:
 
     python benchmarks/bench_generate.py [--quick] [--units 256 --layers 2 --cell gru]
-        [--encoding tracks] [--json FILE]
+        [--encoding tracks] [--band FOLDER] [--json FILE]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from fixtures import band_checkpoint, command_seconds, encoding_config, is_band
+from fixtures import BAND, band_checkpoint, command_seconds, encoding_config, is_stand_in, shown
 from fixtures import make_checkpoint as write_checkpoint
 from run_all import Report
 
@@ -184,7 +184,7 @@ def commands_table(report: Report, args: argparse.Namespace, folder: Path, band:
     for engine in ("numpy", "keras"):
         seconds = generate_command(folder, engine, args.num, args.bars, args.repeats)
         table.add(f"`musicgen generate {size}` (untrained {args.encoding})", engine, seconds)
-    where = "checkpoints/band" if is_band(band) else "STAND-IN (untrained, see above)"
+    where = "STAND-IN (untrained, see above)" if is_stand_in(band) else shown(band)
     call, tokens = generate_call(band, args.num, args.bars, args.repeats)
     table.add(f"in-process `generate.generate`, {where}, {size} ({tokens} tokens)", "numpy", call)
     band_seconds = {}
@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--window-steps", type=int, default=20, help="tokens, window recipe")
     parser.add_argument("--window", type=int, default=100, help="window length (tokens)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--band", type=Path, default=BAND, help="band checkpoint folder")
     parser.add_argument("--num", type=int, default=4, help="--num of the timed command")
     parser.add_argument("--bars", type=int, default=32, help="--bars of the timed command")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per rate (best)")
@@ -225,7 +226,7 @@ def main() -> None:
             name: write_checkpoint(Path(tmp) / name, config, encoding_config(name))
             for name in ("remi", "tracks")
         }
-        band, band_label = band_checkpoint(Path(tmp))
+        band, band_label = band_checkpoint(Path(tmp), args.band)
         report.notes += [
             f"{args.layers}x{args.units} {args.cell.upper()}, embedding {config.embedding_dim}, "
             f"untrained, controls on; TensorFlow on {device}, {os.cpu_count()} CPUs, "
@@ -239,7 +240,7 @@ def main() -> None:
         vocabularies_table(report, args, folders)
         seconds = commands_table(report, args, folder, band)
     report.target(
-        f"generate {'band' if is_band(band) else 'band STAND-IN (untrained)'} --num {args.num} "
+        f"generate {'band STAND-IN (untrained)' if is_stand_in(band) else 'band'} --num {args.num} "
         f"--bars {args.bars}, whole command",
         f"{seconds:.2f} s",
         f"< {TARGET_SECONDS:g} s",

@@ -27,6 +27,7 @@ BAND = ROOT / "checkpoints" / "band"  # the bundled band model, once it is copie
 # ({program: pieces}): piano, clean and overdriven guitar, fingered bass, strings, drums.
 # Made-up counts (an untrained model knows nothing); accompany and --instruments need some.
 STAND_IN_PROGRAMS = {0: 30, 27: 20, 29: 25, 33: 60, 48: 15, DRUM_PROGRAM: 100}
+STAND_IN = "band-stand-in"  # the folder name of the untrained stand-in
 BUNDLED_MODEL = ModelConfig(cell="gru", layers=2, units=256)  # the bundled models' size
 
 
@@ -60,23 +61,32 @@ def make_checkpoint(
     return folder
 
 
-def is_band(folder: Path) -> bool:
-    """Whether `folder` is the bundled band model (not a stand-in)."""
-    return folder == BAND
+def is_stand_in(folder: Path) -> bool:
+    """Whether `folder` is band_checkpoint's untrained stand-in."""
+    return folder.name == STAND_IN
 
 
-def band_checkpoint(tmp: Path) -> tuple[Path, str]:
-    """(folder, what it is): checkpoints/band when it exists, else an untrained 2 x 256
-    GRU tracks checkpoint (controls on, STAND_IN_PROGRAMS) written under `tmp`."""
-    if (BAND / "config.json").exists():
-        return BAND, "checkpoints/band (the bundled band model)"
-    folder = make_checkpoint(tmp / "band-stand-in", programs=STAND_IN_PROGRAMS)
+def band_checkpoint(tmp: Path, folder: Path = BAND) -> tuple[Path, str]:
+    """(checkpoint folder, what it is): `folder` (default checkpoints/band) when it holds
+    a checkpoint, else an untrained 2 x 256 GRU tracks checkpoint (controls on,
+    STAND_IN_PROGRAMS) written under `tmp`."""
+    if (folder / "config.json").exists():
+        return folder, f"{shown(folder)} (trained band model)"
+    stand_in = make_checkpoint(tmp / STAND_IN, programs=STAND_IN_PROGRAMS)
     label = (
-        "checkpoints/band is absent: an UNTRAINED 2 x 256 GRU tracks checkpoint (random "
+        f"{shown(folder)} is absent: an UNTRAINED 2 x 256 GRU tracks checkpoint (random "
         "weights, controls on) in a temporary folder stands in; its pieces are noise, "
         "so token counts, and so times, differ from a trained model's"
     )
-    return folder, label
+    return stand_in, label
+
+
+def shown(folder: Path) -> str:
+    """`folder` relative to the repository root when it lies inside, else as given."""
+    try:
+        return str(folder.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(folder)
 
 
 def band_song(bars: int = 64, tempo: float = 120.0) -> Score:

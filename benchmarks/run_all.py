@@ -7,7 +7,7 @@ It runs every benchmarks/bench_*.py (parse, train, generate, arrange first, then
 name), each in its own process, one after the other (so none disturbs another, and
 each process's peak memory is its own); `--quick` passes `--quick` on and leaves out
 a script that has none. Scripts that build their report with `Report` from here
-(`bench_parse.py`, `bench_train.py`) hand it back as JSON (`--json FILE`, the shape
+(parse, train, generate, arrange) hand it back as JSON (`--json FILE`, the shape
 below); the others print their own tables, copied as they are. RESULTS.md opens with
 the command that wrote it and a description of the machine (CPU, cores, memory,
 versions, date, and how busy the CPUs were just before: figures taken on a busy machine
