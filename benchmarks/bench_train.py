@@ -32,7 +32,9 @@ analytically (embedding gathers free; per recurrent layer and token
 the output projection 2 x units x vocab; backward twice forward, so x3 in all) over
 the step's wall time, as a share of this machine's own float32 matmul throughput
 measured in the same run (TensorFlow's matmul of two 2048 x 2048 matrices on the
-step's device, best of several; NumPy's beside it).
+step's device, best of several; NumPy's beside it). Last, tokens per note and per
+quarter note of every prepared file of `--corpora` (midi_corpus and band_corpus) under
+both vocabularies.
 Every way is warmed up (traced) first; then each repeat times `--steps` steps after
 one untimed step, (a), (b) and (c) interleaved in a rotating order, and the median
 repeat is reported. Beside wall-clock time, the process's CPU time per step is shown:
@@ -53,6 +55,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -236,8 +239,9 @@ class Timings:
 
 
 def fed_step(config: RunConfig, arrays: list[np.ndarray], layout: Any) -> tuple[Callable, Any]:
-    """(train.py's step for `config`'s model and optimizer, the feed of random windows
-    over `arrays` as train.py builds it for one device)."""
+    """(the trainer's step for `config`'s model and optimizer, `feed.train_dataset`'s
+    random windows over `arrays`: the feed the trainer builds for one device when the
+    training tokens fit one group, as midi_corpus's do)."""
     cfg = config.train
     encoding = get_encoding(config.encoding)
     vocab = len(encoding.vocab)
@@ -471,6 +475,33 @@ def fill_music_report(
     ]
 
 
+def corpus_table(report: Report, args: argparse.Namespace) -> None:
+    """Tokens per note and per quarter note of every prepared file of each of
+    `args.corpora` under each of MUSIC_ENCODINGS (controls on): what a token is worth."""
+    table = report.table(
+        "Tokens per note and per quarter note, by corpus (every prepared file)",
+        ["corpus", "encoding", "files", "tokens", "notes", "quarters", "tokens/note",
+         "tokens/quarter"],
+    )  # fmt: skip
+    report.notes.append(
+        "by corpus: each encoding counts what it keeps (remi leaves out drums, and so a "
+        "drums-only file; tracks keeps them), so files and notes differ between the rows"
+    )
+    for corpus in args.corpora:
+        if not Path(corpus).exists():
+            table.add(corpus, "-", "absent", "-", "-", "-", "-", "-")
+            continue
+        for name in MUSIC_ENCODINGS:
+            config = RunConfig().with_flat({"encoding": name, "controls": True})
+            files = prepare(corpus, config.encoding, cache_dir=args.cache_dir).files
+            encoding = get_encoding(config.encoding)
+            sizes = [encoding.music_size(f.ids) for f in files]
+            tokens = sum(len(f.ids) for f in files)
+            quarters, notes = sum(q for q, _ in sizes), sum(n for _, n in sizes)
+            table.add(corpus, name, len(files), float(tokens), float(notes), quarters,
+                      tokens / max(notes, 1), tokens / max(quarters, 1e-9))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="midi_corpus", help="folder of MIDI files")
@@ -479,6 +510,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per way first")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--matmul", type=int, default=2048, help="matmul size for the peak")
+    parser.add_argument("--corpora", nargs="*", default=["midi_corpus", "band_corpus"],
+                        help="folders whose tokens per note and per quarter are shown")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="tiny batch, 4 steps, 1 repeat")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
     parser.add_argument("--json", help="also write the report here (for run_all.py)")
@@ -501,6 +534,7 @@ def main() -> None:
     label = f"{m.layers} x {m.units} {m.cell.upper()} (pinned row (a) above), remi"
     pinned = MusicRun(label, config, arrays, took.ours)
     fill_music_report(report, [pinned, *runs], rates, args.matmul)
+    corpus_table(report, args)
     report.print()
     report.save(args.json)
 
