@@ -56,6 +56,45 @@ def infill_bars(bars: int, width: int = 4) -> str:
     return f"{first}-{min(bars, first + width - 1)}"
 
 
+Job = tuple[Callable[[], list], list[str]]  # (the function call, the CLI's arguments)
+
+
+def make_jobs(args: argparse.Namespace, checkpoint: Path, song: Path, out: Path) -> dict[str, Job]:
+    """The two timed jobs by name: accompany, and infill of 4 bars in the middle."""
+    sample = SampleConfig(temperature=0.8, seed=0)  # the CLI's defaults
+    window = infill_bars(args.bars)
+    return {
+        f"(a) accompany {args.bars} bars, --add {args.add}": (
+            lambda: arrange.accompany(checkpoint, song, args.add, out, sample=sample, force=True),
+            ["accompany", str(song), "--add", args.add],
+        ),
+        f"(b) infill 4 bars ({window}) of {args.bars}, {args.candidates} candidates": (
+            lambda: arrange.infill(
+                checkpoint, song, window, out, candidates=args.candidates, sample=sample,
+                force=True,
+            ),
+            ["infill", str(song), "--bars", window, "--candidates", str(args.candidates)],
+        ),
+    }  # fmt: skip
+
+
+def time_jobs(
+    report: Report, args: argparse.Namespace, jobs: dict[str, Job], checkpoint: Path, out: Path
+) -> None:
+    """Each job as a function call and as a fresh command: the table and the targets."""
+    table = report.table(
+        "Wall seconds", ["job", "function call s", "whole command s", "notes written"]
+    )
+    common = ["--checkpoint", str(checkpoint), "--out", str(out), "--force", "--quiet"]
+    stand_in = " (band STAND-IN, untrained)" if is_stand_in(checkpoint) else ""
+    for job, (run, cli) in jobs.items():
+        seconds, written = call_seconds(run, args.repeats)
+        command = command_seconds([*cli, *common], args.repeats)
+        table.add(job, seconds, command, sum(a.notes for a in written))
+        report.target(f"{job.split(' ', 1)[1]}, whole command{stand_in}", f"{command:.2f} s",
+                      f"< {TARGET_SECONDS:g} s", command < TARGET_SECONDS)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--band", type=Path, default=BAND, help="band checkpoint folder")
@@ -69,28 +108,9 @@ def main() -> None:
     if args.quick:
         args.bars, args.candidates, args.repeats = 8, 2, 1
     report = Report("Working on a song: accompany and infill")
-    sample = SampleConfig(temperature=0.8, seed=0)
-    window = infill_bars(args.bars)
     with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp)
-        checkpoint, label = band_checkpoint(tmp_path, args.band)
-        song = write_song(tmp_path / "song.mid", args.bars)
-        out = tmp_path / "out"
-        jobs = {
-            f"(a) accompany {args.bars} bars, --add {args.add}": (
-                lambda: arrange.accompany(
-                    checkpoint, song, args.add, out, sample=sample, force=True
-                ),
-                ["accompany", str(song), "--add", args.add],
-            ),
-            f"(b) infill 4 bars ({window}) of {args.bars}, {args.candidates} candidates": (
-                lambda: arrange.infill(
-                    checkpoint, song, window, out, candidates=args.candidates, sample=sample,
-                    force=True,
-                ),
-                ["infill", str(song), "--bars", window, "--candidates", str(args.candidates)],
-            ),
-        }  # fmt: skip
+        checkpoint, label = band_checkpoint(Path(tmp), args.band)
+        song = write_song(Path(tmp) / "song.mid", args.bars)
         report.notes += [
             f"checkpoint: {label}",
             f"song: built in code, {args.bars} bars of 4/4 at 120 bpm, melody + string "
@@ -100,19 +120,8 @@ def main() -> None:
             f"function: best of {args.repeats} in-process calls after one untimed call; "
             f"command: best of {args.repeats} fresh processes (start-up included)",
         ]
-        table = report.table(
-            "Wall seconds", ["job", "function call s", "whole command s", "notes written"]
-        )
-        common = ["--checkpoint", str(checkpoint), "--out", str(out), "--force", "--quiet"]
-        for job, (run, cli) in jobs.items():
-            seconds, written = call_seconds(run, args.repeats)
-            notes = sum(a.notes for a in written)
-            command = command_seconds([*cli, *common], args.repeats)
-            table.add(job, seconds, command, notes)
-            met = command < TARGET_SECONDS
-            stand_in = " (band STAND-IN, untrained)" if is_stand_in(checkpoint) else ""
-            report.target(f"{job.split(' ', 1)[1]}, whole command{stand_in}",
-                          f"{command:.2f} s", f"< {TARGET_SECONDS:g} s", met)  # fmt: skip
+        out = Path(tmp) / "out"
+        time_jobs(report, args, make_jobs(args, checkpoint, song, out), checkpoint, out)
     report.print()
     report.save(args.json)
 
