@@ -19,6 +19,22 @@ One process, the default model (2 x 256 LSTM, embedding 128, remi vocabulary), b
   window, batch 64; tokens/s = supervised targets/s. The target is ours/common >= 100x.
 
 Also: the feed alone (batches/s with no model running) and peak memory (ru_maxrss).
+
+Then training speed in units of music, which compare across encodings (a token of
+one vocabulary is not a token of another): (a)'s step, timed the same way, for the
+default model (2 x 256 GRU) on the remi and on the tracks vocabulary (both with
+controls, as the bundled models), beside the pinned LSTM row above. Notes/s and
+quarter notes/s = supervised tokens/s / (training tokens per note, per quarter note),
+the ratios measured on the training files with `Encoding.music_size` (each file's
+ids decoded). And the step's achieved FLOP/s: the matmul FLOPs of one step counted
+analytically (embedding gathers free; per recurrent layer and token
+2 x (inputs + units) x gates x units forward, gates 4 for the LSTM, 3 for the GRU;
+the output projection 2 x units x vocab; backward twice forward, so x3 in all) over
+the step's wall time, as a share of this machine's own float32 matmul throughput
+measured in the same run (TensorFlow's matmul of two 2048 x 2048 matrices on the
+step's device, best of several; NumPy's beside it). Last, tokens per note and per
+quarter note of every prepared file of `--corpora` (midi_corpus and band_corpus) under
+both vocabularies.
 Every way is warmed up (traced) first; then each repeat times `--steps` steps after
 one untimed step, (a), (b) and (c) interleaved in a rotating order, and the median
 repeat is reported. Beside wall-clock time, the process's CPU time per step is shown:
@@ -26,6 +42,9 @@ it shifts less than wall time when other processes share the cores.
 Run from the repository root:
 
     python benchmarks/bench_train.py [--quick] [--data midi_corpus] [--json FILE]
+
+`--quick` runs every way at a tiny batch (16 x 32), 4 steps, 1 repeat, and a 512 x 512
+matmul: it checks the code; its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +55,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +68,7 @@ import keras  # noqa: E402  (after the quiet TensorFlow import)
 from keras import layers as kl  # noqa: E402
 
 from musicgen import distribute, feed  # noqa: E402
-from musicgen.config import RunConfig  # noqa: E402
+from musicgen.config import ModelConfig, RunConfig  # noqa: E402
 from musicgen.dataset import prepare, split_files  # noqa: E402
 from musicgen.encoding.base import EOS, PAD, get_encoding  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
@@ -56,6 +76,8 @@ from musicgen.trainer import build_model_and_optimizer, make_train_step  # noqa:
 
 COMMON_WINDOW = 100  # the recipe's sequence length: 100 notes in, 1 note out
 COMMON_BATCH = 64  # the recipe's batch size (windows per step)
+GATES = {"lstm": 4, "gru": 3}  # weight blocks per recurrent layer (input, forget, ...)
+MUSIC_ENCODINGS = ("remi", "tracks")  # the vocabularies timed in units of music
 
 
 Seconds = tuple[float, float]  # (wall-clock, CPU time of the whole process) per step
@@ -216,6 +238,27 @@ class Timings:
     memory: dict[str, float]
 
 
+def fed_step(config: RunConfig, arrays: list[np.ndarray], layout: Any) -> tuple[Callable, Any]:
+    """(the trainer's step for `config`'s model and optimizer, `feed.train_dataset`'s
+    random windows over `arrays`: the feed the trainer builds for one device when the
+    training tokens fit one group, as midi_corpus's do)."""
+    cfg = config.train
+    encoding = get_encoding(config.encoding)
+    vocab = len(encoding.vocab)
+    model, optimizer = build_model_and_optimizer(config, vocab, layout)
+    step = make_train_step(model, optimizer, layout.strategy)
+    fed = feed.train_dataset(
+        arrays,
+        cfg.seq_len,
+        cfg.batch_size,
+        cfg.transpose,
+        encoding.pitch_id_ranges(),
+        cfg.seed,
+        cyclic_id_groups=encoding.cyclic_id_groups(),
+    )
+    return step, fed
+
+
 def measure(
     args: argparse.Namespace, config: RunConfig, arrays: list[np.ndarray], layout: Any
 ) -> Timings:
@@ -228,18 +271,8 @@ def measure(
     vocab = len(encoding.vocab)
     memory = {"after loading the data": peak_mib()}
     # (a) train.py's step fed by our pipeline; (b) the same on one constant batch
-    model, optimizer = build_model_and_optimizer(config, vocab, layout)
-    step = make_train_step(model, optimizer, layout.strategy)
+    step, fed = fed_step(config, arrays, layout)
     keras_model = compiled_model(config, vocab)
-    fed = feed.train_dataset(  # the feed exactly as train.py builds it for one device
-        arrays,
-        t,
-        b,
-        cfg.transpose,
-        encoding.pitch_id_ranges(),
-        cfg.seed,
-        cyclic_id_groups=encoding.cyclic_id_groups(),
-    )
     rng = np.random.default_rng(cfg.seed)
     ids = tf.constant(rng.integers(EOS + 1, vocab, size=(b, t + 1)), tf.int32)
     const = (ids[:, :-1], ids[:, 1:], tf.ones((b, t), tf.float32))
@@ -323,6 +356,152 @@ def fill_report(
     report.target("supervised tokens/s, ours / common", f"{fmt(ratio)}x", ">= 100x", ratio >= 100)
 
 
+# ----------------------------------------------------------------------------- units of music
+
+
+@dataclass
+class MusicRun:
+    """One model and vocabulary timed in units of music."""
+
+    label: str
+    config: RunConfig
+    arrays: list[np.ndarray]  # the training files' ids
+    seconds: Seconds  # (wall, CPU) per step of train.py's step on the feed (median)
+
+
+def step_flops(model: ModelConfig, vocab: int, tokens: int) -> float:
+    """Matmul FLOPs of one training step over `tokens` positions (batch x seq_len):
+    embedding gathers are free; per recurrent layer and token 2 (in + units) gates
+    units forward (in = embedding_dim for the first layer, units above); the output
+    projection 2 units vocab; forward + backward = 3 x forward."""
+    gates, units = GATES[model.cell], model.units
+    inputs = [model.embedding_dim] + [units] * (model.layers - 1)
+    forward = sum(2 * (n + units) * gates * units for n in inputs) + 2 * units * vocab
+    return 3.0 * forward * tokens
+
+
+def matmul_rates(size: int, rounds: int) -> dict[str, float]:
+    """Float32 FLOP/s of a size x size matmul (2 size^3 FLOPs), best of `rounds`:
+    TensorFlow's on the current device (the step's), NumPy's on the CPU."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
+    ta, tb = tf.constant(a), tf.constant(b)
+    flops = 2.0 * size**3
+
+    def best(run: Callable[[], Any]) -> float:
+        run()  # warm up
+        seconds = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            run()
+            seconds.append(time.perf_counter() - start)
+        return flops / min(seconds)
+
+    return {
+        "tensorflow": best(lambda: float(tf.reduce_sum(tf.linalg.matmul(ta, tb)))),
+        "numpy": best(lambda: a @ b),
+    }
+
+
+def music_ratios(config: RunConfig, arrays: list[np.ndarray]) -> tuple[float, float]:
+    """(tokens per note, tokens per quarter note) of `arrays` under the config's
+    encoding (`Encoding.music_size` of every file)."""
+    encoding = get_encoding(config.encoding)
+    quarters, notes, tokens = 0.0, 0, 0
+    for ids in arrays:
+        q, n = encoding.music_size(ids)
+        quarters, notes, tokens = quarters + q, notes + n, tokens + len(ids)
+    return tokens / max(notes, 1), tokens / max(quarters, 1e-9)
+
+
+def training_arrays(args: argparse.Namespace, config: RunConfig) -> list[np.ndarray]:
+    """The training files' ids of `args.data` under the config's encoding (split by
+    file, as train.py does)."""
+    prepared = prepare(args.data, config.encoding, cache_dir=args.cache_dir)
+    train_files, _ = split_files(prepared.files, config.train.val_fraction, config.train.seed)
+    return [f.ids for f in train_files]
+
+
+def measure_music(args: argparse.Namespace, shape: dict, layout: Any) -> list[MusicRun]:
+    """train.py's step on the feed for the default model on each of MUSIC_ENCODINGS
+    (controls on), warmed up, then timed interleaved (median of `args.repeats`)."""
+    runs, steps = [], []
+    for name in MUSIC_ENCODINGS:
+        config = RunConfig().with_flat({"encoding": name, "controls": True, **shape})
+        arrays = training_arrays(args, config)
+        keras.utils.set_random_seed(config.train.seed)
+        step, fed = fed_step(config, arrays, layout)
+        m = config.model
+        label = f"{m.layers} x {m.units} {m.cell.upper()} (default), {name} + controls"
+        runs.append(MusicRun(label, config, arrays, (0.0, 0.0)))
+        steps.append((step, fed))
+
+    def ways(n: int) -> list[Callable[[], Seconds]]:
+        return [lambda s=s, f=f: step_seconds(s, f, n) for s, f in steps]
+
+    median_of(ways(args.warmup), 1)
+    for run, seconds in zip(runs, median_of(ways(args.steps), args.repeats), strict=True):
+        run.seconds = seconds
+    return runs
+
+
+def fill_music_report(
+    report: Report, runs: list[MusicRun], rates: dict[str, float], size: int
+) -> None:
+    """Training speed per note and per quarter note, and FLOP/s against the matmul peak."""
+    peak = rates["tensorflow"]
+    table = report.table(
+        "Training speed in units of music, and FLOP/s (train.py's step on the feed)",
+        ["model, vocabulary", "vocab", "tokens/note", "tokens/quarter", "tokens/s", "notes/s",
+         "quarters/s", "GFLOP/step", "GFLOP/s", "share of matmul peak"],
+    )  # fmt: skip
+    for run in runs:
+        cfg = run.config
+        vocab = len(get_encoding(cfg.encoding).vocab)
+        tokens = cfg.train.batch_size * cfg.train.seq_len
+        rate = tokens / run.seconds[0]
+        per_note, per_quarter = music_ratios(cfg, run.arrays)
+        flops = step_flops(cfg.model, vocab, tokens)
+        achieved = flops / run.seconds[0]
+        table.add(run.label, vocab, per_note, per_quarter, rate, rate / per_note,
+                  rate / per_quarter, flops / 1e9, achieved / 1e9, f"{achieved / peak:.1%}")  # fmt: skip
+    device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    report.notes += [
+        f"matmul peak: float32 {size} x {size}, best of several: TensorFlow on the {device} "
+        f"{rates['tensorflow'] / 1e9:,.1f} GFLOP/s (the share's denominator), NumPy on the "
+        f"CPU {rates['numpy'] / 1e9:,.1f} GFLOP/s",
+        "units of music: notes/s = tokens/s / tokens per note, quarters/s = tokens/s / "
+        "tokens per quarter, both ratios over the training files (Encoding.music_size)",
+    ]
+
+
+def corpus_table(report: Report, args: argparse.Namespace) -> None:
+    """Tokens per note and per quarter note of every prepared file of each of
+    `args.corpora` under each of MUSIC_ENCODINGS (controls on): what a token is worth."""
+    table = report.table(
+        "Tokens per note and per quarter note, by corpus (every prepared file)",
+        ["corpus", "encoding", "files", "tokens", "notes", "quarters", "tokens/note",
+         "tokens/quarter"],
+    )  # fmt: skip
+    report.notes.append(
+        "by corpus: each encoding counts what it keeps (remi leaves out drums, and so a "
+        "drums-only file; tracks keeps them), so files and notes differ between the rows"
+    )
+    for corpus in args.corpora:
+        if not Path(corpus).exists():
+            table.add(corpus, "-", "absent", "-", "-", "-", "-", "-")
+            continue
+        for name in MUSIC_ENCODINGS:
+            config = RunConfig().with_flat({"encoding": name, "controls": True})
+            files = prepare(corpus, config.encoding, cache_dir=args.cache_dir).files
+            encoding = get_encoding(config.encoding)
+            sizes = [encoding.music_size(f.ids) for f in files]
+            tokens = sum(len(f.ids) for f in files)
+            quarters, notes = sum(q for q, _ in sizes), sum(n for _, n in sizes)
+            table.add(corpus, name, len(files), float(tokens), float(notes), quarters,
+                      tokens / max(notes, 1), tokens / max(quarters, 1e-9))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="midi_corpus", help="folder of MIDI files")
@@ -330,21 +509,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per repeat")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per way first")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="4 steps, 1 repeat")
+    parser.add_argument("--matmul", type=int, default=2048, help="matmul size for the peak")
+    parser.add_argument("--corpora", nargs="*", default=["midi_corpus", "band_corpus"],
+                        help="folders whose tokens per note and per quarter are shown")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="tiny batch, 4 steps, 1 repeat")
     parser.add_argument("--cpu", action="store_true", help="stay on the CPU even with a GPU")
     parser.add_argument("--json", help="also write the report here (for run_all.py)")
     args = parser.parse_args()
+    shape = {}
     if args.quick:
-        args.steps, args.warmup, args.repeats = 4, 1, 1
+        args.steps, args.warmup, args.repeats, args.matmul = 4, 1, 1, 512
+        shape = {"batch_size": 16, "seq_len": 32}
     report = Report("Training: our pipeline vs the bare step vs the common recipe")
-    config = RunConfig().with_flat({"cell": "lstm"})  # the recipe (c) is an LSTM: compare like
-    prepared = prepare(args.data, config.encoding, cache_dir=args.cache_dir)
-    train_files, _ = split_files(prepared.files, config.train.val_fraction, config.train.seed)
-    arrays = [f.ids for f in train_files]
+    # the recipe (c) is an LSTM on remi without controls: compare like with like
+    config = RunConfig().with_flat({"cell": "lstm", "encoding": "remi", **shape})
+    arrays = training_arrays(args, config)
     layout = distribute.setup("none", "cpu" if args.cpu else "auto")  # as train.py, first
     with layout.placement():
         took = measure(args, config, arrays, layout)
+        runs = measure_music(args, shape, layout)
+        rates = matmul_rates(args.matmul, rounds=3 if args.quick else 10)
     fill_report(report, args, config, arrays, took)
+    m = config.model
+    label = f"{m.layers} x {m.units} {m.cell.upper()} (pinned row (a) above), remi"
+    pinned = MusicRun(label, config, arrays, took.ours)
+    fill_music_report(report, [pinned, *runs], rates, args.matmul)
+    corpus_table(report, args)
     report.print()
     report.save(args.json)
 
