@@ -824,8 +824,11 @@ def choose_parts(parts: list[Part], tracks: str | None) -> list[int]:
 
 
 def _paths(
-    song_path: str | Path, out_dir: str | Path, kind: str, num: int, seed: int, force: bool
-) -> list[Path]:
+    song_path: str | Path, out_dir: str | Path | None, kind: str, num: int, seed: int, force: bool
+) -> list[Path | None]:
+    """f"{song stem}-{kind}-{seed}-{i:02d}.mid" in out_dir (None each: write nothing)."""
+    if out_dir is None:
+        return [None] * num
     stem = Path(song_path).stem
     paths = [Path(out_dir) / f"{stem}-{kind}-{seed}-{i + 1:02d}.mid" for i in range(num)]
     gen.check_free(paths, force)

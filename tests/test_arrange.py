@@ -272,3 +272,14 @@ def test_new_notes_leave_every_kept_note_whole():
     new = [note(60, 2, 1), note(62, 4, 4), note(64, 4, 1), note(60, 4, 1)]
     got = [(n.pitch, n.start, n.end) for n in fit_around(kept, new)]
     assert got == [(62, 4.0, 6.0), (64, 4.0, 5.0), (60, 4.0, 5.0)]
+
+
+def test_the_python_api_returns_arrangements_without_writing(band_checkpoint, song_file, tmp_path):
+    import musicgen
+
+    model = musicgen.load(band_checkpoint)
+    (song,) = model.accompany(song_file, add=["drums"], seed=2)
+    assert any(i.is_drum for i in song.instruments) and len(song.instruments) == 3
+    (fill,) = model.infill(song_file, bars=(2, 3), candidates=2, seed=2)
+    assert len(fill.instruments) == 2
+    assert list(tmp_path.iterdir()) == [song_file]
