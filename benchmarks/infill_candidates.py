@@ -9,7 +9,6 @@ with K = 1 and K = 16 candidates (same seeds). Reported per K, averaged over son
 """
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
