@@ -28,7 +28,7 @@ from musicgen.api import (
     writable_folder,
 )
 from musicgen.atomic import atomic_write
-from musicgen.config import ENCODINGS, EncodingConfig
+from musicgen.config import ENCODINGS, EncodingConfig, TrainOption, train_options
 from musicgen.errors import UsageError, UserError
 
 
@@ -151,214 +151,31 @@ def main(debug: bool) -> None:
 # ----------------------------------------------------------------------------- train, info
 
 # train options that are settings of RunConfig (click parameter name = RunConfig.with_flat key)
-_TRAIN_SETTINGS = (
-    "encoding",
-    "controls",
-    "cell",
-    "layers",
-    "units",
-    "embedding_dim",
-    "dropout",
-    "seq_len",
-    "batch_size",
-    "epochs",
-    "steps_per_epoch",
-    "min_steps_per_epoch",
-    "max_minutes",
-    "learning_rate",
-    "warmup_steps",
-    "lr_patience",
-    "clip_norm",
-    "val_fraction",
-    "transpose",
-    "patience",
-    "seed",
-    "device",
-    "mixed_precision",
-    "distribute",
-)
+_TRAIN_SETTINGS = tuple(option.name for option in train_options())
 
 
 def _train_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The RunConfig options of `musicgen train`, defaults shown from config.py."""
-    from musicgen.config import EncodingConfig, ModelConfig, TrainConfig
-
-    enc, mod, tr = EncodingConfig(), ModelConfig(), TrainConfig()
-    options = [
-        click.option(
-            "--encoding",
-            type=click.Choice(ENCODINGS),
-            default=enc.name,
-            show_default=True,
-            help="Token encoding (tracks: beat grid, every instrument on its own part; remi: beat grid, one merged part; performance: 10 ms expressive timing).",
-        ),
-        click.option(
-            "--controls/--no-controls",
-            default=enc.controls,
-            show_default=True,
-            help="Open every bar with key and density tokens, so that `generate --key "
-            "--density` can steer the model (remi only).",
-        ),
-        click.option(
-            "--cell",
-            type=click.Choice(["lstm", "gru"]),
-            default=mod.cell,
-            show_default=True,
-            help="Recurrent cell.",
-        ),
-        click.option(
-            "--layers",
-            type=click.IntRange(1, 16),
-            default=mod.layers,
-            show_default=True,
-            help="Stacked recurrent layers.",
-        ),
-        click.option(
-            "--units",
-            type=click.IntRange(1, 8192),
-            default=mod.units,
-            show_default=True,
-            help="Units per recurrent layer.",
-        ),
-        click.option(
-            "--embedding-dim",
-            type=click.IntRange(1, 8192),
-            default=mod.embedding_dim,
-            show_default=True,
-            help="Token embedding size.",
-        ),
-        click.option(
-            "--dropout",
-            type=click.FloatRange(0, 1, max_open=True),
-            default=mod.dropout,
-            show_default=True,
-            help="Dropout after each layer.",
-        ),
-        click.option(
-            "--seq-len",
-            type=click.IntRange(2, 100_000),
-            default=tr.seq_len,
-            show_default=True,
-            help="Tokens per training window.",
-        ),
-        click.option(
-            "--batch-size",
-            type=click.IntRange(1),
-            default=tr.batch_size,
-            show_default=True,
-            help="Windows per step.",
-        ),
-        click.option(
-            "--epochs",
-            type=click.IntRange(1),
-            default=tr.epochs,
-            show_default=True,
-            help="Most epochs to train (a cap: --patience and --max-minutes end sooner).",
-        ),
-        click.option(
-            "--steps-per-epoch",
-            type=click.IntRange(0),
-            default=tr.steps_per_epoch,
-            show_default=True,
-            help="Steps per epoch; 0 = one pass over the training tokens, but at least "
-            "--min-steps-per-epoch.",
-        ),
-        click.option(
-            "--min-steps-per-epoch",
-            type=click.IntRange(1),
-            default=tr.min_steps_per_epoch,
-            show_default=True,
-            help="Fewest steps of an epoch when --steps-per-epoch is 0 (small folders).",
-        ),
-        click.option(
-            "--max-minutes",
-            type=click.FloatRange(0),
-            default=tr.max_minutes,
-            show_default=True,
-            help="Time budget of this run in minutes (0 = none); the epoch in progress is "
-            "then validated and saved.",
-        ),
-        click.option(
-            "--learning-rate",
-            type=click.FloatRange(0, min_open=True),
-            default=tr.learning_rate,
-            show_default=True,
-            help="Adam's learning rate after the warm-up; halved when validation stalls.",
-        ),
-        click.option(
-            "--warmup-steps",
-            type=click.IntRange(0),
-            default=tr.warmup_steps,
-            show_default=True,
-            help="Raise the learning rate linearly over the first N steps.",
-        ),
-        click.option(
-            "--lr-patience",
-            type=click.IntRange(0),
-            default=tr.lr_patience,
-            show_default=True,
-            help="Halve the learning rate after N epochs without validation progress (0 = never).",
-        ),
-        click.option(
-            "--clip-norm",
-            type=click.FloatRange(0),
-            default=tr.clip_norm,
-            show_default=True,
-            help="Global gradient-norm clip (0 disables).",
-        ),
-        click.option(
-            "--val-fraction",
-            type=click.FloatRange(0, 1, max_open=True),
-            default=tr.val_fraction,
-            show_default=True,
-            help="Share of files held out for validation (split by file).",
-        ),
-        click.option(
-            "--transpose",
-            type=click.IntRange(0, 24),
-            default=tr.transpose,
-            show_default=True,
-            help="Random transposition of each window within +-N semitones.",
-        ),
-        click.option(
-            "--patience",
-            type=click.IntRange(0),
-            default=tr.patience,
-            show_default=True,
-            help="Stop after N epochs without validation improvement (0 = never).",
-        ),
-        click.option(
-            "--seed",
-            type=int,
-            default=tr.seed,
-            show_default=True,
-            help="One seed for the split, the data feed and the weights.",
-        ),
-        click.option(
-            "--device",
-            type=click.Choice(["auto", "cpu", "gpu"]),
-            default=tr.device,
-            show_default=True,
-            help="auto uses a GPU when TensorFlow sees one.",
-        ),
-        click.option(
-            "--mixed-precision/--no-mixed-precision",
-            default=tr.mixed_precision,
-            show_default=True,
-            help="float16 compute on a GPU (ignored on CPU).",
-        ),
-        click.option(
-            "--distribute",
-            type=click.Choice(["none", "mirrored", "multi-worker"]),
-            default=tr.distribute,
-            show_default=True,
-            help="mirrored: every GPU of this machine (or its CPU devices); multi-worker: "
-            "several machines, cluster in $TF_CONFIG. --batch-size is the global batch.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
+    """The RunConfig options of `musicgen train`, each built from its config.py field
+    (`config.setting`: default, help, range or choices), so a setting lives in one place."""
+    for option in reversed(train_options()):
+        func = _click_option(option)(func)
     return func
+
+
+def _click_option(option: TrainOption) -> Callable[..., Any]:
+    """A click option for one RunConfig setting."""
+    flag = "--" + option.name.replace("_", "-")
+    common = {"default": option.default, "show_default": True, "help": option.help}
+    if option.kind is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", option.name, **common)
+    if option.choices:
+        kind: Any = click.Choice(option.choices)
+    elif option.low is None and option.high is None:
+        kind = option.kind
+    else:
+        ranged = click.IntRange if option.kind is int else click.FloatRange
+        kind = ranged(option.low, option.high, min_open=option.low_open, max_open=option.high_open)
+    return click.option(flag, option.name, type=kind, **common)
 
 
 def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path | None):

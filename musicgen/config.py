@@ -25,6 +25,45 @@ ENCODINGS = ("remi", "tracks", "performance")  # EncodingConfig.name
 METADATA_KEYS = ("vocab_size", "encoding_name", "versions", "data")
 
 
+def setting(default: Any, help: str, **option: Any) -> Any:
+    """A dataclass field that is also a `musicgen train` option (one place for a setting:
+    its default, its help and its range or choices; cli.py builds the option from it).
+    option: low/high (inclusive unless low_open/high_open), choices, flag (the option's
+    name when it is not the field's, e.g. "encoding" for EncodingConfig.name)."""
+    return field(default=default, metadata={"option": {"help": help, **option}})
+
+
+@dataclass(frozen=True)
+class TrainOption:
+    """One `musicgen train` option, read off a RunConfig field (see `setting`)."""
+
+    name: str  # the flat settings key (`RunConfig.with_flat`) and the option's name
+    default: Any
+    kind: type  # bool, int, float or str
+    help: str
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+
+def train_options() -> list[TrainOption]:
+    """Every RunConfig setting that `musicgen train` (and `musicgen.train`) takes, in
+    declaration order: encoding, then model, then training."""
+    out = []
+    for cls in (EncodingConfig, ModelConfig, TrainConfig):
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            option = dict(f.metadata.get("option") or {})
+            if not option:
+                continue
+            name = option.pop("flag", f.name)
+            default = getattr(defaults, f.name)
+            out.append(TrainOption(name, default, type(default), **option))
+    return out
+
+
 class ConfigError(ValueError):
     """A setting is unknown or out of range."""
 
@@ -88,7 +127,12 @@ class EncodingConfig(_Config):
 
     # "tracks" (beat grid, every instrument and the drums apart), "remi" (beat grid, one
     # merged part; musicgen 0.2's default) or "performance" (10 ms expressive events)
-    name: str = "tracks"
+    name: str = setting(
+        "tracks",
+        "Token encoding (tracks: beat grid, every instrument on its own part; remi: beat grid, one merged part; performance: 10 ms expressive timing).",
+        choices=ENCODINGS,
+        flag="encoding",
+    )
     pitch_min: int = 21  # lowest pitch kept (A0); notes outside are dropped and counted
     pitch_max: int = 108  # highest pitch kept (C8)
     velocity_bins: int = 16  # velocities 1..127 quantized into this many bins
@@ -101,7 +145,10 @@ class EncodingConfig(_Config):
     tempo_max: float = 240.0
     # Key_* and Density_* control tokens after every Bar (remi only). False keeps the
     # vocabulary of checkpoints made before controls existed (config.json lacks the key).
-    controls: bool = False
+    controls: bool = setting(
+        False,
+        "Open every bar with key and density tokens, so that `generate --key --density` can steer the model (remi and tracks).",
+    )
     # performance
     time_shift_ms: int = 10  # one time-shift step in milliseconds
     max_shift_steps: int = 100  # longest single time shift (100 x 10 ms = 1 s)
@@ -139,11 +186,19 @@ class ModelConfig(_Config):
     # without dropout 1.646; LSTM at twice the rate 1.339. So the LSTM learns more slowly
     # per step (a higher rate closes half the gap, dropout is not the cause); no LSTM
     # setting tried reached the GRU. `--cell lstm` still trains and loads as before.
-    cell: str = "gru"
-    layers: int = 2  # number of stacked recurrent layers
-    units: int = 256  # units per recurrent layer
-    embedding_dim: int = 128  # token embedding size
-    dropout: float = 0.2  # dropout between layers (0 disables)
+    cell: str = setting("gru", "Recurrent cell.", choices=("lstm", "gru"))
+    layers: int = setting(
+        2, "Stacked recurrent layers.", low=1, high=16
+    )  # number of stacked recurrent layers
+    units: int = setting(
+        256, "Units per recurrent layer.", low=1, high=8192
+    )  # units per recurrent layer
+    embedding_dim: int = setting(
+        128, "Token embedding size.", low=1, high=8192
+    )  # token embedding size
+    dropout: float = setting(
+        0.2, "Dropout after each layer.", low=0, high=1, high_open=True
+    )  # dropout between layers (0 disables)
 
     def validate(self) -> None:
         _check(self.cell in ("lstm", "gru"), f"cell must be lstm or gru, not {self.cell!r}")
@@ -157,34 +212,79 @@ class ModelConfig(_Config):
 class TrainConfig(_Config):
     """Optimisation and data feed."""
 
-    seq_len: int = 128  # tokens per training window (targets at every position)
-    batch_size: int = 64  # windows per step
+    seq_len: int = setting(
+        128, "Tokens per training window.", low=2, high=100_000
+    )  # tokens per training window (targets at every position)
+    batch_size: int = setting(64, "Windows per step.", low=1)  # windows per step
     # The budget comes from the data and from validation: an epoch is one pass over the
     # training tokens but at least min_steps_per_epoch steps (so that a small folder gets
     # enough updates between two validations); training ends when validation has not
     # improved for `patience` epochs, after `max_minutes`, or at the `epochs` cap.
-    epochs: int = 500  # cap only; patience or the time budget end a run sooner
-    steps_per_epoch: int = 0  # 0 = one pass over the training tokens, >= min_steps_per_epoch
-    min_steps_per_epoch: int = 200  # with steps_per_epoch 0: the fewest steps of an epoch
+    epochs: int = setting(
+        500, "Most epochs to train (a cap: --patience and --max-minutes end sooner).", low=1
+    )  # cap only; patience or the time budget end a run sooner
+    steps_per_epoch: int = setting(
+        0,
+        "Steps per epoch; 0 = one pass over the training tokens, but at least --min-steps-per-epoch.",
+        low=0,
+    )  # 0 = one pass over the training tokens, >= min_steps_per_epoch
+    min_steps_per_epoch: int = setting(
+        200, "Fewest steps of an epoch when --steps-per-epoch is 0 (small folders).", low=1
+    )  # with steps_per_epoch 0: the fewest steps of an epoch
     # Wall-clock budget of one `train` call in minutes (0 = none), checked between steps;
     # the epoch in progress is then validated and saved. 60: a default run on a 2-core
     # CPU ends within the hour (the default model learns most of what it can on a
     # folder of chorales by then); on a GPU early stopping usually comes first.
-    max_minutes: float = 60.0
-    learning_rate: float = 2e-3  # Adam's peak rate (callbacks.scheduled_rate)
-    warmup_steps: int = 100  # linear warm-up of the rate over the first steps (0 = none)
-    lr_patience: int = 2  # halve the rate after this many epochs without 0.1% progress
-    clip_norm: float = 1.0  # global gradient-norm clip (0 disables)
-    val_fraction: float = 0.1  # share of files held out for validation (split by file)
-    transpose: int = 5  # random transposition of each window in [-t, +t] semitones
-    patience: int = 8  # early stopping: epochs without validation improvement (0 = never)
-    seed: int = 0  # one seed for the split, the data feed and the weights
-    mixed_precision: bool = False  # float16 compute on GPU
-    device: str = "auto"  # "auto", "cpu" or "gpu"
+    max_minutes: float = setting(
+        60.0,
+        "Time budget of this run in minutes (0 = none); the epoch in progress is then validated and saved.",
+        low=0,
+    )
+    learning_rate: float = setting(
+        2e-3,
+        "Adam's learning rate after the warm-up; halved when validation stalls.",
+        low=0,
+        low_open=True,
+    )  # Adam's peak rate (callbacks.scheduled_rate)
+    warmup_steps: int = setting(
+        100, "Raise the learning rate linearly over the first N steps.", low=0
+    )  # linear warm-up of the rate over the first steps (0 = none)
+    lr_patience: int = setting(
+        2, "Halve the learning rate after N epochs without validation progress (0 = never).", low=0
+    )  # halve the rate after this many epochs without 0.1% progress
+    clip_norm: float = setting(
+        1.0, "Global gradient-norm clip (0 disables).", low=0
+    )  # global gradient-norm clip (0 disables)
+    val_fraction: float = setting(
+        0.1,
+        "Share of files held out for validation (split by file).",
+        low=0,
+        high=1,
+        high_open=True,
+    )  # share of files held out for validation (split by file)
+    transpose: int = setting(
+        5, "Random transposition of each window within +-N semitones.", low=0, high=24
+    )  # random transposition of each window in [-t, +t] semitones
+    patience: int = setting(
+        8, "Stop after N epochs without validation improvement (0 = never).", low=0
+    )  # early stopping: epochs without validation improvement (0 = never)
+    seed: int = setting(
+        0, "One seed for the split, the data feed and the weights."
+    )  # one seed for the split, the data feed and the weights
+    mixed_precision: bool = setting(
+        False, "float16 compute on a GPU (ignored on CPU)."
+    )  # float16 compute on GPU
+    device: str = setting(
+        "auto", "auto uses a GPU when TensorFlow sees one.", choices=("auto", "cpu", "gpu")
+    )  # "auto", "cpu" or "gpu"
     # "none" (one device), "mirrored" (every GPU of this machine, or its logical CPUs) or
     # "multi-worker" (several machines, cluster from TF_CONFIG); batch_size is the global
     # batch, split evenly across the replicas
-    distribute: str = "none"
+    distribute: str = setting(
+        "none",
+        "mirrored: every GPU of this machine (or its CPU devices); multi-worker: several machines, cluster in $TF_CONFIG. --batch-size is the global batch.",
+        choices=DISTRIBUTE_MODES,
+    )
 
     def validate(self) -> None:
         _check(2 <= self.seq_len <= 100_000, "seq_len must be 2..100000")

@@ -55,3 +55,19 @@ def test_settings_precedence_defaults_checkpoint_file_flags(tmp_path):
     (tmp_path / "list.json").write_text("[1]")
     with pytest.raises(ConfigError, match="cannot read"):
         read_settings_file(tmp_path / "list.json")
+
+
+def test_every_train_option_comes_from_one_config_field():
+    """The `train` options are built from config.py's fields: each one's flag sets its
+    field through with_flat, with the field's default, and the command has them all."""
+    from musicgen.cli import train
+    from musicgen.config import RunConfig, train_options
+
+    options = train_options()
+    names = [o.name for o in options]
+    assert len(names) == len(set(names)) and {"encoding", "cell", "max_minutes"} <= set(names)
+    params = {p.name: p for p in train.params}
+    for option in options:
+        assert params[option.name].default == option.default
+        assert RunConfig().with_flat({option.name: option.default}) == RunConfig()
+        assert option.help
