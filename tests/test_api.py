@@ -74,7 +74,7 @@ def test_api_gives_the_cli_notes(bach, tmp_path):
 def test_api_gives_the_cli_notes_with_steering_and_a_primer(bach, tmp_path):
     primer = tmp_path / "primer.mid"
     bach.generate(num=1, bars=2, seed=3)[0].write(str(primer))
-    options = {"temperature": 1.1, "top_k": 20, "top_p": 0.95, "tempo": 90, "program": 5}
+    options = {"temperature": 1.1, "top_k": 20, "top_p": 0.95, "tempo": 90}
     options |= {"key": "D minor", "density": "high", "time_signature": "3/4"}
     args = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
     out = tmp_path / "out"
@@ -83,7 +83,7 @@ def test_api_gives_the_cli_notes_with_steering_and_a_primer(bach, tmp_path):
     pieces = bach.generate(num=2, bars=2, seed=4, primer=primer, **options)
     for path, piece in zip(sorted(out.glob("*.mid")), pieces, strict=True):
         assert _notes(piece) == _notes(pretty_midi.PrettyMIDI(str(path)))
-        assert piece.instruments[0].program == 5
+        assert [i.name for i in piece.instruments] == ["Soprano", "Alto", "Tenor", "Bass"]
 
 
 def test_api_harmonize_gives_the_cli_notes(bach, tmp_path):
@@ -95,7 +95,7 @@ def test_api_harmonize_gives_the_cli_notes(bach, tmp_path):
     files = sorted((tmp_path / "h").glob("*.mid"))
     assert len(files) == len(pieces) == 2
     for path, piece in zip(files, pieces, strict=True):
-        assert len(piece.instruments) == 2  # harmony, melody
+        assert len(piece.instruments) == 4  # the melody, then Alto, Tenor and Bass
         assert _notes(piece) == _notes(pretty_midi.PrettyMIDI(str(path)))
 
 

@@ -570,7 +570,8 @@ def test_train_with_controls_then_steer(tmp_path):
     tiny = ["--layers=1", "--units=16", "--embedding-dim=8", "--seq-len=16", "--batch-size=4"]
     tiny += ["--epochs=1", "--steps-per-epoch=3", "--val-fraction=0.34", "--transpose=3"]
     result = CliRunner().invoke(
-        main, ["train", str(data), "--out", str(out), "--controls", *tiny, "-q"]
+        main,
+        ["train", str(data), "--out", str(out), "--encoding", "remi", "--controls", *tiny, "-q"],
     )
     assert result.exit_code == 0, result.output
     config, meta = read_config(out)

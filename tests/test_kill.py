@@ -118,11 +118,9 @@ def test_two_prepares_on_one_cache_at_once(tmp_path):
     assert summaries[0]["files_ok"] == summaries[1]["files_ok"] == 12
     assert summaries[0]["tokens"] == summaries[1]["tokens"]
 
-    third = dataset.prepare(corpus, EncodingConfig(name="remi"), cache_dir=cache, workers=1)
+    third = dataset.prepare(corpus, EncodingConfig(), cache_dir=cache, workers=1)
     assert third.cached == 12 and third.parsed == 0
-    fresh = dataset.prepare(
-        corpus, EncodingConfig(name="remi"), cache_dir=tmp_path / "fresh", workers=1
-    )
+    fresh = dataset.prepare(corpus, EncodingConfig(), cache_dir=tmp_path / "fresh", workers=1)
     for a, b in zip(third.files, fresh.files, strict=True):
         assert a.path == b.path and np.array_equal(a.ids, b.ids)
     assert not [p for p in cache.rglob("*") if p.name.startswith(".tmp-")]
