@@ -283,3 +283,28 @@ def test_the_python_api_returns_arrangements_without_writing(band_checkpoint, so
     (fill,) = model.infill(song_file, bars=(2, 3), candidates=2, seed=2)
     assert len(fill.instruments) == 2
     assert list(tmp_path.iterdir()) == [song_file]
+
+
+def test_generate_instruments_are_kept_and_checked(band_checkpoint, tmp_path):
+    from musicgen.errors import UsageError
+    from musicgen.generate import generate
+    from tests.music import assert_arrangement_ready, untrained_checkpoint
+
+    files = generate(
+        band_checkpoint, tmp_path / "g", num=3, bars=2, instruments="bass,drums,guitar"
+    )
+    for f in files:
+        _, tracks = assert_arrangement_ready(f.path)  # an untrained model picks any metre
+        assert [(name, channel == 9) for name, channel, _ in tracks] == [
+            ("Guitar", False),
+            ("Bass", False),
+            ("Drums", True),
+        ]
+        assert tracks[0][2] == 29 and tracks[1][2] == 33  # the only guitar and bass it knows
+    with pytest.raises(UsageError, match="never saw brass; it knows: piano, guitar, bass, drums"):
+        generate(band_checkpoint, tmp_path / "b", num=1, bars=1, instruments="brass")
+    with pytest.raises(UsageError, match="use --instruments"):
+        generate(band_checkpoint, tmp_path / "p", num=1, bars=1, program=5)
+    remi = untrained_checkpoint(tmp_path / "remi", EncodingConfig(name="remi"))
+    with pytest.raises(UsageError, match="needs a multi-track"):
+        generate(remi, tmp_path / "r", num=1, bars=1, instruments="bass")

@@ -357,12 +357,16 @@ class RemiEncoding(Encoding):
     def decode(self, ids: Sequence[int] | np.ndarray) -> Score:
         """Ids -> Score; `end` is the sum of the bar lengths. Tokens out of place are
         skipped and counted in dropped['invalid_tokens'] (an unfinished note counts one)."""
-        reader = _RemiReader(self)
+        reader = self._reader()
         for token_id in np.asarray(ids, dtype=np.int64).tolist():
             if token_id == EOS:
                 break
             reader.read(token_id)
         return reader.score()
+
+    def _reader(self) -> _RemiReader:
+        """A fresh decoding state (subclasses with more token kinds read more)."""
+        return _RemiReader(self)
 
     def grammar(self, length: float | None = None) -> RemiGrammar:
         return RemiGrammar(self, None if length is None else int(length))

@@ -189,16 +189,11 @@ class TracksEncoding(RemiEncoding):
 
     # ------------------------------------------------------------------ decode
 
-    def decode(self, ids: Sequence[int] | np.ndarray) -> Score:
-        """Ids -> Score with one `Part` per header program (named by
-        `instruments.track_names`); `notes` is every pitched part merged, `drums` the
-        drum part. Tokens out of place are skipped and counted as invalid_tokens."""
-        reader = _TracksReader(self)
-        for token_id in np.asarray(ids, dtype=np.int64).tolist():
-            if token_id == EOS:
-                break
-            reader.read(token_id)
-        return reader.score()
+    def _reader(self) -> _TracksReader:
+        """Decoding (remi's `decode`) gives a Score with one `Part` per header program,
+        named by `instruments.track_names`; `notes` is every pitched part merged, `drums`
+        the drum part."""
+        return _TracksReader(self)
 
     def grammar(self, length: float | None = None) -> TracksGrammar:
         return TracksGrammar(self, None if length is None else int(length))
