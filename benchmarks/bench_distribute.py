@@ -2,7 +2,7 @@
 
 One process whose CPU is split into two logical devices before TensorFlow starts (so
 it must run in its own process). The default model (2 x 256 LSTM, remi vocabulary),
-global batch 64 x 128, the corpus's shards split as train.py splits them:
+global batch 64 x 128, the corpus's shards split as trainer.py splits them:
 
 - "1 replica": the default strategy, the very step and feed `musicgen train` runs
   (`train.make_train_step`, `train._feeds`); "2 replicas": the same under

@@ -3,11 +3,11 @@
 One process, the default model (2 x 256 LSTM, embedding 128, remi vocabulary), batch
 64 x seq_len 128:
 
-- (a) "ours, fed by feed.train_dataset": train.py's own training step (`train.build_model_and_optimizer`'s
+- (a) "ours, fed by feed.train_dataset": trainer.py's own training step (`trainer.build_model_and_optimizer`'s
   model and optimizer, `train.make_train_step`: `strategy.run` in a tf.function, under the
-  default one-device strategy, the loss read back every step as train.py's loop does)
+  default one-device strategy, the loss read back every step as trainer.py's loop does)
   on `feed.train_dataset` over the corpus's cached ids (random windows, random
-  transposition), exactly as train.py feeds one device; supervised tokens/s = batch x
+  transposition), exactly as trainer.py feeds one device; supervised tokens/s = batch x
   seq_len per step;
 - (b) "bare step": on one constant in-memory batch of the same shapes, (b1) the same
   step on `Dataset.from_tensors(...).repeat()` and (b2) Keras's own
@@ -127,9 +127,9 @@ def fit_step_seconds(model: keras.Model, data: tf.data.Dataset | tuple, steps: i
 
 
 def step_seconds(step: Callable, data: tf.data.Dataset, steps: int) -> Seconds:
-    """(wall, CPU) seconds per call of train.py's `step(iterator)` over `steps` steps
+    """(wall, CPU) seconds per call of trainer.py's `step(iterator)` over `steps` steps
     after one untimed step; each step's sums are read back (a host sync), as in
-    train.py's loop."""
+    trainer.py's loop."""
     iterator = iter(data)
     _ = [float(x) for x in step(iterator)]
     start = clock()
@@ -263,14 +263,14 @@ def measure(
     args: argparse.Namespace, config: RunConfig, arrays: list[np.ndarray], layout: Any
 ) -> Timings:
     """Build the models, warm every way up, then time them interleaved (call inside
-    `layout.placement()`, as train.py runs)."""
+    `layout.placement()`, as trainer.py runs)."""
     cfg = config.train
     b, t = cfg.batch_size, cfg.seq_len
     keras.utils.set_random_seed(cfg.seed)
     encoding = get_encoding(config.encoding)
     vocab = len(encoding.vocab)
     memory = {"after loading the data": peak_mib()}
-    # (a) train.py's step fed by our pipeline; (b) the same on one constant batch
+    # (a) trainer.py's step fed by our pipeline; (b) the same on one constant batch
     step, fed = fed_step(config, arrays, layout)
     keras_model = compiled_model(config, vocab)
     rng = np.random.default_rng(cfg.seed)
@@ -307,7 +307,7 @@ def fill_report(
     stream_tokens = sum(len(a) for a in arrays)
     vocab = len(get_encoding(config.encoding).vocab)
     ways = {
-        "(a) ours: train.py's step on feed.train_dataset": (took.ours, tokens),
+        "(a) ours: trainer.py's step on feed.train_dataset": (took.ours, tokens),
         "(b1) bare: the same step on one constant batch": (took.bare_step, tokens),
         "(b2) bare: Keras train_on_batch, device tensors": (took.bare_call, tokens),
         f"(c) common recipe: {COMMON_WINDOW} in, 1 out": (took.common, COMMON_BATCH),
@@ -320,10 +320,10 @@ def fill_report(
     report.notes += [
         f"model: {config.model.layers} x {config.model.units} {config.model.cell.upper()}, "
         f"embedding {config.model.embedding_dim}, vocabulary {vocab} (remi), on the {device}; "
-        f"batch {cfg.batch_size} x seq_len {cfg.seq_len}; (a) and (b1) run train.py's own "
+        f"batch {cfg.batch_size} x seq_len {cfg.seq_len}; (a) and (b1) run trainer.py's own "
         "training step (strategy.run in a tf.function, default strategy)",
         f"data: {args.data}, {len(arrays)} training files, {stream_tokens:,} tokens "
-        f"(split by file, as train.py does); transposition +-{cfg.transpose}",
+        f"(split by file, as trainer.py does); transposition +-{cfg.transpose}",
         f"each figure: median of {args.repeats} repeats of {args.steps} timed steps, "
         f"after {args.warmup} warm-up steps per way",
         f"ours / common = {cfg.seq_len} targets per window x (common step time / our step "
@@ -366,7 +366,7 @@ class MusicRun:
     label: str
     config: RunConfig
     arrays: list[np.ndarray]  # the training files' ids
-    seconds: Seconds  # (wall, CPU) per step of train.py's step on the feed (median)
+    seconds: Seconds  # (wall, CPU) per step of trainer.py's step on the feed (median)
 
 
 def step_flops(model: ModelConfig, vocab: int, tokens: int) -> float:
@@ -416,14 +416,14 @@ def music_ratios(config: RunConfig, arrays: list[np.ndarray]) -> tuple[float, fl
 
 def training_arrays(args: argparse.Namespace, config: RunConfig) -> list[np.ndarray]:
     """The training files' ids of `args.data` under the config's encoding (split by
-    file, as train.py does)."""
+    file, as trainer.py does)."""
     prepared = prepare(args.data, config.encoding, cache_dir=args.cache_dir)
     train_files, _ = split_files(prepared.files, config.train.val_fraction, config.train.seed)
     return [f.ids for f in train_files]
 
 
 def measure_music(args: argparse.Namespace, shape: dict, layout: Any) -> list[MusicRun]:
-    """train.py's step on the feed for the default model on each of MUSIC_ENCODINGS
+    """trainer.py's step on the feed for the default model on each of MUSIC_ENCODINGS
     (controls on), warmed up, then timed interleaved (median of `args.repeats`)."""
     runs, steps = [], []
     for name in MUSIC_ENCODINGS:
@@ -451,7 +451,7 @@ def fill_music_report(
     """Training speed per note and per quarter note, and FLOP/s against the matmul peak."""
     peak = rates["tensorflow"]
     table = report.table(
-        "Training speed in units of music, and FLOP/s (train.py's step on the feed)",
+        "Training speed in units of music, and FLOP/s (trainer.py's step on the feed)",
         ["model, vocabulary", "vocab", "tokens/note", "tokens/quarter", "tokens/s", "notes/s",
          "quarters/s", "GFLOP/step", "GFLOP/s", "share of matmul peak"],
     )  # fmt: skip
@@ -524,7 +524,7 @@ def main() -> None:
     # the recipe (c) is an LSTM on remi without controls: compare like with like
     config = RunConfig().with_flat({"cell": "lstm", "encoding": "remi", **shape})
     arrays = training_arrays(args, config)
-    layout = distribute.setup("none", "cpu" if args.cpu else "auto")  # as train.py, first
+    layout = distribute.setup("none", "cpu" if args.cpu else "auto")  # as trainer.py, first
     with layout.placement():
         took = measure(args, config, arrays, layout)
         runs = measure_music(args, shape, layout)
