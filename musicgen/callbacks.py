@@ -1,6 +1,6 @@
 """Keras callbacks of a training run, and the learning-rate schedule they apply.
 
-train.py's loop calls these as Keras's `fit` would (`on_epoch_begin`,
+trainer.py's loop calls these as Keras's `fit` would (`on_epoch_begin`,
 `on_train_batch_end`, `on_epoch_end`, ...). Each has one concern:
 
 - `CheckpointWriter`: after every epoch the folder (last weights, optimizer, best
