@@ -474,10 +474,17 @@ class Arrangement:
     notes: int  # notes the model wrote
     score: float | None = None  # infill: log-likelihood (nats) of the kept bars after the window
     music: Score | None = field(default=None, repr=False)  # what was (or would be) written
+    window: str = ""  # infill: the rewritten bars, "A-B"
 
     def summary(self) -> str:
+        """One line for people: the file, its bars, what was kept and what was written."""
         wrote = ", ".join(self.written) or "-"
-        return f"{self.path}  {self.bars} bars  kept {len(self.kept)} parts  wrote {wrote} ({self.notes} notes)"
+        if self.score is not None:  # infill: the written parts are kept outside the window
+            return (
+                f"{self.path}  {self.bars} bars  rewrote bars {self.window} of {wrote} "
+                f"({self.notes} new notes); every other note kept"
+            )
+        return f"{self.path}  {self.bars} bars  kept {', '.join(self.kept) or '-'}  wrote {wrote} ({self.notes} notes)"
 
 
 def accompany(
@@ -585,7 +592,7 @@ def infill(
         best.append(max(group, key=lambda piece: piece[1]))
     rewritten = {h for h in plan.rewrite}
     return [
-        _write(context, plan, ids, path, on_file, rewritten=rewritten, score=score)
+        _write(context, plan, ids, path, on_file, rewritten=rewritten, score=score, window=bars)
         for path, (ids, score) in zip(paths, best, strict=True)
     ]
 
@@ -884,6 +891,7 @@ def _write(
     *,
     rewritten: set[int],
     score: float | None = None,
+    window: str = "",
 ) -> Arrangement:
     """Decode a piece and write it: the user's parts as read (a rewritten part: its
     own notes outside the window, the model's inside), then the added parts."""
@@ -923,7 +931,7 @@ def _write(
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_midi(out, path)
     bars = len(_song_bars(context.encoding, out))
-    result = Arrangement(path, bars, kept, written, new_notes, score, out)
+    result = Arrangement(path, bars, kept, written, new_notes, score, out, window)
     if on_file is not None:
         on_file(result)
     return result
