@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from musicgen.arrange import KeepGrammar, plan_song
 from musicgen.config import EncodingConfig
 from musicgen.encoding.tracks import TracksEncoding, canonical_parts
 from musicgen.score import DRUM_PROGRAM, Note, Part, Score
+from musicgen.songplan import KeepGrammar, plan_song
 
 ENC = TracksEncoding(EncodingConfig(name="tracks"))
 CTRL = TracksEncoding(EncodingConfig(name="tracks", controls=True))
@@ -266,7 +266,7 @@ def test_cli_accompany_and_infill(band_checkpoint, song_file, tmp_path):
 
 
 def test_new_notes_leave_every_kept_note_whole():
-    from musicgen.arrange import fit_around
+    from musicgen.songplan import fit_around
 
     kept = [note(60, 0, 4), note(62, 6, 2)]
     new = [note(60, 2, 1), note(62, 4, 4), note(64, 4, 1), note(60, 4, 1)]
