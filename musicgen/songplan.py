@@ -36,15 +36,15 @@ from musicgen.encoding.remi import (
     VELOCITY,
 )
 from musicgen.encoding.tracks import (
-    _CONTROLS,
-    _HEADER,
-    _KEY,
-    _NOTE,
-    _PITCH,
-    _POSITION,
-    _TRACK,
-    _VELOCITY,
     DRUM,
+    PHASE_CONTROLS,
+    PHASE_HEADER,
+    PHASE_KEY,
+    PHASE_NOTE,
+    PHASE_PITCH,
+    PHASE_POSITION,
+    PHASE_TRACK,
+    PHASE_VELOCITY,
     PROGRAM,
     TRACK,
     TracksEncoding,
@@ -238,30 +238,35 @@ class KeepGrammar(NarrowedGrammar):
     def allowed(self) -> np.ndarray:
         mask = self.inner.allowed()
         phase = self.g.phase
-        if phase == _HEADER:
+        if phase == PHASE_HEADER:
             return self._header(mask)
         if self.g.done or self.g.bars == 0:  # before BOS
             return mask
-        if phase == _CONTROLS:
+        if phase == PHASE_CONTROLS:
             return self._opening(mask, KEY)
-        if phase == _KEY:  # the bar's Density: the song's own where the plan keeps the bar
+        if phase == PHASE_KEY:  # the bar's Density: the song's own where the plan keeps the bar
             return self._opening(mask, DENSITY)
         out = mask.copy()
-        if phase == _POSITION:
+        if phase == PHASE_POSITION:
             self._after_position(out)
-        elif phase == _TRACK:
+        elif phase == PHASE_TRACK:
             self._note_start(out, self.g.part)
-        elif phase == _VELOCITY:
+        elif phase == PHASE_VELOCITY:
             if not self.plan.free(self.g.part, self._now()):
                 self._only(out, self._value_id(self._next()))
-        elif phase == _PITCH:  # its duration comes
+        elif phase == PHASE_PITCH:  # its duration comes
             if not self.plan.free(self.g.part, self._now()):
                 self._only(out, self.r[DURATION][0] + self._next().steps - 1)
-        else:  # the open end of a bar: _BAR, _TIMESIG, _TEMPO, _NOTE
+        else:  # the open end of a bar: PHASE_BAR, PHASE_TIMESIG, PHASE_TEMPO, PHASE_NOTE
             self._openings_mask(out)
             if not self.pending or not out.any():
-                self._open_end(out, phase == _NOTE)
-        if self.plan.ceiling is not None and phase in (_POSITION, _TRACK, _VELOCITY, _NOTE):
+                self._open_end(out, phase == PHASE_NOTE)
+        if self.plan.ceiling is not None and phase in (
+            PHASE_POSITION,
+            PHASE_TRACK,
+            PHASE_VELOCITY,
+            PHASE_NOTE,
+        ):
             self._under_ceiling(out)
         return out if out.any() else mask
 
@@ -275,8 +280,8 @@ class KeepGrammar(NarrowedGrammar):
         lo, hi = self.r[PITCH]
         first_banned = lo + max(int(self.plan.ceiling[now]) - self.enc.config.pitch_min, 0)
         out[first_banned:hi] = False
-        if not out[lo:hi].any() and self.g.phase != _VELOCITY:
-            above = self.r[PITCH][0] + self.g.pitch + 1 if self.g.phase == _NOTE else lo
+        if not out[lo:hi].any() and self.g.phase != PHASE_VELOCITY:
+            above = self.r[PITCH][0] + self.g.pitch + 1 if self.g.phase == PHASE_NOTE else lo
             if above >= first_banned:
                 vlo, vhi = self.r[VELOCITY]
                 out[vlo:vhi] = False

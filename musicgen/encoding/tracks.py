@@ -349,9 +349,11 @@ _KIND_NAMES = {
     DRUM: "drum",
 }
 
-# grammar phases: what the last token was
-_START, _HEADER, _CONTROLS, _KEY, _BAR, _TIMESIG, _TEMPO = range(7)
-_POSITION, _TRACK, _VELOCITY, _PITCH, _NOTE, _DONE = range(7, 13)
+# grammar phases (what the last token was); public, for grammars that wrap TracksGrammar
+PHASE_START, PHASE_HEADER, PHASE_CONTROLS, PHASE_KEY, PHASE_BAR, PHASE_TIMESIG, PHASE_TEMPO = range(
+    7
+)
+PHASE_POSITION, PHASE_TRACK, PHASE_VELOCITY, PHASE_PITCH, PHASE_NOTE, PHASE_DONE = range(7, 13)
 
 
 class TracksGrammar(Grammar):
@@ -376,7 +378,7 @@ class TracksGrammar(Grammar):
         self.size = len(encoding.vocab)
         self.r = encoding.id_range
         self.controls = encoding.config.controls
-        self.phase = _START
+        self.phase = PHASE_START
         self.programs: list[int] = []
         self.bars = 0
         self.bar_len = 0
@@ -387,7 +389,7 @@ class TracksGrammar(Grammar):
 
     @property
     def done(self) -> bool:
-        return self.phase == _DONE
+        return self.phase == PHASE_DONE
 
     @property
     def elapsed(self) -> float:
@@ -401,38 +403,38 @@ class TracksGrammar(Grammar):
     def allowed(self) -> np.ndarray:
         mask = np.zeros(self.size, dtype=bool)
         phase = self.phase
-        if phase == _START:
+        if phase == PHASE_START:
             mask[BOS] = True
-        elif phase == _HEADER:
+        elif phase == PHASE_HEADER:
             self._header(mask)
-        elif phase == _CONTROLS:
+        elif phase == PHASE_CONTROLS:
             self._set(mask, KEY)
-        elif phase == _KEY:
+        elif phase == PHASE_KEY:
             self._set(mask, DENSITY)
-        elif phase == _DONE:
+        elif phase == PHASE_DONE:
             mask[PAD] = True
-        elif self.bars == 1 and phase == _BAR:
+        elif self.bars == 1 and phase == PHASE_BAR:
             self._set(mask, TIMESIG)
-        elif self.bars == 1 and phase == _TIMESIG:
+        elif self.bars == 1 and phase == PHASE_TIMESIG:
             self._set(mask, TEMPO)
-        elif phase == _POSITION:
+        elif phase == PHASE_POSITION:
             for j in range(len(self.programs)):
                 if j != self.part:
                     mask[self.r[TRACK][0] + j] = True
             if self.part is not None:
                 self._note_start(mask, self.part, -1)
-        elif phase == _TRACK:
+        elif phase == PHASE_TRACK:
             self._note_start(mask, self.part, -1)
-        elif phase == _VELOCITY:
+        elif phase == PHASE_VELOCITY:
             self._note_value(mask, self.part, self.pitch)
-        elif phase == _PITCH:
+        elif phase == PHASE_PITCH:
             self._set(mask, DURATION)
-        else:  # _BAR, _TIMESIG, _TEMPO, _NOTE: the open end of a bar
-            if phase == _BAR:
+        else:  # PHASE_BAR, PHASE_TIMESIG, PHASE_TEMPO, PHASE_NOTE: the open end of a bar
+            if phase == PHASE_BAR:
                 self._set(mask, TIMESIG)
-            if phase in (_BAR, _TIMESIG):
+            if phase in (PHASE_BAR, PHASE_TIMESIG):
                 self._set(mask, TEMPO)
-            if phase == _NOTE:
+            if phase == PHASE_NOTE:
                 for j in range(self.part + 1, len(self.programs)):
                     mask[self.r[TRACK][0] + j] = True
                 self._note_start(mask, self.part, self.pitch)
@@ -473,43 +475,43 @@ class TracksGrammar(Grammar):
 
     def advance(self, token_id: int) -> None:
         token_id = self._check(token_id, self.enc.vocab)
-        if self.phase == _DONE:
+        if self.phase == PHASE_DONE:
             return
         kind = self.enc._kinds_list[token_id]
         value = self.enc._values_list[token_id]
         if token_id == BOS:
-            self.phase = _HEADER
+            self.phase = PHASE_HEADER
         elif token_id == EOS:
-            self.phase = _DONE
+            self.phase = PHASE_DONE
         elif kind == PROGRAM:
             self.programs.append(value)
             self.velocity.append(None)
         elif kind == BAR:
             self.bars += 1
-            self.phase = _CONTROLS if self.controls else _BAR
+            self.phase = PHASE_CONTROLS if self.controls else PHASE_BAR
             self.position = -1
         elif kind == KEY:
-            self.phase = _KEY
+            self.phase = PHASE_KEY
         elif kind == DENSITY:
-            self.phase = _BAR
+            self.phase = PHASE_BAR
         elif kind == TIMESIG:
-            self.phase = _TIMESIG
+            self.phase = PHASE_TIMESIG
             self.bar_len = self.enc.bar_steps(self.enc.time_signatures[value])
         elif kind == TEMPO:
-            self.phase = _TEMPO
+            self.phase = PHASE_TEMPO
         elif kind == POSITION:
-            self.phase, self.position, self.pitch = _POSITION, value, -1
+            self.phase, self.position, self.pitch = PHASE_POSITION, value, -1
         elif kind == TRACK:
-            self.phase, self.part, self.pitch = _TRACK, value, -1
+            self.phase, self.part, self.pitch = PHASE_TRACK, value, -1
         elif kind == VELOCITY:
-            self.phase = _VELOCITY
+            self.phase = PHASE_VELOCITY
             self.velocity[self.part] = value
         elif kind == PITCH:
-            self.phase, self.pitch = _PITCH, value - self.enc.config.pitch_min
+            self.phase, self.pitch = PHASE_PITCH, value - self.enc.config.pitch_min
         elif kind == DURATION:
-            self.phase = _NOTE
+            self.phase = PHASE_NOTE
         elif kind == DRUM:
-            self.phase, self.pitch = _NOTE, value
+            self.phase, self.pitch = PHASE_NOTE, value
 
 
 def header_programs(ids: Sequence[int] | np.ndarray, encoding: TracksEncoding) -> Counter[int]:
