@@ -70,8 +70,8 @@ def main() -> int:
     except UserError as exc:
         print(f"bench_controls: {exc}", file=sys.stderr)
         return 1
-    if config.encoding.name not in ("remi", "tracks"):
-        print("bench_controls: the controls need a remi or tracks checkpoint", file=sys.stderr)
+    if config.encoding.name == "performance":
+        print("bench_controls: the controls need a beat-grid checkpoint", file=sys.stderr)
         return 1
     controls = config.encoding.controls
     seeds = [int(s) for s in _items(args.seeds)]

@@ -1,7 +1,7 @@
 """Generation speed: the window-re-predict recipe, our Keras step and our NumPy step.
 
-Untrained checkpoints (the bundled models' network, 2 x 256 GRU, with the tracks and
-the remi vocabularies, controls on, Glorot-random weights) are written with
+Untrained checkpoints (the bundled models' network, 2 x 256 GRU, with the remi, tracks
+and steps vocabularies, controls on, Glorot-random weights) are written with
 checkpoint.py's own functions into a temporary folder, and every method runs on
 their weights in this process, one after the other:
 
@@ -14,9 +14,9 @@ their weights in this process, one after the other:
 
 Tokens/s counts generated tokens over all pieces of the batch, best of `--rounds`
 timed rounds; the ratio is against the window recipe at the same batch (on the
-`--encoding` vocabulary, tracks by default). Next to it, the NumPy step's tokens/s on
-the remi and on the tracks vocabulary at the same size (the tracks vocabulary is
-larger, and so is its output projection).
+`--encoding` vocabulary, steps by default). Next to it, the NumPy step's tokens/s on
+the remi, tracks and steps vocabularies at the same size (the larger the vocabulary,
+the larger its output projection).
 
 Then whole commands in a fresh process per engine, so their wall time includes Python
 start-up, imports, loading and writing the MIDI files: `musicgen generate --num 4
@@ -29,7 +29,7 @@ the bare start-up (`python -m musicgen --version`) are shown beside it. Target (
 repository root:
 
     python benchmarks/bench_generate.py [--quick] [--units 256 --layers 2 --cell gru]
-        [--encoding tracks] [--band FOLDER] [--json FILE]
+        [--encoding steps] [--band FOLDER] [--json FILE]
 """
 
 from __future__ import annotations
@@ -162,14 +162,14 @@ def vocabularies_table(report: Report, args: argparse.Namespace, folders: dict[s
     sizes = ", ".join(f"{n} {len(e.vocab)}" for n, e in encodings.items())
     table = report.table(
         f"NumPy step by vocabulary (tokens: {sizes})",
-        ["batch", *(f"{n} tokens/s" for n in folders), "tracks / remi"],
+        ["batch", *(f"{n} tokens/s" for n in folders), "tracks / remi", "steps / remi"],
     )
     for batch in args.batches:
         rates = [
             bench_loop(models[n], encodings[n], batch, args.numpy_steps, args.rounds)
             for n in folders
         ]
-        table.add(batch, *rates, f"{rates[1] / rates[0]:.2f}")
+        table.add(batch, *rates, f"{rates[1] / rates[0]:.2f}", f"{rates[2] / rates[0]:.2f}")
 
 
 def commands_table(report: Report, args: argparse.Namespace, folder: Path, band: Path) -> float:
@@ -199,7 +199,7 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=256)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--cell", default="gru", choices=["lstm", "gru"])
-    parser.add_argument("--encoding", default="tracks", choices=["remi", "tracks"])
+    parser.add_argument("--encoding", default="steps", choices=["remi", "tracks", "steps"])
     parser.add_argument("--steps", type=int, default=400, help="tokens per piece, keras step")
     parser.add_argument("--numpy-steps", type=int, default=2000, help="tokens per piece, numpy")
     parser.add_argument("--window-steps", type=int, default=20, help="tokens, window recipe")
@@ -224,7 +224,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folders = {
             name: write_checkpoint(Path(tmp) / name, config, encoding_config(name))
-            for name in ("remi", "tracks")
+            for name in ("remi", "tracks", "steps")
         }
         band, band_label = band_checkpoint(Path(tmp), args.band)
         report.notes += [

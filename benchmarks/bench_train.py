@@ -77,7 +77,7 @@ from musicgen.trainer import build_model_and_optimizer, make_train_step  # noqa:
 COMMON_WINDOW = 100  # the recipe's sequence length: 100 notes in, 1 note out
 COMMON_BATCH = 64  # the recipe's batch size (windows per step)
 GATES = {"lstm": 4, "gru": 3}  # weight blocks per recurrent layer (input, forget, ...)
-MUSIC_ENCODINGS = ("remi", "tracks")  # the vocabularies timed in units of music
+MUSIC_ENCODINGS = ("remi", "tracks", "steps")  # the vocabularies timed in units of music
 
 
 Seconds = tuple[float, float]  # (wall-clock, CPU time of the whole process) per step

@@ -32,7 +32,7 @@ BUNDLED_MODEL = ModelConfig(cell="gru", layers=2, units=256)  # the bundled mode
 
 
 def encoding_config(name: str) -> EncodingConfig:
-    """The encoding of the bundled models: `name` ("remi" or "tracks") with controls."""
+    """The encoding of the bundled models: `name` ("remi", "tracks" or "steps") with controls."""
     return EncodingConfig(name=name, controls=True)
 
 

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from musicgen.config import RunConfig
 
 DEFAULT_DATA_DIR = "midi_corpus"  # prepare, train and evaluate read this folder by default
-DEFAULT_CHECKPOINT = "checkpoints/bach"  # the bundled model: generate and harmonize
+DEFAULT_CHECKPOINT = "checkpoints/bach"  # the bundled model of generate (steps encoding)
+VOICES_CHECKPOINT = "checkpoints/bach-voices"  # the bundled model of harmonize (tracks)
 DEFAULT_TRAIN_OUT = "checkpoints/my-model"  # where train writes by default
 
 
@@ -110,7 +111,7 @@ def prepare(
     """Scan `data_dir`, parse and encode every music file on all cores, cache the
     result, and report what was used and what was skipped and why.
 
-    encoding ("tracks", "remi" or "performance"), steps_per_quarter and include_drums default
+    encoding ("steps", "tracks", "remi" or "performance"), steps_per_quarter and include_drums default
     to EncodingConfig's; val_fraction and seed (the split the report counts) to
     TrainConfig's, as `musicgen prepare` does. cache_dir: default $MUSICGEN_CACHE_DIR
     or ~/.cache/musicgen. workers: parsing processes (default: all cores).
@@ -255,7 +256,8 @@ class Model:
         MusicXML; its highest note at each onset); a list of `pretty_midi.PrettyMIDI`,
         the same notes as `musicgen harmonize` writes: the melody kept note for note on
         its own instrument, each voice on one of its own. Needs a tracks checkpoint
-        (the bundled Bach model is one). Settings as for `generate`."""
+        (`musicgen.load("checkpoints/bach-voices")` is the bundled one). Settings as for
+        `generate`."""
         from musicgen.arrange import harmonize
 
         return self._arranged(

@@ -197,9 +197,11 @@ class _Context:
         folder = gen.checkpoint_folder(checkpoint)
         config, meta = ckpt.read_config(folder)
         if config.encoding.name != "tracks":
+            why = "writes its parts" if config.encoding.name == "steps" else "has no parts"
             raise UsageError(
-                f"{folder} uses the {config.encoding.name} encoding, which has no parts; "
-                "this needs a tracks checkpoint (musicgen train --encoding tracks)"
+                f"{folder} uses the {config.encoding.name} encoding, which {why} in a way "
+                "this cannot keep a song in; it needs a tracks checkpoint such as "
+                "checkpoints/bach-voices or checkpoints/band (musicgen train --encoding tracks)"
             )
         return cls(folder, config, meta, get_encoding(config.encoding), engine)
 

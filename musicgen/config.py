@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T", bound="_Config")
 DISTRIBUTE_MODES = ("none", "mirrored", "multi-worker")  # TrainConfig.distribute
-ENCODINGS = ("remi", "tracks", "performance")  # EncodingConfig.name
+ENCODINGS = ("remi", "tracks", "steps", "performance")  # EncodingConfig.name
+PART_ENCODINGS = ("tracks", "steps")  # encodings that keep every instrument apart
 # config.json keys beside the RunConfig sections (a checkpoint's config.json is a valid
 # --config file: these are not settings and are left out)
 METADATA_KEYS = ("vocab_size", "encoding_name", "versions", "data")
@@ -125,11 +126,12 @@ def _check(cond: bool, message: str) -> None:
 class EncodingConfig(_Config):
     """How music becomes tokens. The vocabulary is a function of these alone."""
 
-    # "tracks" (beat grid, every instrument and the drums apart), "remi" (beat grid, one
-    # merged part; musicgen 0.2's default) or "performance" (10 ms expressive events)
+    # "steps" (beat grid, every part's sounding notes where they change), "tracks" (beat
+    # grid, every note with its duration at its onset; what accompany/infill/harmonize
+    # need), "remi" (one merged part; musicgen 0.2's default) or "performance" (10 ms)
     name: str = setting(
-        "tracks",
-        "Token encoding (tracks: beat grid, every instrument on its own part; remi: beat grid, one merged part; performance: 10 ms expressive timing).",
+        "steps",
+        "Token encoding (steps: beat grid, each part's sounding notes wherever they change; tracks: beat grid, each note's duration at its onset, which accompany, infill and harmonize need; remi: one merged part; performance: 10 ms expressive timing).",
         choices=ENCODINGS,
         flag="encoding",
     )
@@ -166,8 +168,8 @@ class EncodingConfig(_Config):
         _check(self.tempo_bins >= 1 and 0 < self.tempo_min < self.tempo_max, "bad tempo bins")
         _check(self.time_shift_ms >= 1 and self.max_shift_steps >= 1, "bad time shift")
         _check(
-            not self.controls or self.name in ("remi", "tracks"),
-            "controls need the remi or tracks encoding",
+            not self.controls or self.name != "performance",
+            "controls need a beat-grid encoding (remi, tracks or steps)",
         )
         _check(1 <= self.max_parts <= 64, "max_parts must be 1..64")
 

@@ -351,20 +351,29 @@ def cadence_masks(encoding: RemiEncoding, tonic: int, mode: int) -> tuple[np.nda
     """The `Controls.closing` masks of a piece in the key (tonic pitch class 0..11, mode
     index into MODES): APPROACH_BARS masks for the bars before the last (the key's scale,
     APPROACH_DEGREES: harmonic minor in minor), then one for the last bar (the tonic
-    triad, FINAL_DEGREES). Each is bool[vocab], False only at the Pitch ids
-    (`encoding.id_range[PITCH]`) of the other pitch classes: tokens of any other kind (a
-    tracks encoding's drums among them) are never touched."""
-    approach = pitch_class_mask(encoding, tonic, APPROACH_DEGREES[mode])
-    final = pitch_class_mask(encoding, tonic, FINAL_DEGREES[mode])
+    triad, FINAL_DEGREES). Each is bool[vocab], False only at the ids that sound a pitch
+    (`encoding.pitch_id_ranges()`: Pitch, and the steps encoding's Hold, so that a note
+    held into the closing bars is in the key too) of the other pitch classes: tokens of
+    any other kind (a tracks encoding's drums among them) are never touched."""
+    ranges = [(lo, hi + 1) for lo, hi in encoding.pitch_id_ranges()]
+    approach = pitch_class_mask(encoding, tonic, APPROACH_DEGREES[mode], ranges)
+    final = pitch_class_mask(encoding, tonic, FINAL_DEGREES[mode], ranges)
     return (approach,) * APPROACH_BARS + (final,)
 
 
-def pitch_class_mask(encoding: RemiEncoding, tonic: int, degrees: Iterable[int]) -> np.ndarray:
-    """bool[vocab]: False at the Pitch ids whose pitch class is not `degrees` semitones
-    above `tonic`; True at every other id."""
-    lo, hi = encoding.id_range[PITCH]
+def pitch_class_mask(
+    encoding: RemiEncoding,
+    tonic: int,
+    degrees: Iterable[int],
+    ranges: Iterable[tuple[int, int]] | None = None,
+) -> np.ndarray:
+    """bool[vocab]: False at the ids of `ranges` ((first, end) id ranges of pitch
+    tokens; default the Pitch tokens) whose pitch class is not `degrees` semitones above
+    `tonic`; True at every other id."""
     mask = np.ones(len(encoding.vocab), dtype=bool)
-    mask[lo:hi] = np.isin((np.asarray(encoding.values[lo:hi]) - tonic) % 12, list(degrees))
+    for lo, hi in ranges or [encoding.id_range[PITCH]]:
+        pitch_classes = (np.asarray(encoding.values[lo:hi]) - tonic) % 12
+        mask[lo:hi] = np.isin(pitch_classes, list(degrees))
     return mask
 
 

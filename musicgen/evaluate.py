@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from musicgen import checkpoint as ckpt
+from musicgen.config import PART_ENCODINGS
 from musicgen.dataset import prepare
 from musicgen.encoding.base import BOS
 from musicgen.errors import UserError
@@ -220,12 +221,12 @@ def _totals(scores: Sequence[tuple[np.ndarray, int]]) -> list[tuple[float, int]]
 def family_scores(
     encoding: Any, files: Sequence[Any], scores: Sequence[tuple[np.ndarray, int]]
 ) -> dict[str, dict[str, Any]]:
-    """Nats per note of each instrument family (tracks encodings; {} otherwise): the
+    """Nats per note of each instrument family (tracks and steps encodings; {} otherwise): the
     nats of the tokens that write a part's notes (its Track, Velocity, Pitch, Duration
     and Drum tokens) over those notes. What the parts share (bars, positions, controls,
     the header) is under "shared", per quarter note. How well the model knows its bass
     against its drums, in units that do not depend on how many tokens a note takes."""
-    if encoding.name != "tracks":
+    if encoding.name not in PART_ENCODINGS:
         return {}
     from musicgen.encoding.tracks import token_parts
     from musicgen.instruments import family

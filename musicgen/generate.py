@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from musicgen import checkpoint as ckpt
-from musicgen.config import ConfigError, RunConfig, SampleConfig
+from musicgen.config import PART_ENCODINGS, ConfigError, RunConfig, SampleConfig
 from musicgen.constraints import Controls, stored_density_choices
 from musicgen.encoding.base import BOS, PAD, Encoding, Grammar, get_encoding
 from musicgen.encoding.tracks import InstrumentsGrammar
@@ -65,7 +65,7 @@ MAX_PRIMER_BARS = 64  # a longer remi primer keeps only its last bars
 MAX_PRIMER_SECONDS = 120.0  # a longer performance primer keeps only its last seconds
 MAX_STEPS_PER_UNIT = 2000  # safety net: tokens per bar (remi) or per second (performance)
 TEMPO_RANGE = (10.0, 1000.0)  # beats per minute accepted by --tempo
-BAR_ENCODINGS = ("remi", "tracks")  # encodings whose pieces are counted in bars
+BAR_ENCODINGS = ("remi", "tracks", "steps")  # encodings whose pieces are counted in bars
 ENGINES = ("auto", "numpy", "keras")  # --engine values; auto = numpy
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -261,13 +261,13 @@ def _instruments(
     """The parts `--instruments` asks for, narrowed to those the model knows; None when
     not asked. UsageError for a checkpoint without parts, or with a primer (whose own
     parts a continuation keeps)."""
-    if request.program is not None and plan.encoding.name == "tracks":
+    if request.program is not None and plan.encoding.name in PART_ENCODINGS:
         raise UsageError("--program sets a one-part piece's instrument; use --instruments here")
     if request.instruments is None:
         return None
-    if plan.encoding.name != "tracks":
+    if plan.encoding.name not in PART_ENCODINGS:
         raise UsageError(
-            f"--instruments needs a multi-track (tracks) checkpoint; {plan.name} uses the "
+            f"--instruments needs a multi-track (tracks or steps) checkpoint; {plan.name} uses the "
             f"{plan.encoding.name} encoding, which writes one part"
         )
     if prefix:
@@ -391,7 +391,7 @@ def primer_ids(encoding: Encoding, path: Path, on_note: Callable[[str], None] | 
     """The primer's ids after BOS, without EOS, truncated to its last bars/seconds;
     remi primers end with an extra `Bar` (the new music opens a bar of its own)."""
     try:
-        drums_only = encoding.name == "tracks"
+        drums_only = encoding.name in PART_ENCODINGS
         pieces = read_pieces(path, encoding.config.include_drums, allow_drums_only=drums_only)
     except MusicError as exc:
         raise UserError(f"cannot use primer {path}: {exc}") from None

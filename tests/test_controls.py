@@ -280,7 +280,7 @@ def test_cli_train_controls_option_reaches_the_config(tmp_path):
         main, ["train", str(tmp_path), "--encoding", "performance", "--controls"]
     )
     assert result.exit_code == 2
-    assert "controls need the remi or tracks encoding" in result.output
+    assert "controls need a beat-grid encoding" in result.output
 
 
 # ----------------------------------------------------------------------------- words

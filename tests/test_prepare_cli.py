@@ -40,7 +40,7 @@ def test_only_bad_files_is_a_failure_naming_them(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "drums.mid: drums only" in result.stderr and "empty.mid" in result.stderr
-    result = run(str(tmp_path))  # tracks (the default) keeps a drum groove as a drum part
+    result = run(str(tmp_path))  # steps (the default) keeps a drum groove as a drum part
     assert result.exit_code == 0 and "1 file" in result.output, result.output
 
 

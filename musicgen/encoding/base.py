@@ -210,7 +210,13 @@ def get_encoding(config: EncodingConfig) -> Encoding:
     """The encoding named by `config.name`."""
     from musicgen.encoding.performance import PerformanceEncoding
     from musicgen.encoding.remi import RemiEncoding
+    from musicgen.encoding.steps import StepsEncoding
     from musicgen.encoding.tracks import TracksEncoding
 
-    classes = {"remi": RemiEncoding, "tracks": TracksEncoding, "performance": PerformanceEncoding}
+    classes = {
+        "remi": RemiEncoding,
+        "tracks": TracksEncoding,
+        "steps": StepsEncoding,
+        "performance": PerformanceEncoding,
+    }
     return classes[config.name](config)

@@ -31,8 +31,9 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -132,6 +133,19 @@ class _Bar:
     start: int  # grid steps from the start of the piece
     steps: int  # length in grid steps
     signature: tuple[int, int]
+
+
+def group_by_bar(
+    bars: Sequence[_Bar], items: Iterable[Any], step: Callable[[Any], int] | None = None
+) -> list[list]:
+    """`items` (in order) split by the bar their grid step falls in: `step(item)`, by
+    default the item's first field."""
+    starts = [bar.start for bar in bars]
+    out: list[list] = [[] for _ in bars]
+    for item in items:
+        at = item[0] if step is None else step(item)
+        out[bisect.bisect_right(starts, at) - 1].append(item)
+    return out
 
 
 class RemiEncoding(Encoding):
@@ -252,22 +266,27 @@ class RemiEncoding(Encoding):
 
         key = self._key_id(notes) if self.config.controls else None
         ids = [BOS]
-        starts = [bar.start for bar in bars]
-        by_bar: list[list[tuple[int, int, int, int]]] = [[] for _ in bars]
-        for note in notes:
-            by_bar[bisect.bisect_right(starts, note[0]) - 1].append(note)
+        by_bar = group_by_bar(bars, notes)
         for i, bar in enumerate(bars):
-            ids.append(self.first_id[BAR])
-            if key is not None:
-                ids.append(key)
-                ids.append(self._density_id(by_bar[i], bar.steps))
-            if i == 0 or bar.signature != bars[i - 1].signature:
-                ids.append(self._timesig_id[bar.signature])
-            if i == 0 or tempo_bins[i] != tempo_bins[i - 1]:
-                ids.append(self.first_id[TEMPO] + tempo_bins[i])
+            ids.extend(self._opening_ids(bars, i, tempo_bins, key, by_bar[i]))
             ids.extend(self._bar_note_ids(bar, by_bar[i]))
         ids.append(EOS)
         return Encoded(np.array(ids, dtype=np.int32), dropped)
+
+    def _opening_ids(
+        self, bars: list[_Bar], i: int, tempo_bins: list[int], key: int | None, onsets: Sequence
+    ) -> list[int]:
+        """Bar i's opening: Bar, [Key Density] (with controls; `onsets` are the bar's
+        notes, one per onset), TimeSig and Tempo where they change (always in bar 0)."""
+        bar = bars[i]
+        ids = [self.first_id[BAR]]
+        if key is not None:
+            ids += [key, self._density_id(onsets, bar.steps)]
+        if i == 0 or bar.signature != bars[i - 1].signature:
+            ids.append(self._timesig_id[bar.signature])
+        if i == 0 or tempo_bins[i] != tempo_bins[i - 1]:
+            ids.append(self.first_id[TEMPO] + tempo_bins[i])
+        return ids
 
     def _key_id(self, notes: list[tuple[int, int, int, int]]) -> int:
         """Key id of the piece's grid notes (onset, pitch, velocity bin, steps)."""
@@ -279,11 +298,14 @@ class RemiEncoding(Encoding):
         quarters = steps / self.config.steps_per_quarter
         return self.first_id[DENSITY] + density_level(len(notes), quarters)
 
-    def _grid_notes(self, score: Score, dropped: Counter) -> list[tuple[int, int, int, int]]:
+    def _grid_notes(
+        self, score: Score, dropped: Counter, clip: bool = True
+    ) -> list[tuple[int, int, int, int]]:
         """Notes as (onset step, pitch, velocity bin, duration steps), sorted, one per
-        (onset, pitch) (the longest)."""
+        (onset, pitch) (the longest); durations clipped to max_duration_quarters
+        unless `clip` is False."""
         c, spq = self.config, self.config.steps_per_quarter
-        max_steps = c.max_duration_quarters * spq
+        max_steps = c.max_duration_quarters * spq if clip else None
         grid: dict[tuple[int, int], tuple[int, int]] = {}
         for note in score.notes:
             if not c.pitch_min <= note.pitch <= c.pitch_max:
@@ -291,7 +313,7 @@ class RemiEncoding(Encoding):
                 continue
             onset = round(note.start * spq)
             steps = max(1, round(note.end * spq) - onset)
-            if steps > max_steps:
+            if max_steps is not None and steps > max_steps:
                 steps = max_steps
                 dropped["durations_clipped"] += 1
             key = (onset, note.pitch)

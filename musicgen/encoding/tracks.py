@@ -31,9 +31,9 @@ Track_* and Drum_*.
 
 from __future__ import annotations
 
-import bisect
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,12 +50,15 @@ from musicgen.encoding.remi import (
     TIMESIG,
     VELOCITY,
     RemiEncoding,
+    _Bar,
     _RemiReader,
+    group_by_bar,
 )
 from musicgen.instruments import track_names
 from musicgen.score import DRUM_PROGRAM, Note, Part, Score
 
 PROGRAM, TRACK, DRUM = 10, 11, 12  # token kinds after remi's
+HOLD = 13  # the steps encoding's (a note that goes on)
 DRUM_NOTES = 128  # Drum_0 .. Drum_127
 
 # a part's grid notes: (onset step, pitch, velocity bin, duration steps)
@@ -82,6 +85,25 @@ def canonical_parts(score: Score) -> list[Part]:
         notes = sorted((n for d in drums for n in d.notes), key=lambda n: (n.start, n.pitch))
         drums = [Part(DRUM_PROGRAM, notes, "Drums")]
     return pitched + [d for d in drums if d.notes]
+
+
+@dataclass
+class PartsLayout:
+    """A score laid out for a part-keeping encoding (`TracksEncoding._layout`)."""
+
+    parts: list[Part]
+    grids: list[list[GridNote]]  # each part's grid notes
+    bars: list[_Bar]
+    tempo_bins: list[int]
+    key: int | None  # the Key id (controls), else None
+
+    def header(self, encoding: TracksEncoding) -> list[int]:
+        """BOS and the parts' Program ids."""
+        return [BOS, *(encoding.program_id(p.program) for p in self.parts)]
+
+    def opening(self, encoding: TracksEncoding, i: int, onsets: Sequence) -> list[int]:
+        """Bar i's opening ids (`onsets`: the bar's notes, one per onset, for Density)."""
+        return encoding._opening_ids(self.bars, i, self.tempo_bins, self.key, onsets)
 
 
 class TracksEncoding(RemiEncoding):
@@ -123,6 +145,23 @@ class TracksEncoding(RemiEncoding):
         """Score -> ids. Counted losses as remi's, plus parts_merged (more parts than
         `max_parts`: the smallest go into the part of the nearest program)."""
         dropped: Counter[str] = Counter()
+        layout = self._layout(score, dropped)
+        # every note as (onset, part index, pitch, velocity bin, steps), in stream order
+        grids = layout.grids
+        events = sorted((n[0], i, n[1], n[2], n[3]) for i, grid in enumerate(grids) for n in grid)
+        by_bar = group_by_bar(layout.bars, events)
+        ids = layout.header(self)
+        writer = _NoteWriter(self, [p.is_drum for p in layout.parts])
+        for i, bar in enumerate(layout.bars):
+            ids.extend(layout.opening(self, i, by_bar[i]))
+            for event in by_bar[i]:
+                ids.extend(writer.note(bar.start, *event))
+        ids.append(EOS)
+        return Encoded(np.array(ids, dtype=np.int32), dropped)
+
+    def _layout(self, score: Score, dropped: Counter) -> PartsLayout:
+        """The score's parts (canonical, at most max_parts), their grid notes, bars,
+        bar tempos and key: what every part-keeping encoding writes notes into."""
         parts = self._limit_parts(canonical_parts(score), dropped)
         grids = [self._part_grid(part, dropped) for part in parts]
         end_step = max((on + dur for grid in grids for on, _, _, dur in grid), default=0)
@@ -134,29 +173,7 @@ class TracksEncoding(RemiEncoding):
             n for part, grid in zip(parts, grids, strict=True) if not part.is_drum for n in grid
         ]
         key = self._key_id(pitched) if self.config.controls else None
-
-        # every note as (onset, part index, pitch, velocity bin, steps), in stream order
-        events = sorted((n[0], i, n[1], n[2], n[3]) for i, grid in enumerate(grids) for n in grid)
-        starts = [bar.start for bar in bars]
-        by_bar: list[list[tuple[int, int, int, int, int]]] = [[] for _ in bars]
-        for event in events:
-            by_bar[bisect.bisect_right(starts, event[0]) - 1].append(event)
-
-        ids = [BOS, *(self.program_id(p.program) for p in parts)]
-        writer = _NoteWriter(self, [p.is_drum for p in parts])
-        for i, bar in enumerate(bars):
-            ids.append(self.first_id[BAR])
-            if key is not None:
-                ids.append(key)
-                ids.append(self._density_id(by_bar[i], bar.steps))
-            if i == 0 or bar.signature != bars[i - 1].signature:
-                ids.append(self._timesig_id[bar.signature])
-            if i == 0 or tempo_bins[i] != tempo_bins[i - 1]:
-                ids.append(self.first_id[TEMPO] + tempo_bins[i])
-            for event in by_bar[i]:
-                ids.extend(writer.note(bar.start, *event))
-        ids.append(EOS)
-        return Encoded(np.array(ids, dtype=np.int32), dropped)
+        return PartsLayout(parts, grids, bars, tempo_bins, key)
 
     def _limit_parts(self, parts: list[Part], dropped: Counter) -> list[Part]:
         """At most `max_parts` parts: the smallest pitched part merges into the one of
@@ -475,8 +492,11 @@ class TracksGrammar(Grammar):
 
     def advance(self, token_id: int) -> None:
         token_id = self._check(token_id, self.enc.vocab)
-        if self.phase == PHASE_DONE:
-            return
+        if self.phase != PHASE_DONE:
+            self._apply(token_id)
+
+    def _apply(self, token_id: int) -> None:
+        """Move on past an allowed id."""
         kind = self.enc._kinds_list[token_id]
         value = self.enc._values_list[token_id]
         if token_id == BOS:
@@ -578,7 +598,7 @@ class InstrumentsGrammar(NarrowedGrammar):
 
 def token_parts(ids: Sequence[int] | np.ndarray, encoding: TracksEncoding) -> np.ndarray:
     """For every id, the program of the part it belongs to (the Track, Velocity, Pitch,
-    Duration and Drum tokens of a part's notes), or -1 for what all parts share (bars,
+    Duration, Hold and Drum tokens of a part's notes), or -1 for what all parts share (bars,
     positions, controls, the header). Pieces back to back each use their own header."""
     kinds = encoding.kinds[np.asarray(ids, dtype=np.int64)]
     values = encoding.values[np.asarray(ids, dtype=np.int64)]
@@ -593,7 +613,7 @@ def token_parts(ids: Sequence[int] | np.ndarray, encoding: TracksEncoding) -> np
         elif kind == TRACK:
             part = value
         if (
-            kind in (TRACK, VELOCITY, PITCH, DURATION, DRUM)
+            kind in (TRACK, VELOCITY, PITCH, DURATION, DRUM, HOLD)
             and part is not None
             and part < len(programs)
         ):
