@@ -627,10 +627,11 @@ def generate(
 
     \b
     Files are named OUT/NAME-SEED-NN.mid (NAME: the checkpoint folder's name); existing
-    files are kept unless --force. Length: --bars for remi and tracks checkpoints,
-    --seconds for performance ones. A tracks checkpoint (e.g. checkpoints/band) writes
-    one track per part, drums on channel 10; --instruments fixes the parts. With --primer, each piece starts with the primer (at most its last
-    64 bars or 120 seconds) and --bars/--seconds count the new music after it.
+    files are kept unless --force. Length: --bars for steps, tracks and remi checkpoints,
+    --seconds for performance ones. A steps or tracks checkpoint (e.g. checkpoints/bach,
+    checkpoints/band) writes one track per part, drums on channel 10; --instruments fixes
+    the parts. With --primer, each piece starts with the primer (at most its last 64 bars
+    or 120 seconds) and --bars/--seconds count the new music after it.
     --key, --density, --time-signature and --tempo are imposed on every piece; what is
     not asked is left to the model.
     """
@@ -682,13 +683,14 @@ PREPARE_SKIPS_SHOWN = 20  # skipped files listed in the human report
 @main.command()
 @click.argument("data_dir", required=False, default=DEFAULT_DATA_DIR, type=click.Path())
 @click.option("--encoding", type=click.Choice(ENCODINGS), default=EncodingConfig().name,
-              show_default=True, help="Token encoding (tracks: every part apart; remi: one "
-              "merged part; performance: 10 ms expressive events).")  # fmt: skip
+              show_default=True, help="Token encoding (steps: each part's sounding notes where they change; "
+              "tracks: each note at its onset with its part; remi: one merged part; "
+              "performance: 10 ms expressive events).")  # fmt: skip
 @click.option("--steps-per-quarter", type=click.IntRange(1, 48), default=4, show_default=True,
-              help="Grid resolution of remi and tracks (4 = sixteenth notes).")  # fmt: skip
+              help="Grid resolution of steps, tracks and remi (4 = sixteenth notes).")  # fmt: skip
 @click.option("--include-drums", is_flag=True,
-              help="remi/performance: merge drum tracks into the one stream (tracks keeps "
-                   "drums as their own part always).")  # fmt: skip
+              help="remi/performance: merge drum tracks into the one stream (steps and "
+                   "tracks keep drums as their own part always).")  # fmt: skip
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1,
               show_default=True, help="Share of files the report counts as validation "
               "(split by file, as train does).")  # fmt: skip

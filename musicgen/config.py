@@ -149,7 +149,7 @@ class EncodingConfig(_Config):
     # vocabulary of checkpoints made before controls existed (config.json lacks the key).
     controls: bool = setting(
         False,
-        "Open every bar with key and density tokens, so that `generate --key --density` can steer the model (remi and tracks).",
+        "Open every bar with key and density tokens, so that `generate --key --density` can steer the model (steps, tracks or remi).",
     )
     # performance
     time_shift_ms: int = 10  # one time-shift step in milliseconds
