@@ -35,8 +35,7 @@ if TYPE_CHECKING:
     from musicgen.config import RunConfig
 
 DEFAULT_DATA_DIR = "midi_corpus"  # prepare, train and evaluate read this folder by default
-DEFAULT_CHECKPOINT = "checkpoints/bach"  # the bundled model of generate (steps encoding)
-VOICES_CHECKPOINT = "checkpoints/bach-voices"  # the bundled model of harmonize (tracks)
+DEFAULT_CHECKPOINT = "checkpoints/bach"  # the bundled model: generate and harmonize
 DEFAULT_TRAIN_OUT = "checkpoints/my-model"  # where train writes by default
 
 
@@ -256,8 +255,7 @@ class Model:
         MusicXML; its highest note at each onset); a list of `pretty_midi.PrettyMIDI`,
         the same notes as `musicgen harmonize` writes: the melody kept note for note on
         its own instrument, each voice on one of its own. Needs a tracks checkpoint
-        (`musicgen.load("checkpoints/bach-voices")` is the bundled one). Settings as for
-        `generate`."""
+        (the bundled Bach model is one). Settings as for `generate`."""
         from musicgen.arrange import harmonize
 
         return self._arranged(

@@ -201,7 +201,7 @@ class _Context:
             raise UsageError(
                 f"{folder} uses the {config.encoding.name} encoding, which {why} in a way "
                 "this cannot keep a song in; it needs a tracks checkpoint such as "
-                "checkpoints/bach-voices or checkpoints/band (musicgen train --encoding tracks)"
+                "checkpoints/bach or checkpoints/band (musicgen train --encoding tracks)"
             )
         return cls(folder, config, meta, get_encoding(config.encoding), engine)
 

@@ -24,7 +24,6 @@ from musicgen.api import (
     DEFAULT_CHECKPOINT,
     DEFAULT_DATA_DIR,
     DEFAULT_TRAIN_OUT,
-    VOICES_CHECKPOINT,
     existing_path,
     writable_folder,
 )
@@ -847,7 +846,7 @@ def _song_run(quiet: bool, temperature: float, seed: int) -> dict[str, Any]:
 
 @main.command()
 @click.argument("melody", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@_song_options(VOICES_CHECKPOINT, "Harmonizations to write (sampled together in one batch).")
+@_song_options(DEFAULT_CHECKPOINT, "Harmonizations to write (sampled together in one batch).")
 @click.option("--voices", type=click.IntRange(1, 15), default=3, show_default=True,
               help="Voices to write under the melody.")  # fmt: skip
 @handle_errors
@@ -860,8 +859,8 @@ def harmonize(
     \b
     The melody (the highest note at each onset) is kept note for note as the top part,
     on its own track, and the model writes VOICES parts of its own voice under it, each
-    on a track of its own: with the bundled chorale model (checkpoints/bach-voices), Alto,
-    Tenor and Bass under your Soprano. Files are OUT/MELODY-harmony-SEED-NN.mid.
+    on a track of its own: with the bundled Bach model, Alto, Tenor and Bass under your
+    Soprano. Files are OUT/MELODY-harmony-SEED-NN.mid.
     """
     from musicgen.arrange import harmonize as run
 

@@ -18,7 +18,6 @@ from tests.hostile import good_midi
 
 ROOT = Path(__file__).resolve().parents[1]
 BACH = ROOT / "checkpoints" / "bach"
-VOICES = ROOT / "checkpoints" / "bach-voices"  # the tracks chorale model harmonize uses
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +86,12 @@ def test_api_gives_the_cli_notes_with_steering_and_a_primer(bach, tmp_path):
         assert [i.name for i in piece.instruments] == ["Soprano", "Alto", "Tenor", "Bass"]
 
 
-def test_api_harmonize_gives_the_cli_notes(tmp_path):
+def test_api_harmonize_gives_the_cli_notes(bach, tmp_path):
     melody = tmp_path / "tune.mid"
     good_midi(melody)
     _cli("harmonize", str(melody), "--num", "2", "--seed", "5", "--out", str(tmp_path / "h"), "-q",
-         "--checkpoint", str(VOICES))  # fmt: skip
-    pieces = musicgen.load(VOICES).harmonize(melody, num=2, seed=5)
+         "--checkpoint", str(BACH))  # fmt: skip
+    pieces = bach.harmonize(melody, num=2, seed=5)
     files = sorted((tmp_path / "h").glob("*.mid"))
     assert len(files) == len(pieces) == 2
     for path, piece in zip(files, pieces, strict=True):
@@ -182,7 +181,6 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "bach").symlink_to(BACH)
-    (tmp_path / "checkpoints" / "bach-voices").symlink_to(VOICES)
     (tmp_path / "checkpoints" / "band").symlink_to(ROOT / "checkpoints" / "band")
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
