@@ -131,6 +131,7 @@ class StepsEncoding(TracksEncoding):
 
 
 GridOnset = tuple[int, int, int, int]  # (onset step, pitch, velocity bin, steps)
+NO_CEILING = 1 << 30  # a group's notes before its first: any pitch may come
 
 
 def _changes(
@@ -322,7 +323,7 @@ class StepsGrammar(TracksGrammar):
         super().__init__(encoding, length)
         self.sounding: list[set[int]] = []
         self.listed: set[int] | None = None  # the open group's pitches
-        self.below = 1 << 30  # the group's pitches must fall below this
+        self.below = NO_CEILING  # the group's pitches must fall below this
 
     def allowed(self) -> np.ndarray:
         phase = self.phase
@@ -359,10 +360,7 @@ class StepsGrammar(TracksGrammar):
             for pitch in self.sounding[part]:
                 if pitch < self.below:
                     mask[first + pitch] = True
-        kind, lo = (
-            (DRUM, 0) if self.programs[part] == DRUM_PROGRAM else (PITCH, self.enc.config.pitch_min)
-        )
-        if self.below <= lo:
+        if self.below <= self._struck(part)[1]:
             return
         self._set(mask, VELOCITY)
         current = self.velocity[part]
@@ -370,10 +368,14 @@ class StepsGrammar(TracksGrammar):
             mask[self.r[VELOCITY][0] + current] = False
             self._new_notes(mask, part)
 
+    def _struck(self, part: int) -> tuple[int, int]:
+        """(token kind, lowest value) of a note the part strikes: Drum or Pitch."""
+        if self.programs[part] == DRUM_PROGRAM:
+            return DRUM, 0
+        return PITCH, self.enc.config.pitch_min
+
     def _new_notes(self, mask: np.ndarray, part: int) -> None:
-        kind, lo = (
-            (DRUM, 0) if self.programs[part] == DRUM_PROGRAM else (PITCH, self.enc.config.pitch_min)
-        )
+        kind, lo = self._struck(part)
         self._set(mask, kind, 0, self.below - lo)
 
     def _apply(self, token_id: int) -> None:
@@ -385,10 +387,10 @@ class StepsGrammar(TracksGrammar):
             self.sounding.append(set())
         if kind == POSITION:
             self.phase, self.position = PHASE_POSITION, value
-            self.below = 1 << 30
+            self.below = NO_CEILING
             return
         if kind == TRACK:
-            self.phase, self.part, self.listed, self.below = PHASE_TRACK, value, set(), 1 << 30
+            self.phase, self.part, self.listed, self.below = PHASE_TRACK, value, set(), NO_CEILING
             return
         if kind in (HOLD, PITCH, DRUM):
             if self.listed is None:  # the part that goes on, right after a Position
