@@ -64,6 +64,7 @@ DEFAULT_TEMPERATURE = 0.8  # the CLI's and the API's; SampleConfig's own default
 MAX_PRIMER_BARS = 64  # a longer remi primer keeps only its last bars
 MAX_PRIMER_SECONDS = 120.0  # a longer performance primer keeps only its last seconds
 MAX_STEPS_PER_UNIT = 2000  # safety net: tokens per bar (remi) or per second (performance)
+SILENT_PART_DRAWS = 3  # new draws of a piece in which a part --instruments asked for never plays
 TEMPO_RANGE = (10.0, 1000.0)  # beats per minute accepted by --tempo
 BAR_ENCODINGS = ("remi", "tracks", "steps")  # encodings whose pieces are counted in bars
 ENGINES = ("auto", "numpy", "keras")  # --engine values; auto = numpy
@@ -252,7 +253,47 @@ def _sample_pieces(
     model = load_model(plan.checkpoint, request.engine, which, verbose_tensorflow)
     max_steps = int(MAX_STEPS_PER_UNIT * max(plan.length, 1.0))
     new_ids = sample_ids(model, grammars, [BOS, *prefix], request.sample, max_steps)
-    return [_piece(plan, request, [BOS, *prefix, *ids], len(ids)) for ids in new_ids]
+    pieces = [_piece(plan, request, [BOS, *prefix, *ids], len(ids)) for ids in new_ids]
+    if parts:
+
+        def new_grammar() -> Grammar:
+            return start_grammar(encoding, plan.length, [], controls, parts)
+
+        _redraw_silent(pieces, plan, request, model, new_grammar, max_steps, on_note)
+    return pieces
+
+
+def _redraw_silent(
+    pieces: list[Piece],
+    plan: Plan,
+    request: GenerateRequest,
+    model: Any,
+    new_grammar: Callable[[], Grammar],
+    max_steps: int,
+    on_note: Callable[[str], None] | None,
+) -> None:
+    """Draw again, in place, each piece in which a part `--instruments` asked for plays
+    no note (the grammar makes the header name every asked part, not each part play), up
+    to SILENT_PART_DRAWS times. Draw k of piece i uses `default_rng([seed, i, k])`, so
+    the other pieces stay as they were; a part still silent is told through on_note."""
+    for draw in range(1, SILENT_PART_DRAWS + 1):
+        silent = [i for i, piece in enumerate(pieces) if _silent_parts(piece)]
+        if not silent:
+            return
+        rngs = [np.random.default_rng([request.sample.seed, i, draw]) for i in silent]
+        grammars = [new_grammar() for _ in silent]
+        again = sample_ids(model, grammars, [BOS], request.sample, max_steps, rngs)
+        for i, ids in zip(silent, again, strict=True):
+            pieces[i] = _piece(plan, request, [BOS, *ids], len(ids))
+    for i, piece in enumerate(pieces):
+        names = ", ".join(_silent_parts(piece))
+        if names and on_note is not None:
+            on_note(f"piece {i + 1}: {names} played no note in {SILENT_PART_DRAWS + 1} draws")
+
+
+def _silent_parts(piece: Piece) -> list[str]:
+    """The names of the piece's parts that have no note (its header named them)."""
+    return [part.name or f"program {part.program}" for part in piece.score.parts if not part.notes]
 
 
 def _instruments(

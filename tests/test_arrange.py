@@ -308,3 +308,27 @@ def test_generate_instruments_are_kept_and_checked(band_checkpoint, tmp_path):
     remi = untrained_checkpoint(tmp_path / "remi", EncodingConfig(name="remi"))
     with pytest.raises(UsageError, match="needs a multi-track"):
         generate(remi, tmp_path / "r", num=1, bars=1, instruments="bass")
+
+
+def test_a_piece_whose_asked_part_is_silent_is_drawn_again(band_checkpoint, monkeypatch):
+    from musicgen import generate as gen
+
+    request = gen.GenerateRequest(num=8, bars=1, instruments="guitar,bass,drums")
+
+    def draw(redraws):
+        monkeypatch.setattr(gen, "SILENT_PART_DRAWS", redraws)
+        notes: list[str] = []
+        return gen.sample_pieces(band_checkpoint, request, on_note=notes.append), notes
+
+    first, _ = draw(0)
+    final, notes = draw(3)
+    silent_first = [i for i, piece in enumerate(first) if gen._silent_parts(piece)]
+    assert silent_first  # an untrained model leaves some asked part silent in one bar
+    for i, (before, after) in enumerate(zip(first, final, strict=True)):
+        if i not in silent_first:
+            assert after.ids == before.ids  # the other pieces are not drawn again
+        elif gen._silent_parts(after):
+            assert any(line.startswith(f"piece {i + 1}: ") for line in notes)
+        else:
+            assert after.ids != before.ids
+    assert len(notes) < len(silent_first)  # redrawing gave some of them every part
