@@ -1,9 +1,8 @@
 """Encoding comparison: the same network and budget on remi and tracks."""
 import sys
 
-from musicgen.train import train
-
 from musicgen.config import EncodingConfig, ModelConfig, RunConfig, TrainConfig
+from musicgen.train import train
 
 if __name__ == "__main__":
     name, data, out, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
