@@ -9,7 +9,8 @@ trainer.py's loop calls these as Keras's `fit` would (`on_epoch_begin`,
 - `EarlyStopping`: stops after `patience` epochs without a lower validation loss,
   remembering the best epoch across --resume;
 - `LearningRateSchedule`: linear warm-up, then halve the rate when validation stalls
-  (`scheduled_rate`, `plateau_halvings`: pure functions of the history);
+  (`scheduled_rate`, `plateau_halvings`: pure functions of the history), and with a
+  time budget bring it down linearly over the budget's last quarter (`budget_anneal`);
 - `TimeBudget`: stops between two steps once the run's wall-clock budget is spent;
 - `EpochScalars`: TensorBoard scalars (logs/train, logs/validation).
 
@@ -35,6 +36,8 @@ import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 PLATEAU_DELTA = 1e-3  # a validation loss must fall by 0.1% of the best to count as progress
 MAX_HALVINGS = 6  # the rate never falls below learning_rate / 64
+ANNEAL_SHARE = 0.25  # with a time budget, the rate falls over the budget's last quarter...
+ANNEAL_FLOOR = 0.02  # ...to 2% of what it was
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -62,42 +65,78 @@ def plateau_halvings(
     return halvings
 
 
-def scheduled_rate(base: float, step: int, warmup_steps: int, halvings: int) -> float:
+def budget_anneal(
+    fraction_left: float | None, *, share: float = ANNEAL_SHARE, floor: float = ANNEAL_FLOOR
+) -> float:
+    """The factor on the learning rate when `fraction_left` of the time budget is left
+    (None: no budget): 1 until the last `share` of the budget, then linear down to
+    `floor` at its end.
+
+    Why: a run that the budget ends while validation is still improving (a default run
+    on a small folder on a CPU) never stalls, so the plateau halving never comes and the
+    last minutes are spent at the full rate, whose noise keeps the weights from settling.
+    Bringing the rate down at the end of the time the user gave (a warm-up, stable,
+    decay shape) lets them settle: the closing epochs then give the run's best
+    validation loss, and the best weights are what is kept."""
+    if fraction_left is None or fraction_left >= share:
+        return 1.0
+    return floor + (1.0 - floor) * max(0.0, fraction_left) / share
+
+
+def scheduled_rate(
+    base: float, step: int, warmup_steps: int, halvings: int, anneal: float = 1.0
+) -> float:
     """The learning rate of optimizer step `step` (0-based, over the whole run):
-    base x min(1, (step + 1) / warmup_steps) x 0.5 ** halvings.
+    base x min(1, (step + 1) / warmup_steps) x 0.5 ** halvings x anneal (`budget_anneal`).
 
     Why this schedule: Adam's first steps on a fresh recurrent network take its moment
     estimates from a handful of batches, and a full-size step then can throw the
     weights far off (spikes at the start of a run); a linear warm-up over
     `warmup_steps` avoids that. After it the rate stays at `base` while validation
     improves, so a run needs no length fixed in advance (a cosine schedule would need
-    one, which the data size and --max-minutes do not give); when validation stalls
-    for `lr_patience` epochs, the rate halves, which usually buys more progress before
-    early stopping (`patience`, larger than `lr_patience`) gives up."""
+    one in steps, which neither the data size nor --max-minutes gives); when validation
+    stalls for `lr_patience` epochs, the rate halves, which usually buys more progress
+    before early stopping (`patience`, larger than `lr_patience`) gives up. A time
+    budget does give an end in time: over its last quarter the rate falls to
+    `ANNEAL_FLOOR` of itself (`anneal`, from `budget_anneal`)."""
     warm = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
-    return base * warm * 0.5**halvings
+    return base * warm * 0.5**halvings * anneal
 
 
 class LearningRateSchedule(keras.callbacks.Callback):
-    """Sets the optimizer's learning rate: every step during the warm-up, and after
-    each epoch from the validation losses so far (`history`: earlier epochs' rows).
+    """Sets the optimizer's learning rate: every step during the warm-up and the
+    budget's anneal, and after each epoch from the validation losses so far (`history`:
+    earlier epochs' rows).
 
-    `steps_done`: optimizer steps taken before this run (state.json's train_steps)."""
+    `steps_done`: optimizer steps taken before this run (state.json's train_steps).
+    `fraction_left() -> float | None`: the share of this run's time budget left (None:
+    no budget, no anneal). The budget is that of one `train` call, so a resumed run
+    starts again at the rate its halvings give and anneals at the end of its own
+    budget."""
 
-    def __init__(self, optimizer: Any, config: RunConfig, history: Sequence[dict], steps_done: int):
+    def __init__(
+        self,
+        optimizer: Any,
+        config: RunConfig,
+        history: Sequence[dict],
+        steps_done: int,
+        fraction_left: Callable[[], float | None] = lambda: None,
+    ):
         super().__init__()
         cfg = config.train
         self.optimizer, self.base = optimizer, cfg.learning_rate
         self.warmup_steps, self.patience = cfg.warmup_steps, cfg.lr_patience
+        self.fraction_left = fraction_left
         self.val_losses = [float(row["val_loss"]) for row in history if "val_loss" in row]
         self.step = steps_done
         self.halvings = plateau_halvings(self.val_losses, self.patience)
+        self.anneal = 1.0
         self.last_rate = self.rate  # the rate of the latest step
 
     @property
     def rate(self) -> float:
         """The rate of the next step."""
-        return scheduled_rate(self.base, self.step, self.warmup_steps, self.halvings)
+        return scheduled_rate(self.base, self.step, self.warmup_steps, self.halvings, self.anneal)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._assign()
@@ -105,7 +144,9 @@ class LearningRateSchedule(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.last_rate = self.rate
         self.step += 1
-        if self.step <= self.warmup_steps:
+        anneal = budget_anneal(self.fraction_left())
+        if self.step <= self.warmup_steps or anneal != self.anneal:
+            self.anneal = anneal
             self._assign()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -152,6 +193,11 @@ class TimeBudget(keras.callbacks.Callback):
         if not self.seconds:
             return None
         return max(0.0, self.seconds - (time.monotonic() - self.started))
+
+    def fraction_left(self) -> float | None:
+        """The share of the budget left now, 1 to 0 (None without a budget)."""
+        left = self.seconds_left()
+        return None if left is None else left / self.seconds
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.steps += 1

@@ -234,7 +234,8 @@ class TrainConfig(_Config):
         200, "Fewest steps of an epoch when --steps-per-epoch is 0 (small folders).", low=1
     )  # with steps_per_epoch 0: the fewest steps of an epoch
     # Wall-clock budget of one `train` call in minutes (0 = none), checked between steps;
-    # the epoch in progress is then validated and saved. 60: a default run on a 2-core
+    # the epoch in progress is then validated and saved. The learning rate falls over its
+    # last quarter (callbacks.budget_anneal). 60: a default run on a 2-core
     # CPU ends within the hour (the default model learns most of what it can on a
     # folder of chorales by then); on a GPU early stopping usually comes first.
     max_minutes: float = setting(
@@ -244,7 +245,7 @@ class TrainConfig(_Config):
     )
     learning_rate: float = setting(
         2e-3,
-        "Adam's learning rate after the warm-up; halved when validation stalls.",
+        "Adam's learning rate after the warm-up; halved when validation stalls, and brought down over the last quarter of --max-minutes.",
         low=0,
         low_open=True,
     )  # Adam's peak rate (callbacks.scheduled_rate)

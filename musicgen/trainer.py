@@ -17,7 +17,8 @@
 7. `_fit`: one `tf.function` training step for every mode (`make_train_step`) and an
    exact validation pass after each epoch, calling the callbacks (callbacks.py) as
    Keras's `fit` would: the learning-rate schedule (warm-up, then halved when
-   validation stalls), the checkpoint writer, TensorBoard scalars, early stopping and
+   validation stalls, and brought down over the time budget's last quarter), the
+   checkpoint writer, TensorBoard scalars, early stopping and
    the time budget;
 8. a summary: best validation loss and perplexity, nats per quarter note, tokens/s.
 
@@ -725,9 +726,21 @@ def _callbacks(run: RunContext, writer: callbacks.CheckpointWriter) -> _Callback
     """The run's callbacks; TensorBoard files only on the chief."""
     cfg, previous = run.config.train, run.previous
     multi = run.layout.workers > 1
+    budget = callbacks.TimeBudget(
+        cfg.max_minutes,
+        run.started,
+        agree=any_worker(run.layout.strategy) if multi else (lambda reached: reached),
+        every=BUDGET_CHECK_STEPS if multi else 1,
+    )
     return _Callbacks(
+        # no anneal over several workers: each reads its own clock, and their rates
+        # must be the same at every step
         schedule=callbacks.LearningRateSchedule(
-            run.optimizer, run.config, previous["history"], previous.get("train_steps", 0)
+            run.optimizer,
+            run.config,
+            previous["history"],
+            previous.get("train_steps", 0),
+            fraction_left=(lambda: None) if multi else budget.fraction_left,
         ),
         writer=writer,
         scalars=(
@@ -736,12 +749,7 @@ def _callbacks(run: RunContext, writer: callbacks.CheckpointWriter) -> _Callback
             else keras.callbacks.Callback()
         ),
         early=callbacks.EarlyStopping(previous["history"], cfg.patience) if cfg.patience else None,
-        budget=callbacks.TimeBudget(
-            cfg.max_minutes,
-            run.started,
-            agree=any_worker(run.layout.strategy) if multi else (lambda reached: reached),
-            every=BUDGET_CHECK_STEPS if multi else 1,
-        ),
+        budget=budget,
     )
 
 

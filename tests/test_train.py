@@ -304,6 +304,50 @@ def test_schedule_warms_up_then_halves_after_a_stall():
     assert halvings([1.0] * 50, 1) == callbacks.MAX_HALVINGS
 
 
+def test_budget_anneal_brings_the_rate_down_over_the_budgets_last_quarter():
+    anneal, floor = callbacks.budget_anneal, callbacks.ANNEAL_FLOOR
+    assert anneal(None) == 1.0  # no budget: no anneal
+    assert anneal(1.0) == anneal(0.5) == anneal(callbacks.ANNEAL_SHARE) == 1.0
+    assert anneal(0.0) == pytest.approx(floor) and anneal(-0.1) == pytest.approx(floor)
+    assert anneal(0.125) == pytest.approx(floor + (1 - floor) / 2)  # halfway through it
+    assert anneal(0.1, share=0.2, floor=0.0) == pytest.approx(0.5)
+    assert callbacks.scheduled_rate(0.01, 50, 10, 1, anneal=0.5) == pytest.approx(0.0025)
+
+
+class _Rate:
+    """The optimizer's learning-rate variable, as the schedule uses it."""
+
+    def __init__(self):
+        self.value = None
+
+    def assign(self, value):
+        self.value = value
+
+
+def test_schedule_follows_the_budget_left_at_every_step():
+    optimizer = type("Optimizer", (), {"learning_rate": _Rate()})()
+    config = tiny(learning_rate=0.01, warmup_steps=2, lr_patience=1)
+    left = [1.0]
+    schedule = callbacks.LearningRateSchedule(
+        optimizer, config, [], 0, fraction_left=lambda: left[0]
+    )
+    schedule.on_train_begin()
+    rates = []
+    for fraction in (0.9, 0.5, 0.25, 0.125, 0.0):
+        left[0] = fraction
+        schedule.on_train_batch_end(0)
+        rates.append(optimizer.learning_rate.value)
+    floor = callbacks.ANNEAL_FLOOR
+    expected = [0.01, 0.01, 0.01, 0.01 * (floor + (1 - floor) / 2), 0.01 * floor]
+    assert rates == pytest.approx(expected)
+    # a stall halves the annealed rate too; its epoch's rate is that of its last step
+    logs = {"val_loss": 2.0}
+    schedule.on_epoch_end(0, logs)
+    assert logs["learning_rate"] == pytest.approx(0.01 * (floor + (1 - floor) / 2))
+    schedule.on_epoch_end(1, {"val_loss": 2.0})
+    assert optimizer.learning_rate.value == pytest.approx(0.01 * floor / 2)
+
+
 def _expected_rates(history, steps_per_epoch, base, warmup, lr_patience):
     """Each epoch's rate (that of its last step) from the schedule's pure functions."""
     losses = [row["val_loss"] for row in history]
@@ -335,10 +379,14 @@ def test_rate_halves_after_a_stall_and_resume_continues_the_schedule(corpus, tmp
     np.testing.assert_allclose(
         [row["val_loss"] for row in resumed], [row["val_loss"] for row in history], rtol=1e-5
     )
-    with np.load(parts / "optimizer.npz") as saved:  # the next epoch's rate, for --resume
+    assert _saved_rate(parts) == pytest.approx(base / 8, rel=1e-6)  # the next epoch's rate
+
+
+def _saved_rate(out):
+    """The learning rate in a checkpoint's optimizer.npz (the next step's, for --resume)."""
+    with np.load(out / "optimizer.npz") as saved:
         paths = [str(p) for p in saved["paths"]]
-        rate = float(saved[f"v{paths.index(next(p for p in paths if 'learning_rate' in p)):04d}"])
-    assert rate == pytest.approx(base / 8, rel=1e-6)
+        return float(saved[f"v{paths.index(next(p for p in paths if 'learning_rate' in p)):04d}"])
 
 
 @pytest.mark.slow
@@ -378,10 +426,14 @@ def test_time_budget_stops_cleanly_with_a_complete_checkpoint(corpus, tmp_path):
         loaded = ckpt.load_checkpoint(out, which=which)
         assert np.all(np.isfinite(_logits(loaded.model, [[1, 4, 5]])))
     assert any("time budget" in line for line in lines)
-    # --resume goes on (with a new budget) from the step where the budget stopped it
+    # the budget was spent at the first step, so the rate saved for the next is annealed
+    assert _saved_rate(out) == pytest.approx(TINY["learning_rate"] * callbacks.ANNEAL_FLOOR)
+    # --resume goes on (with a new budget) from the step where the budget stopped it, at
+    # the rate its own budget gives (here none: the full rate)
     again = train(tiny(epochs=2, max_minutes=0), corpus, out, resume=True, verbose=0)
     assert again.status == "finished" and again.epochs == 2
     assert ckpt.read_state(out)["train_steps"] == 1 + TINY["steps_per_epoch"]
+    assert ckpt.read_history(out)[1]["learning_rate"] == pytest.approx(TINY["learning_rate"])
 
 
 def test_an_epoch_is_at_least_min_steps_per_epoch(corpus, tmp_path):
