@@ -235,9 +235,9 @@ class TrainConfig(_Config):
     )  # with steps_per_epoch 0: the fewest steps of an epoch
     # Wall-clock budget of one `train` call in minutes (0 = none), checked between steps;
     # the epoch in progress is then validated and saved. The learning rate falls over its
-    # last quarter (callbacks.budget_anneal). 60: a default run on a 2-core
-    # CPU ends within the hour (the default model learns most of what it can on a
-    # folder of chorales by then); on a GPU early stopping usually comes first.
+    # last quarter (callbacks.budget_anneal). 60: a default run on a 2-core CPU ends
+    # within the hour (the default model learns most of what it can on a folder of
+    # chorales by then); on a GPU early stopping usually comes first.
     max_minutes: float = setting(
         60.0,
         "Time budget of this run in minutes (0 = none); the epoch in progress is then validated and saved.",

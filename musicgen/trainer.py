@@ -18,8 +18,7 @@
    exact validation pass after each epoch, calling the callbacks (callbacks.py) as
    Keras's `fit` would: the learning-rate schedule (warm-up, then halved when
    validation stalls, and brought down over the time budget's last quarter), the
-   checkpoint writer, TensorBoard scalars, early stopping and
-   the time budget;
+   checkpoint writer, TensorBoard scalars, early stopping and the time budget;
 8. a summary: best validation loss and perplexity, nats per quarter note, tokens/s.
 
 The budget comes from the data and validation: an epoch is a pass over the training
