@@ -247,18 +247,16 @@ def _sample_pieces(
     primer = request.primer
     prefix = primer_ids(encoding, Path(primer), on_note) if primer is not None else []
     parts = _instruments(plan, request, prefix)
-    grammars = [
-        start_grammar(encoding, plan.length, prefix, controls, parts) for _ in range(request.num)
-    ]
+
+    def new_grammar() -> Grammar:
+        return start_grammar(encoding, plan.length, prefix, controls, parts)
+
+    grammars = [new_grammar() for _ in range(request.num)]
     model = load_model(plan.checkpoint, request.engine, which, verbose_tensorflow)
     max_steps = int(MAX_STEPS_PER_UNIT * max(plan.length, 1.0))
     new_ids = sample_ids(model, grammars, [BOS, *prefix], request.sample, max_steps)
     pieces = [_piece(plan, request, [BOS, *prefix, *ids], len(ids)) for ids in new_ids]
-    if parts:
-
-        def new_grammar() -> Grammar:
-            return start_grammar(encoding, plan.length, [], controls, parts)
-
+    if parts:  # never with a primer (_instruments refuses one)
         _redraw_silent(pieces, plan, request, model, new_grammar, max_steps, on_note)
     return pieces
 
