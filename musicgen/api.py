@@ -7,6 +7,8 @@
     model = musicgen.train("my_midi/", out="checkpoints/mine", epochs=5)
     report = musicgen.prepare("my_midi/")              # PrepareReport
     scores = model.evaluate("my_midi/")                # the `evaluate --json` dict
+    samples, rate = model.render(pieces[0])            # audio: float32 [frames, 2], Hz
+    musicgen.write_wav("one.wav", samples, rate)       # 16-bit stereo WAV
 
 Each function is the library call behind a command (`load` + `Model.generate` behind
 `musicgen generate`, `prepare` behind `musicgen prepare`, ...), with the command's
@@ -31,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 from musicgen.errors import UsageError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from musicgen.checkpoint import Checkpoint
     from musicgen.config import RunConfig
 
@@ -320,6 +324,11 @@ class Model:
         pieces = command(self.path, *args, None, on_note=_warn, **options)
         return [to_pretty_midi(piece.music) for piece in pieces]
 
+    def render(self, piece: Any, soundfont: str | Path | None = None) -> tuple[np.ndarray, int]:
+        """A piece as audio, as `musicgen.synthesize` makes it: (samples float32
+        [frames, 2] in -1..1, sample rate Hz)."""
+        return synthesize(piece, soundfont)
+
     def evaluate(
         self,
         data_dir: str | Path | None = None,
@@ -436,3 +445,41 @@ def _stored_data_dir(out: Path) -> str:
     if checkpoint.is_checkpoint(out):
         return checkpoint.read_config(out)[1].get("data", {}).get("data_dir", DEFAULT_DATA_DIR)
     return DEFAULT_DATA_DIR
+
+
+# ----------------------------------------------------------------------------- audio
+
+
+def synthesize(
+    piece: Any, soundfont: str | Path | None = None, *, synth: str = "builtin"
+) -> tuple[np.ndarray, int]:
+    """A piece as audio: (samples float32 [frames, 2] in -1..1, sample rate in Hz).
+
+    piece: a `pretty_midi.PrettyMIDI` (what `Model.generate` and the others return) or
+    a MIDI file's path. Each part plays its General MIDI program, the drum channel the
+    drum kit; the audio lasts the music plus a second's release tail (48 kHz with the
+    builtin synthesizer, pip-installed). soundfont: a .sf2 file (default: pretty_midi's
+    General MIDI TimGM6mb.sf2). synth: "builtin", or "fluidsynth" (the program, where
+    installed). Raises `render.RenderUnavailableError` (a UserError) when a synthesizer
+    or soundfont is missing, UserError for a file that is not MIDI.
+    """
+    import io
+
+    from musicgen.render import synthesize as run
+
+    if isinstance(piece, str | Path):
+        path = existing_path(piece)
+        return run(path.read_bytes(), soundfont, synth=synth, name=path.name)
+    if not hasattr(piece, "write"):
+        raise UsageError(f"cannot render a {type(piece).__name__}: give a PrettyMIDI or a path")
+    buffer = io.BytesIO()
+    piece.write(buffer)
+    return run(buffer.getvalue(), soundfont, synth=synth)
+
+
+def write_wav(path: str | Path, samples: Any, sample_rate: int) -> Path:
+    """Write audio (float [frames] or [frames, channels] in -1..1, e.g. `synthesize`'s)
+    to `path` as a 16-bit PCM WAV at `sample_rate` Hz; the path written."""
+    from musicgen.render import write_wav as write
+
+    return write(path, samples, sample_rate)

@@ -590,9 +590,9 @@ class _ProgressBar:
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--plot", is_flag=True, help="Also write a piano-roll PNG beside each file.")
 @click.option("--render", type=click.Choice(["wav"]),
-              help="Also render each file to audio with FluidSynth.")  # fmt: skip
+              help="Also write each file as audio (a WAV beside it; see `musicgen render`).")  # fmt: skip
 @click.option("--soundfont", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="General MIDI .sf2 for --render (default: the system's GM soundfont).")  # fmt: skip
+              help="General MIDI .sf2 for --render (default: pretty_midi's TimGM6mb.sf2).")  # fmt: skip
 @click.option("--engine", type=click.Choice(["auto", "numpy", "keras"]), default="auto",
               show_default=True, help="Network step: numpy (auto; starts fast, no TensorFlow) "
               "or keras (TensorFlow; for a GPU and a very large --num).")  # fmt: skip
@@ -804,6 +804,14 @@ class _ParseBar:
 DEFAULT_BAND_CHECKPOINT = "checkpoints/band"  # the bundled model of accompany and infill
 
 
+_AUDIO_OPTIONS = [
+    click.option("--render", type=click.Choice(["wav"]),
+                 help="Also write each file as audio (a WAV beside it; see `musicgen render`)."),
+    click.option("--soundfont", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                 help="General MIDI .sf2 for the audio (default: pretty_midi's TimGM6mb.sf2)."),
+]  # fmt: skip
+
+
 def _song_options(default_checkpoint: str, num_help: str) -> Callable[..., Any]:
     """The options every command that works on a user's song shares."""
 
@@ -824,6 +832,7 @@ def _song_options(default_checkpoint: str, num_help: str) -> Callable[..., Any]:
                          default="auto", show_default=True,
                          help="Recurrent step engine (auto = numpy, no TensorFlow)."),
             click.option("--force", is_flag=True, help="Overwrite existing files."),
+            *_AUDIO_OPTIONS,
             click.option("--quiet", "-q", is_flag=True, help="Print nothing."),
         ]  # fmt: skip
         for option in reversed(options):
@@ -833,15 +842,33 @@ def _song_options(default_checkpoint: str, num_help: str) -> Callable[..., Any]:
     return decorate
 
 
-def _song_run(quiet: bool, temperature: float, seed: int) -> dict[str, Any]:
+def _song_run(
+    quiet: bool, temperature: float, seed: int, render: str | None, soundfont: Path | None
+) -> dict[str, Any]:
     """The keyword arguments every arrange command takes from the shared options."""
     from musicgen.config import SampleConfig
 
+    def on_file(info: Any) -> None:
+        echo(info.summary(), quiet)
+        if render:
+            _audio_beside(info.path, soundfont, quiet)
+
     return {
         "sample": SampleConfig(temperature=temperature, seed=seed),
-        "on_file": lambda info: echo(info.summary(), quiet),
+        "on_file": on_file,
         "on_note": lambda line: echo(f"Note: {line}", quiet, err=True),
     }
+
+
+def _audio_beside(midi: Path, soundfont: Path | None, quiet: bool) -> None:
+    """--render wav: a WAV beside the MIDI file just written; when audio cannot be made,
+    a warning (the MIDI file stays)."""
+    from musicgen.render import RenderUnavailableError, render_wav
+
+    try:
+        echo(f"  {render_wav(midi, midi.with_suffix('.wav'), soundfont)}", quiet)
+    except RenderUnavailableError as exc:
+        echo(f"Warning: {exc}; the MIDI file is written", err=True)
 
 
 @main.command()
@@ -852,7 +879,7 @@ def _song_run(quiet: bool, temperature: float, seed: int) -> dict[str, Any]:
 @handle_errors
 def harmonize(
     melody: Path, checkpoint_dir: Path, out: Path, num: int, temperature: float, seed: int,
-    engine: str, force: bool, quiet: bool, voices: int,
+    engine: str, force: bool, render: str | None, soundfont: Path | None, quiet: bool, voices: int,
 ) -> None:  # fmt: skip
     """Write voices under the melody in MELODY (a MIDI or MusicXML file).
 
@@ -865,7 +892,7 @@ def harmonize(
     from musicgen.arrange import harmonize as run
 
     run(checkpoint_dir, melody, out, num=num, voices=voices, engine=engine, force=force,
-        **_song_run(quiet, temperature, seed))  # fmt: skip
+        **_song_run(quiet, temperature, seed, render, soundfont))  # fmt: skip
 
 
 @main.command()
@@ -877,7 +904,7 @@ def harmonize(
 @handle_errors
 def accompany(
     song: Path, add: str, checkpoint_dir: Path, out: Path, num: int, temperature: float,
-    seed: int, engine: str, force: bool, quiet: bool,
+    seed: int, engine: str, force: bool, render: str | None, soundfont: Path | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Write new parts (--add) against your song SONG (a MIDI or MusicXML file).
 
@@ -890,7 +917,7 @@ def accompany(
     from musicgen.arrange import accompany as run
 
     run(checkpoint_dir, song, add, out, num=num, engine=engine, force=force,
-        **_song_run(quiet, temperature, seed))  # fmt: skip
+        **_song_run(quiet, temperature, seed, render, soundfont))  # fmt: skip
 
 
 @main.command()
@@ -907,7 +934,8 @@ def accompany(
 @handle_errors
 def infill(
     song: Path, bars: str, tracks: str | None, candidates: int, checkpoint_dir: Path, out: Path,
-    num: int, temperature: float, seed: int, engine: str, force: bool, quiet: bool,
+    num: int, temperature: float, seed: int, engine: str, force: bool, render: str | None,
+    soundfont: Path | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Rewrite bars A-B of your song SONG, keeping every note outside them.
 
@@ -919,7 +947,54 @@ def infill(
     from musicgen.arrange import infill as run
 
     run(checkpoint_dir, song, bars, out, tracks=tracks, num=num, candidates=candidates,
-        engine=engine, force=force, **_song_run(quiet, temperature, seed))  # fmt: skip
+        engine=engine, force=force, **_song_run(quiet, temperature, seed, render, soundfont))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- render
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Folder for the WAV files (default: beside each MIDI file).")  # fmt: skip
+@click.option("--soundfont", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="General MIDI .sf2 to play with (default: pretty_midi's TimGM6mb.sf2).")  # fmt: skip
+@click.option("--synth", type=click.Choice(["builtin", "fluidsynth"]), default="builtin",
+              show_default=True, help="builtin: the synthesizer pip installed (RustySynth); "
+              "fluidsynth: the FluidSynth program, where installed.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite existing WAV files.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@handle_errors
+def render(
+    files: tuple[Path, ...], out: Path | None, soundfont: Path | None, synth: str, force: bool,
+    quiet: bool,
+) -> None:  # fmt: skip
+    """Write each MIDI file FILE as audio: FILE.wav, 16-bit stereo at 48 kHz.
+
+    \b
+    Every part plays its General MIDI program, channel 10 the drum kit; the WAV lasts the
+    music plus a second for the last notes to ring. One line per file written; a file
+    that cannot be rendered is one error line (the others are still written, exit 1).
+    """
+    from musicgen.api import existing_path
+    from musicgen.generate import check_free
+    from musicgen.render import check_available, render_wav, wav_seconds, wav_targets
+
+    midis = [existing_path(f) for f in files]
+    targets = wav_targets(midis, out)
+    check_free(targets, force)
+    check_available(soundfont, synth)
+    failed = 0
+    for midi, target in zip(midis, targets, strict=True):
+        try:
+            wav = render_wav(midi, target, soundfont, synth=synth)
+        except UserError as exc:
+            echo(f"Error: {exc}", err=True)
+            failed += 1
+            continue
+        echo(f"{wav}  {wav_seconds(wav):.1f} s", quiet)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -684,9 +684,9 @@ def write_companions(
 ) -> list[Path]:
     """Beside each MIDI file: a piano-roll PNG (plot) and/or a WAV (render="wav").
 
-    Returns the paths written. Raises render.RenderUnavailableError (one line saying how
-    to install FluidSynth) before rendering anything when audio cannot be made; the MIDI
-    files are already written by then.
+    Returns the paths written. Raises render.RenderUnavailableError (one line saying
+    what is missing: the synthesizer or a soundfont) before rendering anything when
+    audio cannot be made; the MIDI files are already written by then.
     """
     written: list[Path] = []
     if plot:
@@ -696,9 +696,9 @@ def write_companions(
             score = read_score(info.path)
             written.append(plot_piano_roll(score, info.path.with_suffix(".png"), info.path.name))
     if render == "wav":
-        from musicgen.render import find_fluidsynth, find_soundfont, render_wav
+        from musicgen.render import check_available, render_wav
 
-        find_fluidsynth(), find_soundfont(soundfont)  # fail early, with the install hint
+        check_available(soundfont)  # fail early, saying what to install
         for info in files:
             written.append(render_wav(info.path, info.path.with_suffix(".wav"), soundfont))
     return written

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import heapq
 import io
+import itertools
 import math
 import warnings
 from collections import Counter
@@ -788,3 +789,41 @@ def _append_timed(
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=max(end_tick - now, 0)))
     return track
+
+
+def with_silence_after(data: bytes, seconds: float) -> bytes:
+    """The MIDI file `data` lasting `seconds` longer: the end-of-track of its longest
+    track moves later by that many seconds at the tempo in force at the end, so that a
+    synthesizer which stops at the file's end lets the last notes ring out.
+
+    The file is checked as `read_score` checks one (size, tracks, tick resolution,
+    tempo); UnreadableFileError with a one-line reason when it is not a usable MIDI file.
+    """
+    try:
+        if count_midi_events(data, MAX_EVENTS) > MAX_EVENTS:
+            raise UnreadableFileError(f"too many events (more than {MAX_EVENTS})")
+        mid = mido.MidiFile(file=io.BytesIO(data))
+    except UnreadableFileError:
+        raise
+    except Exception as exc:  # mido raises many types on corrupt data
+        raise UnreadableFileError(f"not a readable MIDI file ({_reason(exc)})") from None
+    if mid.ticks_per_beat <= 0 or not mid.tracks or mid.type == 2:
+        raise UnreadableFileError("not a playable MIDI file (no tracks, type 2 or SMPTE time)")
+    ends = [sum(m.time for m in track) for track in mid.tracks]
+    tempos = sorted(
+        (tick, m.tempo)
+        for track in mid.tracks
+        for tick, m in zip(itertools.accumulate(m.time for m in track), track, strict=True)
+        if m.type == "set_tempo"
+    )
+    tempo = tempos[-1][1] if tempos else 500_000  # microseconds per quarter (120 bpm)
+    if tempo <= 0:
+        raise UnreadableFileError("a tempo of 0 microseconds per quarter")
+    longest = mid.tracks[ends.index(max(ends))]
+    pad = round(seconds * 1e6 / tempo * mid.ticks_per_beat)
+    if not longest or longest[-1].type != "end_of_track":
+        longest.append(mido.MetaMessage("end_of_track", time=0))
+    longest[-1] = longest[-1].copy(time=longest[-1].time + pad)
+    buffer = io.BytesIO()
+    mid.save(file=buffer)
+    return buffer.getvalue()

@@ -247,3 +247,27 @@ def test_a_request_gives_the_same_scores_without_files(tmp_path):
         generate(BACH, tmp_path, request, num=3)
     with pytest.raises(UsageError, match="--num must be at least 1"):
         sample_scores(BACH, GenerateRequest(num=0))
+
+
+def test_pieces_render_to_audio_from_python(bach, tmp_path):
+    """`Model.render` / `musicgen.synthesize`: a generated piece, or a file, as samples;
+    `musicgen.write_wav` writes them; the same audio as `musicgen render`'s WAV."""
+    from musicgen import render
+
+    (piece,) = bach.generate(num=1, bars=2, seed=3)
+    samples, rate = bach.render(piece)
+    assert rate == 48_000 and samples.shape[1] == 2 and samples.dtype.name == "float32"
+    assert len(samples) / rate == pytest.approx(piece.get_end_time() + 1.0, abs=0.01)
+    assert abs(samples).max() > 0.01
+    midi = tmp_path / "piece.mid"
+    piece.write(str(midi))
+    from_file, _ = musicgen.synthesize(midi)
+    assert (from_file == samples).all()
+    written = musicgen.write_wav(tmp_path / "api.wav", samples, rate)
+    _cli("render", str(midi))
+    assert written.read_bytes() == (tmp_path / "piece.wav").read_bytes()
+    assert render.read_wav(written.read_bytes())[0].shape == samples.shape
+    with pytest.raises(UsageError, match="cannot render a int"):
+        musicgen.synthesize(3)
+    with pytest.raises(UsageError, match="path does not exist"):
+        musicgen.synthesize(tmp_path / "none.mid")
