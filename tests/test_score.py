@@ -64,3 +64,25 @@ def test_notes_are_given_once():
         Score.of(SOPRANO, parts=[Part(0, SOPRANO)])  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="Score.of"):
         Score(SOPRANO)  # type: ignore[arg-type]  # notes where parts go
+
+
+def test_a_long_primer_keeps_its_parts(tmp_path):
+    """generate cuts a primer past MAX_PRIMER_BARS part by part (it once merged the
+    parts of a tracks primer into one)."""
+    from musicgen.config import EncodingConfig
+    from musicgen.encoding import get_encoding
+    from musicgen.generate import MAX_PRIMER_BARS, primer_ids
+    from musicgen.midi_io import write_midi
+
+    bars = MAX_PRIMER_BARS + 2
+    melody = make_notes([(72 + b % 5, 4 * b, 2, 80) for b in range(bars)])
+    bass = make_notes([(40, 4 * b + 2, 2, 90) for b in range(bars)])
+    path = tmp_path / "long.mid"
+    write_midi(Score(parts=[Part(0, melody, "Keys"), Part(33, bass, "Bass")]), path)
+    encoding = get_encoding(EncodingConfig(name="tracks"))
+    notes: list[str] = []
+    ids = primer_ids(encoding, path, notes.append)
+    names = encoding.describe(ids)
+    assert notes and "64 bars" in notes[0]
+    assert [n for n in names if n.startswith("Program_")] == ["Program_0", "Program_33"]
+    assert names.count("Bar") == MAX_PRIMER_BARS + 1  # and the Bar the new music opens
