@@ -472,7 +472,7 @@ def _tidy_parts(parts: list[Part], dropped: Counter[str], count_drum_overlaps: b
 
     Counts parts merged away (`drum_parts_merged`, `parts_merged`) in `dropped`, and
     the drum part's overlaps (`drum_overlaps_merged`) when count_drum_overlaps (a
-    pitched part's overlaps are also the merged view's, counted as overlaps_merged)."""
+    pitched part's overlaps are counted over all pitched notes, as overlaps_merged)."""
     parts = _merge_drum_parts(parts, dropped)
     parts = _limit_parts(parts, dropped)
     out = []
