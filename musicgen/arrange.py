@@ -320,10 +320,8 @@ def top_line(song: Score, encoding: TracksEncoding) -> Score:
         line.append(Note(note.pitch, note.start, max(end, note.start + 1 / spq), note.velocity))
     first = pitched[0]
     return Score(
-        notes=line,
         tempos=list(song.tempos),
         time_signatures=list(song.time_signatures),
-        program=first.program,
         parts=[Part(first.program, line, first.name or "Melody")],
     )
 
@@ -451,7 +449,6 @@ def _write(
     parts = [mine.get(id(p), p) for p in _song_parts(plan)] + added
     song = plan.song
     out = Score(
-        notes=[n for p in parts if not p.is_drum for n in p.notes],
         tempos=list(song.tempos),
         time_signatures=list(song.time_signatures),
         end=max(decoded.length, song.length),

@@ -56,7 +56,7 @@ from musicgen.instruments import known_requests, parse_instruments, stored_progr
 from musicgen.midi_io import read_pieces, read_score, write_midi
 from musicgen.npmodel import NumpyRNN, one_blas_thread
 from musicgen.runtime import import_tensorflow
-from musicgen.score import MusicError, Note, Score
+from musicgen.score import MusicError, Note, Part, Score
 
 DEFAULT_BARS = 16  # remi
 DEFAULT_SECONDS = 30.0  # performance
@@ -324,8 +324,10 @@ def _piece(plan: Plan, request: GenerateRequest, ids: list[int], new_tokens: int
     score = plan.encoding.decode(ids)
     if request.tempo is not None:
         score.tempos = [(0.0, float(request.tempo))]
-    if request.program is not None:
-        score.program = request.program
+    if request.program is not None:  # a one-stream piece: its pitched part's program
+        score.parts = [
+            p if p.is_drum else Part(request.program, p.notes, p.name) for p in score.parts
+        ]
     return Piece(ids=list(ids), new_tokens=new_tokens, score=score, track_name=plan.name)
 
 
@@ -474,18 +476,19 @@ def _bar_starts(score: Score) -> list[float]:
 
 
 def _tail(score: Score, start: float) -> Score:
-    """The part of `score` from `start` (quarters) on, moved to begin at 0. Notes that
-    begin before `start` are left out; the tempo and metre in force at `start` open it."""
-    notes = [
-        Note(n.pitch, n.start - start, n.end - start, n.velocity)
-        for n in score.notes
-        if n.start >= start
-    ]
+    """The part of `score` from `start` (quarters) on, moved to begin at 0, each part
+    kept apart. Notes that begin before `start` are left out; the tempo and metre in
+    force at `start` open it."""
+    parts = []
+    for part in score.parts:
+        kept = [n for n in part.notes if n.start >= start]
+        moved = [Note(n.pitch, n.start - start, n.end - start, n.velocity) for n in kept]
+        parts.append(Part(part.program, moved, part.name))
     tempos = [(0.0, score.tempo_at(start))]
     tempos += [(q - start, bpm) for q, bpm in score.tempos if q > start]
     signatures = [(0.0, *score.time_signature_at(start))]
     signatures += [(q - start, n, d) for q, n, d in score.time_signatures if q > start]
-    return Score(notes, tempos, signatures, program=score.program, end=score.length - start)
+    return Score(parts, tempos, signatures, end=score.length - start)
 
 
 def start_grammar(

@@ -121,7 +121,7 @@ class StepsEncoding(TracksEncoding):
     def _part_grid(self, part: Part, dropped: Counter) -> list[GridOnset]:
         if part.is_drum:
             return super()._part_grid(part, dropped)
-        return self._grid_notes(Score(notes=part.notes), dropped, clip=False)
+        return self._grid_notes(part.notes, dropped, clip=False)
 
     def _reader(self) -> _StepsReader:
         return _StepsReader(self)
