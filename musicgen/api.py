@@ -119,6 +119,7 @@ def prepare(
     """
     from musicgen.config import ConfigError, EncodingConfig, TrainConfig
     from musicgen.dataset import prepare as prepare_folder
+    from musicgen.encoding import check_config
 
     enc, tr = EncodingConfig(), TrainConfig()
     try:
@@ -129,7 +130,7 @@ def prepare(
             else steps_per_quarter,
             include_drums=enc.include_drums if include_drums is None else include_drums,
         )
-        config.validate()
+        check_config(config)
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
     data = prepare_folder(data_dir, config, cache_dir=cache_dir, workers=workers, progress=progress)
@@ -392,6 +393,7 @@ def train(
     """
     from musicgen import checkpoint
     from musicgen.config import ConfigError, read_settings_file, resolve_settings
+    from musicgen.encoding import check_config
 
     out = Path(out)
     stored = checkpoint.read_config(out)[0] if resume and checkpoint.is_checkpoint(out) else None
@@ -401,6 +403,7 @@ def train(
         raise UsageError(f"--config: {exc}") from exc
     try:
         run_config = resolve_settings(checkpoint=stored, config_file=from_file, flags=settings)
+        check_config(run_config.encoding)
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
     if data_dir is not None:

@@ -22,7 +22,7 @@ from typing import Any
 from musicgen import checkpoint as ckpt
 from musicgen import generate as gen
 from musicgen.config import SampleConfig
-from musicgen.encoding.base import BOS, get_encoding
+from musicgen.encoding import BOS, get_encoding
 from musicgen.encoding.tracks import (
     TracksEncoding,
     canonical_parts,
@@ -196,14 +196,15 @@ class _Context:
     def open(cls, checkpoint: str | Path, engine: str) -> _Context:
         folder = gen.checkpoint_folder(checkpoint)
         config, meta = ckpt.read_config(folder)
-        if config.encoding.name != "tracks":
-            why = "writes its parts" if config.encoding.name == "steps" else "has no parts"
+        encoding = get_encoding(config.encoding)
+        if type(encoding) is not TracksEncoding:
+            why = "writes its parts" if encoding.has_parts else "has no parts"
             raise UsageError(
                 f"{folder} uses the {config.encoding.name} encoding, which {why} in a way "
                 "this cannot keep a song in; it needs a tracks checkpoint such as "
                 "checkpoints/bach or checkpoints/band (musicgen train --encoding tracks)"
             )
-        return cls(folder, config, meta, get_encoding(config.encoding), engine)
+        return cls(folder, config, meta, encoding, engine)
 
     def known_program(self, request: tuple[int, ...]) -> int:
         """The program of an asked part: of the request's programs the model knows, the

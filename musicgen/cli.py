@@ -185,6 +185,7 @@ def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path
 
     from musicgen import checkpoint
     from musicgen.config import ConfigError, read_settings_file, resolve_settings
+    from musicgen.encoding import check_config
 
     stored = checkpoint.read_config(out)[0] if resume and checkpoint.is_checkpoint(out) else None
     try:
@@ -197,7 +198,9 @@ def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path
         if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
     }
     try:
-        return resolve_settings(checkpoint=stored, config_file=from_file, flags=given)
+        config = resolve_settings(checkpoint=stored, config_file=from_file, flags=given)
+        check_config(config.encoding)
+        return config
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
 

@@ -6,8 +6,8 @@ work without writing anything (`sample_scores` gives just the scores; the Python
 `Model.generate` is built on it), `generate(checkpoint, out, request)` adds the files:
 
 1. plan: check the request, read the checkpoint's config.json (no TensorFlow yet),
-   pick the length (remi counts bars, default 16; performance counts seconds,
-   default 30; asking for the other unit is a UsageError); `generate` names the files
+   pick the length (an encoding that `counts_bars` in bars, default 16; else in
+   seconds, default 30; asking for the other unit is a UsageError); `generate` names the files
    `{prefix}-{seed}-{i:02d}.mid` and refuses any that exists without `force`;
 2. primer (optional): read the file, encode it with the checkpoint's encoding,
    keep at most its last MAX_PRIMER_BARS bars (remi) or MAX_PRIMER_SECONDS seconds
@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 
 from musicgen import checkpoint as ckpt
-from musicgen.config import PART_ENCODINGS, ConfigError, RunConfig, SampleConfig
+from musicgen.config import ConfigError, RunConfig, SampleConfig
 from musicgen.constraints import Controls, stored_density_choices
-from musicgen.encoding.base import BOS, PAD, Encoding, Grammar, get_encoding
+from musicgen.encoding import BOS, PAD, REGISTRY, Encoding, Grammar, get_encoding
 from musicgen.encoding.tracks import InstrumentsGrammar
 from musicgen.errors import UsageError, UserError
 from musicgen.instruments import known_requests, parse_instruments, stored_programs
@@ -66,7 +66,6 @@ MAX_PRIMER_SECONDS = 120.0  # a longer performance primer keeps only its last se
 MAX_STEPS_PER_UNIT = 2000  # safety net: tokens per bar (remi) or per second (performance)
 SILENT_PART_DRAWS = 3  # new draws of a piece in which a part --instruments asked for never plays
 TEMPO_RANGE = (10.0, 1000.0)  # beats per minute accepted by --tempo
-BAR_ENCODINGS = ("remi", "tracks", "steps")  # encodings whose pieces are counted in bars
 ENGINES = ("auto", "numpy", "keras")  # --engine values; auto = numpy
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -300,13 +299,14 @@ def _instruments(
     """The parts `--instruments` asks for, narrowed to those the model knows; None when
     not asked. UsageError for a checkpoint without parts, or with a primer (whose own
     parts a continuation keeps)."""
-    if request.program is not None and plan.encoding.name in PART_ENCODINGS:
+    if request.program is not None and plan.encoding.has_parts:
         raise UsageError("--program sets a one-part piece's instrument; use --instruments here")
     if request.instruments is None:
         return None
-    if plan.encoding.name not in PART_ENCODINGS:
+    if not plan.encoding.has_parts:
+        with_parts = " or ".join(name for name, cls in REGISTRY.items() if cls.has_parts)
         raise UsageError(
-            f"--instruments needs a multi-track (tracks or steps) checkpoint; {plan.name} uses the "
+            f"--instruments needs a multi-track ({with_parts}) checkpoint; {plan.name} uses the "
             f"{plan.encoding.name} encoding, which writes one part"
         )
     if prefix:
@@ -340,7 +340,7 @@ class Plan:
     name: str  # the checkpoint folder's name: file prefix and track name
     config: RunConfig
     encoding: Encoding
-    length: float  # bars (remi, tracks) or seconds (performance) of new music
+    length: float  # bars (Encoding.counts_bars) or seconds of new music
     density_levels: dict[str, int]  # what --density's words mean (config.json data.controls)
     programs: dict[int, int] = field(default_factory=dict)  # known parts (data.programs)
 
@@ -354,12 +354,13 @@ def plan_request(checkpoint: CheckpointLike, request: GenerateRequest) -> Plan:
     else:
         folder = checkpoint_folder(checkpoint)
         config, meta = ckpt.read_config(folder)
-    length = _length(config.encoding.name, request.bars, request.seconds)
+    encoding = get_encoding(config.encoding)
+    length = _length(encoding, request.bars, request.seconds)
     return Plan(
         checkpoint=checkpoint,
         name=folder.resolve().name,
         config=config,
-        encoding=get_encoding(config.encoding),
+        encoding=encoding,
         length=length,
         density_levels=stored_density_choices(meta),
         programs=stored_programs(meta),
@@ -402,12 +403,12 @@ def check_free(paths: list[Path], force: bool) -> None:
         raise UsageError(f"{existing[0]} exists{more}; use --force to overwrite")
 
 
-def _length(encoding_name: str, bars: int | None, seconds: float | None) -> float:
-    """New bars (remi, tracks) or seconds (performance) per piece."""
-    if encoding_name in BAR_ENCODINGS:
+def _length(encoding: Encoding, bars: int | None, seconds: float | None) -> float:
+    """New bars (`Encoding.counts_bars`) or seconds per piece."""
+    if encoding.counts_bars:
         if seconds is not None:
             raise UsageError(
-                f"this checkpoint's {encoding_name} encoding counts bars: use --bars, not --seconds"
+                f"this checkpoint's {encoding.name} encoding counts bars: use --bars, not --seconds"
             )
         length = DEFAULT_BARS if bars is None else bars
         if length < 1:
@@ -415,7 +416,7 @@ def _length(encoding_name: str, bars: int | None, seconds: float | None) -> floa
         return float(length)
     if bars is not None:
         raise UsageError(
-            "this checkpoint's performance encoding counts seconds: use --seconds, not --bars"
+            f"this checkpoint's {encoding.name} encoding counts seconds: use --seconds, not --bars"
         )
     length = DEFAULT_SECONDS if seconds is None else seconds
     if length <= 0:
@@ -430,7 +431,7 @@ def primer_ids(encoding: Encoding, path: Path, on_note: Callable[[str], None] | 
     """The primer's ids after BOS, without EOS, truncated to its last bars/seconds;
     remi primers end with an extra `Bar` (the new music opens a bar of its own)."""
     try:
-        drums_only = encoding.name in PART_ENCODINGS
+        drums_only = encoding.has_parts  # a drum groove is music with parts
         pieces = read_pieces(path, encoding.config.include_drums, allow_drums_only=drums_only)
     except MusicError as exc:
         raise UserError(f"cannot use primer {path}: {exc}") from None
@@ -445,14 +446,14 @@ def primer_ids(encoding: Encoding, path: Path, on_note: Callable[[str], None] | 
         if on_note is not None:
             on_note(f"primer {path.name} is long: only its last {why} are used")
     body = [int(i) for i in ids[1:-1]]  # drop BOS and EOS
-    if encoding.name in BAR_ENCODINGS:
+    if encoding.counts_bars:
         body.append(encoding.vocab.id("Bar"))
     return body
 
 
 def _primer_cut(encoding: Encoding, score: Score) -> tuple[float, str]:
     """Where (quarters) a too-long quantized primer is cut, and what is kept, in words."""
-    if encoding.name in BAR_ENCODINGS:
+    if encoding.counts_bars:
         starts = _bar_starts(score)
         if len(starts) <= MAX_PRIMER_BARS:
             return 0.0, ""
@@ -503,8 +504,7 @@ def start_grammar(
     probe = encoding.grammar()
     for token_id in [BOS, *prefix]:
         probe.advance(token_id)
-    bars = encoding.name in BAR_ENCODINGS
-    already = probe.elapsed - 1 if bars and prefix else probe.elapsed
+    already = probe.elapsed - 1 if encoding.counts_bars and prefix else probe.elapsed
     grammar = encoding.grammar(length + already)
     if instruments:
         grammar = InstrumentsGrammar(grammar, encoding, instruments)

@@ -17,7 +17,7 @@ from musicgen import checkpoint as ckpt  # noqa: E402
 from musicgen import generate as gen  # noqa: E402
 from musicgen.cli import main  # noqa: E402
 from musicgen.config import EncodingConfig, SampleConfig  # noqa: E402
-from musicgen.encoding.base import EOS, get_encoding  # noqa: E402
+from musicgen.encoding import EOS, get_encoding  # noqa: E402
 from musicgen.errors import UsageError, UserError  # noqa: E402
 from musicgen.midi_io import read_score  # noqa: E402
 from tests.music import (  # noqa: E402
