@@ -144,15 +144,21 @@ def prepare(
 # ----------------------------------------------------------------------------- load, Model
 
 
-def load(path: str | Path = DEFAULT_CHECKPOINT, *, which: str = "best") -> Model:
+def load(
+    path: str | Path = DEFAULT_CHECKPOINT,
+    *,
+    which: str = "best",
+    engine: str = "numpy",
+    verbose_tensorflow: bool = False,
+) -> Model:
     """Load the checkpoint folder `path` (the bundled Bach model by default) for
-    generation with the NumPy engine (no TensorFlow). which: "best" or "last" weights
-    (the other when that one is missing). UsageError for a missing folder, UserError
-    for a folder that is not a loadable checkpoint."""
-    from musicgen.checkpoint import load_checkpoint
-    from musicgen.generate import checkpoint_folder
+    generation. which: "best" or "last" weights (the other when that one is missing).
+    engine: "numpy" (no TensorFlow; "auto" too) or "keras" (imports TensorFlow, quietly
+    unless verbose_tensorflow). UsageError for a missing folder or an unknown engine,
+    UserError for a folder that is not a loadable checkpoint."""
+    from musicgen.engine import open_checkpoint
 
-    return Model(load_checkpoint(checkpoint_folder(path), which=which, engine="numpy"))
+    return Model(open_checkpoint(path, engine, which, verbose_tensorflow))
 
 
 class Model:
@@ -178,6 +184,13 @@ class Model:
     @property
     def info(self) -> dict[str, Any]:
         return self._checkpoint.info
+
+    @property
+    def engine(self) -> str:
+        """The engine its network steps on: "numpy" (the default) or "keras"."""
+        from musicgen.npmodel import NumpyRNN
+
+        return "numpy" if isinstance(self._checkpoint.model, NumpyRNN) else "keras"
 
     def __repr__(self) -> str:
         model = self.config.model
@@ -238,6 +251,7 @@ class Model:
             if instruments is None or isinstance(instruments, str)
             else ",".join(str(i) for i in instruments),
             sample=SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed),
+            engine=self.engine,
         )
         pieces = sample_pieces(self._checkpoint, request, on_note=_warn)
         return [to_pretty_midi(p.score, track_name=p.track_name) for p in pieces]
@@ -315,10 +329,13 @@ class Model:
         )  # fmt: skip
 
     def _arranged(self, command: Any, *args: Any, **options: Any) -> list[Any]:
-        """Run an arrange command without writing files; the pieces as PrettyMIDI."""
+        """Run an arrange command on this loaded checkpoint (nothing is loaded again)
+        without writing files; the pieces as PrettyMIDI."""
         from musicgen.midi_io import to_pretty_midi
 
-        pieces = command(self.path, *args, None, on_note=_warn, **options)
+        pieces = command(
+            self._checkpoint, *args, None, engine=self.engine, on_note=_warn, **options
+        )
         return [to_pretty_midi(piece.music) for piece in pieces]
 
     def evaluate(

@@ -99,6 +99,21 @@ def test_api_harmonize_gives_the_cli_notes(bach, tmp_path):
         assert _notes(piece) == _notes(pretty_midi.PrettyMIDI(str(path)))
 
 
+def test_model_methods_read_no_checkpoint_again(bach, tmp_path, monkeypatch):
+    """generate and harmonize on a Model sample from the checkpoint it holds."""
+    from musicgen import checkpoint
+
+    def read_again(*args, **kwargs):
+        raise AssertionError("the checkpoint was read again")
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", read_again)
+    monkeypatch.setattr(checkpoint, "read_config", read_again)
+    melody = tmp_path / "tune.mid"
+    good_midi(melody)
+    assert len(bach.harmonize(melody, num=1, seed=2)) == 1
+    assert len(bach.generate(num=1, bars=1, seed=2)) == 1
+
+
 def test_api_defaults_are_the_cli_defaults():
     """Model.generate's and GenerateRequest's defaults are `musicgen generate`'s."""
     from musicgen.generate import GenerateRequest
