@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +33,13 @@ from musicgen.errors import UsageError
 if TYPE_CHECKING:
     from musicgen.checkpoint import Checkpoint
     from musicgen.config import RunConfig
+    from musicgen.generate import GeneratedFile, GenerateRequest
+    from musicgen.trainer import TrainResult
 
 DEFAULT_DATA_DIR = "midi_corpus"  # prepare, train and evaluate read this folder by default
 DEFAULT_CHECKPOINT = "checkpoints/bach"  # the bundled model: generate and harmonize
 DEFAULT_TRAIN_OUT = "checkpoints/my-model"  # where train writes by default
+SAMPLE_OPTIONS = ("temperature", "top_k", "top_p", "seed")  # generate's SampleConfig options
 
 
 # ----------------------------------------------------------------------------- paths
@@ -161,6 +164,24 @@ def load(
     return Model(open_checkpoint(path, engine, which, verbose_tensorflow))
 
 
+def generate_request(**options: Any) -> GenerateRequest:
+    """The `GenerateRequest` of `musicgen generate`'s options, named as
+    `Model.generate`'s keywords (num, bars, seconds, seed, temperature, top_k, top_p,
+    primer, key, time_signature, density, tempo, program, instruments: a string or a
+    list, engine); what is not given keeps the command's default. Checked: UsageError
+    with the command's message for a value out of range; TypeError for an unknown name."""
+    from musicgen.engine import default_sample
+    from musicgen.generate import GenerateRequest
+
+    sample = {name: options.pop(name) for name in SAMPLE_OPTIONS if name in options}
+    instruments = options.get("instruments")
+    if instruments is not None and not isinstance(instruments, str):
+        options["instruments"] = ",".join(str(i) for i in instruments)
+    request = GenerateRequest(**options, sample=replace(default_sample(), **sample))
+    request.check()
+    return request
+
+
 class Model:
     """A loaded checkpoint: generate, harmonize, accompany, infill and evaluate with it.
 
@@ -233,28 +254,42 @@ class Model:
         (tracks) model, e.g. "bass,drums,piano" or ["bass", "drums", 0].
         Remarks (a long primer cut) come as warnings. UsageError/UserError as the CLI's.
         """
-        from musicgen.config import SampleConfig
-        from musicgen.generate import GenerateRequest, sample_pieces
+        from musicgen.generate import sample_pieces
         from musicgen.midi_io import to_pretty_midi
 
-        request = GenerateRequest(
-            num=num,
-            bars=bars,
-            seconds=seconds,
-            primer=primer,
-            key=key,
-            density=density,
-            time_signature=time_signature,
-            tempo=tempo,
-            program=program,
-            instruments=instruments
-            if instruments is None or isinstance(instruments, str)
-            else ",".join(str(i) for i in instruments),
-            sample=SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed),
-            engine=self.engine,
-        )
+        request = generate_request(
+            num=num, bars=bars, seconds=seconds, seed=seed, temperature=temperature,
+            top_k=top_k, top_p=top_p, primer=primer, key=key, density=density,
+            time_signature=time_signature, tempo=tempo, program=program,
+            instruments=instruments, engine=self.engine,
+        )  # fmt: skip
         pieces = sample_pieces(self._checkpoint, request, on_note=_warn)
         return [to_pretty_midi(p.score, track_name=p.track_name) for p in pieces]
+
+    def write(
+        self,
+        out: str | Path,
+        request: GenerateRequest | None = None,
+        *,
+        force: bool = False,
+        on_file: Callable[[Path, GeneratedFile], None] | None = None,
+        on_note: Callable[[str], None] | None = None,
+        **options: Any,
+    ) -> list[GeneratedFile]:
+        """Sample and write MIDI files as `musicgen generate` does: OUT/NAME-SEED-NN.mid
+        (NAME: the checkpoint folder's name); a `generate.GeneratedFile` per file.
+        request: what to generate, else `generate_request(**options)` (Model.generate's
+        keywords). force: overwrite existing files (else UsageError before sampling).
+        on_file(path, info) after each file; on_note(remark), default a warning."""
+        from musicgen.generate import generate
+
+        if request is None:
+            request = generate_request(**{"engine": self.engine, **options})
+        elif options:
+            raise TypeError("give either a GenerateRequest or its fields as keywords, not both")
+        return generate(
+            self._checkpoint, out, request, force=force, on_file=on_file, on_note=on_note or _warn
+        )
 
     def harmonize(
         self,
@@ -408,6 +443,68 @@ def train(
     Raises UsageError (bad setting or folder), UserError (no data, diverged). Imports
     TensorFlow.
     """
+    result = train_checkpoint(
+        data_dir, out, config=config, resume=resume, force=force, cache_dir=cache_dir,
+        verbose=verbose, log=log, **settings,
+    )  # fmt: skip
+    model = load(out, which="best")
+    model.training = result
+    return model
+
+
+def train_checkpoint(
+    data_dir: str | Path | None = None,
+    out: str | Path = DEFAULT_TRAIN_OUT,
+    *,
+    config: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    cache_dir: str | Path | None = None,
+    verbose: int = 1,
+    log: Callable[[str], None] | None = None,
+    verbose_tensorflow: bool = False,
+    **settings: Any,
+) -> TrainResult:
+    """`train`'s work without loading the result: write the checkpoint folder `out` and
+    return the run's `trainer.TrainResult` (status "interrupted" after Ctrl-C, the last
+    finished epoch kept). The settings (`train_settings`) and the folders are checked
+    before TensorFlow is imported (quietly unless verbose_tensorflow)."""
+    out = Path(out)
+    run_config = train_settings(out, resume=resume, config=config, **settings)
+    if data_dir is not None:
+        existing_path(data_dir)
+    writable_folder(out, "--out")
+    if data_dir is None:
+        data_dir = _stored_data_dir(out) if resume else DEFAULT_DATA_DIR
+
+    from musicgen.runtime import import_tensorflow
+
+    import_tensorflow(verbose=verbose_tensorflow)
+    from musicgen.trainer import train as run_training
+
+    return run_training(
+        run_config,
+        data_dir,
+        out,
+        resume=resume,
+        force=force,
+        cache_dir=cache_dir,
+        verbose=verbose,
+        log=log or (lambda line: None),
+    )
+
+
+def train_settings(
+    out: str | Path = DEFAULT_TRAIN_OUT,
+    *,
+    resume: bool = False,
+    config: str | Path | None = None,
+    **settings: Any,
+) -> RunConfig:
+    """The settings of a training run (`config.resolve_settings`): the defaults, or the
+    checkpoint's in `out` when resuming, < the JSON file `config` < `settings` (flat
+    names as `musicgen train`'s options). UsageError for an unknown setting, a value
+    out of range, an unreadable file, or settings the encoding cannot take."""
     from musicgen import checkpoint
     from musicgen.config import ConfigError, read_settings_file, resolve_settings
     from musicgen.encoding import check_config
@@ -423,30 +520,7 @@ def train(
         check_config(run_config.encoding)
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
-    if data_dir is not None:
-        existing_path(data_dir)
-    writable_folder(out, "--out")
-    if data_dir is None:
-        data_dir = _stored_data_dir(out) if resume else DEFAULT_DATA_DIR
-
-    from musicgen.runtime import import_tensorflow
-
-    import_tensorflow()
-    from musicgen.trainer import train as run_training
-
-    result = run_training(
-        run_config,
-        data_dir,
-        out,
-        resume=resume,
-        force=force,
-        cache_dir=cache_dir,
-        verbose=verbose,
-        log=log or (lambda line: None),
-    )
-    model = load(out, which="best")
-    model.training = result
-    return model
+    return run_config
 
 
 def _stored_data_dir(out: Path) -> str:

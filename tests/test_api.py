@@ -262,3 +262,33 @@ def test_a_request_gives_the_same_scores_without_files(tmp_path):
         generate(BACH, tmp_path, request, num=3)
     with pytest.raises(UsageError, match="--num must be at least 1"):
         sample_scores(BACH, GenerateRequest(num=0))
+
+
+def test_the_cli_commands_are_the_api_calls(tmp_path, monkeypatch):
+    """`musicgen train` and `musicgen generate` hand their options to the API's functions
+    (one settings resolution, one request builder), the options given and nothing else."""
+    from types import SimpleNamespace
+
+    from musicgen import api
+
+    calls = {}
+
+    def train_checkpoint(data_dir, out, **options):
+        calls["train"] = (data_dir, out, options)
+        return SimpleNamespace(status="finished")
+
+    class Loaded:
+        def write(self, out, request, **options):
+            calls["write"] = (out, request)
+            return []
+
+    monkeypatch.setattr(api, "train_checkpoint", train_checkpoint)
+    monkeypatch.setattr(api, "load", lambda path, **options: calls.setdefault("load", Loaded()))
+    _cli("train", str(tmp_path), "--out", str(tmp_path / "run"), "--units", "8", "--resume", "-q")
+    data_dir, out, options = calls["train"]
+    assert (data_dir, out) == (tmp_path, tmp_path / "run")
+    assert options["units"] == 8 and options["resume"] is True and "layers" not in options
+    _cli("generate", "--out", str(tmp_path / "gen"), "--num", "2", "--top-k", "5", "--key", "Dm")
+    out, request = calls["write"]
+    assert request == api.generate_request(num=2, top_k=5, key="Dm")
+    assert out == tmp_path / "gen"
