@@ -1,7 +1,9 @@
-"""The package's shape: what an encoding can do is asked of the encoding, and the
-encoding package's base module is a leaf."""
+"""The package's shape: what an encoding can do is asked of the encoding, the encoding
+package's base module is a leaf, and every script beside the package imports."""
 
 import ast
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from musicgen.encoding import REGISTRY, check_config, encoding_class, get_encodi
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "musicgen"
+SCRIPTS = sorted([*(ROOT / "benchmarks").glob("*.py"), *(ROOT / "checkpoints").glob("*.py")])
 
 
 def _string_literals(path: Path) -> list[tuple[int, str]]:
@@ -80,3 +83,23 @@ def test_the_encoding_base_module_is_a_leaf():
         if isinstance(node, ast.ImportFrom)
     ] + [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]  # fmt: skip
     assert [name for name in imported if name.startswith("musicgen.encoding")] == []
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_script_imports(script, monkeypatch):
+    """Each script of benchmarks/ and checkpoints/ imports (as `python SCRIPT` would see
+    its folder) without running: its work waits for `if __name__ == "__main__"`."""
+    monkeypatch.syspath_prepend(str(script.parent))
+    monkeypatch.setattr(sys, "argv", [str(script), "--no-such-option"])
+    before = set(sys.modules)
+    spec = importlib.util.spec_from_file_location(f"_script_{script.stem}", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
+    try:
+        spec.loader.exec_module(module)
+    finally:  # the script's sibling modules (fixtures, run_all) are its folder's, not ours
+        for name in set(sys.modules) - before:
+            where = getattr(sys.modules[name], "__file__", None) or ""
+            if name == spec.name or Path(where).parent == script.parent:
+                del sys.modules[name]
+    assert module.__doc__, f"{script.name} says what it is for in a docstring"
