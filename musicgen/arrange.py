@@ -3,7 +3,8 @@ new bars inside it (`infill`), with every note of the user's kept exactly.
 
 All three are one mechanism (musicgen.songplan): a `SongPlan` of what the stream must
 hold and a `KeepGrammar` that lets the model write only where a part is free. This
-module reads the song, opens the checkpoint (`_Context`: what the model knows), samples
+module reads the song, opens the checkpoint (a folder, or one already loaded: the API's
+`Model` passes its own; `_Context`: what the model knows), samples
 through `engine.sample_ids` (the recurrent state carries the whole song, so there is
 no window limit; what the plan forces before the first free choice is stepped once, at
 batch 1), and writes the pieces: the user's parts are the user's own `Part`s (pitch,
