@@ -38,6 +38,11 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
 
+def _debug() -> bool:
+    """Whether `musicgen --debug` was given (tracebacks, TensorFlow's own log lines)."""
+    return bool(click.get_current_context().find_root().params.get("debug"))
+
+
 def load_tensorflow() -> None:
     """Import TensorFlow quietly (its start-up notices only with --debug).
 
@@ -46,7 +51,7 @@ def load_tensorflow() -> None:
     """
     from musicgen.runtime import import_tensorflow
 
-    import_tensorflow(verbose=bool(click.get_current_context().find_root().params.get("debug")))
+    import_tensorflow(verbose=_debug())
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -178,28 +183,16 @@ def _click_option(option: TrainOption) -> Callable[..., Any]:
     return click.option(flag, option.name, type=kind, **common)
 
 
-def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path | None):
-    """RunConfig = defaults (or the checkpoint's, with --resume) <- --config file <- the
-    options given on the command line (`config.resolve_settings`)."""
+def _given_settings(ctx: click.Context) -> dict[str, Any]:
+    """The RunConfig options given on the command line (not left at their defaults):
+    they win over the --config file and the resumed checkpoint (`api.train_settings`)."""
     from click.core import ParameterSource
 
-    from musicgen import checkpoint
-    from musicgen.config import ConfigError, read_settings_file, resolve_settings
-
-    stored = checkpoint.read_config(out)[0] if resume and checkpoint.is_checkpoint(out) else None
-    try:
-        from_file = read_settings_file(config_file) if config_file is not None else None
-    except ConfigError as exc:
-        raise UsageError(f"--config: {exc}") from exc
-    given = {
+    return {
         name: ctx.params[name]
         for name in _TRAIN_SETTINGS
         if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
     }
-    try:
-        return resolve_settings(checkpoint=stored, config_file=from_file, flags=given)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 @main.command()
@@ -253,36 +246,22 @@ def train(
     optimizer state, history.csv, split.json, TensorBoard logs (tensorboard --logdir OUT/logs).
     Ctrl-C stops after keeping the last finished epoch; continue with --resume.
     """
-    config = _train_config(ctx, out, resume, config_file)
-    if data_dir is not None:
-        existing_path(str(data_dir))
-    writable_folder(out, "--out")
-    if data_dir is None:
-        data_dir = Path(_stored_data_dir(out) if resume else DEFAULT_DATA_DIR)
-    load_tensorflow()
-    from musicgen.trainer import train as run_training
+    from musicgen.api import train_checkpoint
 
-    verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-    result = run_training(
-        config,
+    result = train_checkpoint(
         data_dir,
         out,
+        config=config_file,
         resume=resume,
         force=force,
         cache_dir=cache_dir,
-        verbose=verbose,
+        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
         log=lambda line: echo(line, quiet),
+        verbose_tensorflow=_debug(),
+        **_given_settings(ctx),
     )
     if result.status == "interrupted":
         sys.exit(130)
-
-
-def _stored_data_dir(out: Path) -> str:
-    from musicgen import checkpoint
-
-    if checkpoint.is_checkpoint(out):
-        return checkpoint.read_config(out)[1].get("data", {}).get("data_dir", DEFAULT_DATA_DIR)
-    return DEFAULT_DATA_DIR
 
 
 @main.command()
@@ -634,38 +613,24 @@ def generate(
     --key, --density, --time-signature and --tempo are imposed on every piece; what is
     not asked is left to the model.
     """
-    from musicgen.config import SampleConfig
-    from musicgen.generate import GenerateRequest, check_sample, write_companions
-    from musicgen.generate import generate as run_generation
+    from musicgen.api import generate_request, load
+    from musicgen.generate import write_companions
     from musicgen.render import RenderUnavailableError
 
-    sample = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    check_sample(sample)
+    request = generate_request(
+        num=num, bars=bars, seconds=seconds, seed=seed, temperature=temperature, top_k=top_k,
+        top_p=top_p, primer=primer, key=key, density=density, time_signature=time_signature,
+        tempo=tempo, program=program, instruments=instruments, engine=engine,
+    )  # fmt: skip
     writable_folder(out, "--out")
-    request = GenerateRequest(
-        num=num,
-        bars=bars,
-        seconds=seconds,
-        primer=primer,
-        key=key,
-        density=density,
-        time_signature=time_signature,
-        tempo=tempo,
-        program=program,
-        instruments=instruments,
-        sample=sample,
-        engine=engine,
-    )
-    # generate() checks the request; only --engine keras imports TensorFlow (quietly unless --debug)
-    debug = bool(click.get_current_context().find_root().params.get("debug"))
-    files = run_generation(
-        checkpoint_dir,
+    # only --engine keras imports TensorFlow (quietly unless --debug)
+    model = load(checkpoint_dir, engine=request.engine, verbose_tensorflow=_debug())
+    files = model.write(
         out,
         request,
         force=force,
         on_file=lambda path, info: echo(info.summary(), quiet),
         on_note=lambda line: echo(f"Note: {line}", quiet, err=True),
-        verbose_tensorflow=debug,
     )
     try:
         for path in write_companions(files, plot=plot, render=render, soundfont=soundfont):

@@ -250,7 +250,7 @@ def untrained_checkpoint(folder, encoding=None, cell: str = "lstm"):
     (default remi). Imports TensorFlow (quietly) on first use."""
     from musicgen import checkpoint as ckpt
     from musicgen.config import EncodingConfig, ModelConfig, RunConfig
-    from musicgen.encoding.base import get_encoding
+    from musicgen.encoding import get_encoding
     from musicgen.runtime import import_tensorflow
 
     import_tensorflow()

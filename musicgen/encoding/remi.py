@@ -152,6 +152,8 @@ class RemiEncoding(Encoding):
     """Beat-grid REMI tokens; see the module docstring."""
 
     name = "remi"
+    counts_bars = True
+    takes_controls = True
 
     def __init__(self, config: EncodingConfig):
         self.time_signatures = supported_time_signatures(config)

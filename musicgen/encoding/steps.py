@@ -73,6 +73,9 @@ class StepsEncoding(TracksEncoding):
     """Multi-track sounding-chord tokens; see the module docstring."""
 
     name = "steps"
+    has_parts = True
+    counts_bars = True
+    takes_controls = True
 
     def _build_tokens(self) -> list[str]:
         c = self.config

@@ -105,6 +105,9 @@ class TracksEncoding(RemiEncoding):
     """Multi-track beat-grid tokens; see the module docstring."""
 
     name = "tracks"
+    has_parts = True
+    counts_bars = True
+    takes_controls = True
 
     # ------------------------------------------------------------------ vocabulary
 
