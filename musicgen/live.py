@@ -46,6 +46,7 @@ POLL_SECONDS = 0.001  # how often the player reads its input port
 IDLE_SECONDS = 0.02  # the longest the player sleeps with nothing to read
 SWITCH_INTERVAL = 0.0005  # seconds: the main thread gets the GIL back quickly while playing
 SPIN_SECONDS = 0.0015  # the last stretch before a note is waited out by spinning
+SPECULATE = 0.5  # answer: the reply is sampled after this share of the silence
 
 
 # ----------------------------------------------------------------------------- notes
@@ -304,6 +305,7 @@ class _Worker:
     def __init__(self) -> None:
         self.jobs: queue.Queue = queue.Queue()
         self.results: queue.Queue = queue.Queue()
+        self.cancelled: set = set()
         self.thread = threading.Thread(target=self._run, name="musicgen-live", daemon=True)
         self.thread.start()
 
@@ -315,10 +317,16 @@ class _Worker:
             tag, job = item
             try:
                 for bar in job():
+                    if tag in self.cancelled:
+                        break
                     self.results.put((tag, bar))
                 self.results.put((tag, _END))
             except BaseException as exc:  # handed to the player, which re-raises it
                 self.results.put((tag, exc))
+
+    def cancel(self, tag: Any) -> None:
+        """Stop the job `tag` after the bar it is writing (its results are stale)."""
+        self.cancelled.add(tag)
 
     def close(self) -> None:
         self.jobs.put(None)
@@ -333,12 +341,13 @@ class LiveOptions:
     """How to play: `bars` (stop after this many bars; None: until stopped), `silence`
     (answer mode: seconds without a note that end a phrase), `lead` (seconds from the
     first bar being ready to its start, internal clock), `quarters_per_bar` (answer
-    mode's bar, for --bars)."""
+    mode's bar, for --bars), `poll` (seconds between looks at the input port)."""
 
     bars: int | None = None
     silence: float = 1.0
     lead: float = 0.05
     quarters_per_bar: float = 4.0
+    poll: float = POLL_SECONDS  # seconds between looks at the input port
 
 
 @dataclass
@@ -355,6 +364,25 @@ class LiveReport:
     reply_delays: list[float] = field(default_factory=list)
     left_sounding: int = 0
     interrupted: bool = False  # ended by Ctrl-C
+
+
+@dataclass
+class _Reply:
+    """Answer mode's reply in progress: the worker job's tag (None: no reply), how many
+    heard notes its phrase covers, when the silence rule fired (seconds), where it
+    starts and where its next bar goes (quarters), bars not yet placed."""
+
+    tag: int | None = None
+    heard: int = 0
+    fired: float | None = None
+    start: float | None = None
+    next: float = 0.0
+    bars: list[LiveBar] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def idle(self) -> bool:
+        return self.tag is None
 
 
 @dataclass(order=True)
@@ -449,9 +477,9 @@ class Player:
                 self._place(bar.moved_to(placed))
                 placed += bar.length
                 self._start_if_needed()
+            self._play_due()
             if self._finished(ended or (limit is not None and arrived >= limit), asked, arrived):
                 return
-            self._play_due()
             self._sleep(self._bars_wake(more and asked == arrived, asked > arrived, placed))
 
     def _bars_wake(self, may_ask: bool, waiting: bool, placed: float) -> float | None:
@@ -501,39 +529,74 @@ class Player:
     # ------------------------------------------------------------------ answer
 
     def _answer_loop(self, worker: _Worker) -> None:
-        """Listen; when the player has been silent `silence` seconds after a phrase,
-        play the reply from the next beat; stop after `bars` bars of time."""
+        """Listen. Once the player has been quiet for SPECULATE x `silence` seconds
+        after a phrase, the reply is sampled on the worker (and dropped if the player
+        plays on); when the silence is complete, it plays from the next beat. Stop
+        after `bars` bars of time."""
         self.transport.start(self.clock.now())
-        phrase_from = 0  # index in recorder.heard where the current phrase starts
-        replying, reply_at, reply_next, fired = False, 0.0, 0.0, 0.0
+        reply = _Reply()
+        phrase_from, tag = 0, 0  # where the next phrase starts in recorder.heard
         limit = self.options.bars
         while not self.stop.is_set():
             now = self._listen()
             pos = self.transport.position(now)
             if limit is not None and pos >= limit * self.options.quarters_per_bar:
                 return
-            phrase = self.recorder.heard[phrase_from:]
-            quiet = now - self.last_heard >= self.options.silence and not self.held
-            if not replying and phrase and quiet and not self.heap and self.transport.playing:
-                phrase_from = len(self.recorder.heard)
-                first = min(n.start for n in phrase)
-                notes = [n.moved(-first) for n in phrase]
-                worker.submit("reply", lambda notes=notes: self.music.reply(notes))
-                replying, reply_at, fired = True, -1.0, now
-            if replying:
-                due = reply_at < 0 or pos >= reply_next
-                for _tag, item in self._reply_results(worker, block=due):
-                    if item is _END:
-                        replying = False
-                        continue
-                    if reply_at < 0:  # the first bar: start on the next beat
-                        reply_at = math.ceil(self.transport.position(self.clock.now()) - 1e-9)
-                        reply_next = reply_at
-                        self.report.reply_delays.append(self.transport.seconds_at(reply_at) - fired)
-                    self._place(item.moved_to(reply_at + item.start))
-                    reply_next = max(reply_next, reply_at + item.start + item.length)
+            heard, silence = self.recorder.heard, self.options.silence
+            quiet_for = -1.0 if self.held else now - self.last_heard
+            if reply.idle and not self.heap and len(heard) > phrase_from and self.transport.playing:
+                if quiet_for >= SPECULATE * silence:
+                    tag += 1
+                    reply = _Reply(tag=tag, heard=len(heard))
+                    phrase = heard[phrase_from:]
+                    first = min(n.start for n in phrase)
+                    notes = [n.moved(-first) for n in phrase]
+                    worker.submit(tag, lambda notes=notes: self.music.reply(notes))
+            if not reply.idle and reply.fired is None:
+                if len(heard) != reply.heard or self.held:  # the player played on
+                    worker.cancel(reply.tag)
+                    reply = _Reply()
+                elif quiet_for >= silence:
+                    reply.fired, phrase_from = now, reply.heard
+            self._take_reply(worker, reply, pos)
             self._play_due()
-            self._sleep(reply_next if replying else None)
+            busy = not reply.idle and reply.fired is not None
+            self._sleep(reply.next if busy else None, self._fire_at(reply))
+
+    def _fire_at(self, reply: _Reply) -> float | None:
+        """Seconds at which the silence rule will fire or a reply be asked for."""
+        if self.held or self.last_heard == -math.inf:
+            return None
+        if reply.idle:
+            return self.last_heard + SPECULATE * self.options.silence
+        return self.last_heard + self.options.silence if reply.fired is None else None
+
+    def _take_reply(self, worker: _Worker, reply: _Reply, pos: float) -> None:
+        """Collect the reply's bars; once the rule has fired, place them from the next
+        beat (waiting for a bar that is due)."""
+        due = reply.fired is not None and not reply.finished
+        due = due and (reply.start is None or pos >= reply.next)
+        for tag, item in self._reply_results(worker, block=due):
+            if tag != reply.tag:
+                continue  # a reply dropped because the player played on
+            if item is _END:
+                reply.finished = True
+            else:
+                reply.bars.append(item)
+        if reply.fired is None or not reply.bars:
+            if reply.fired is not None and reply.finished:
+                reply.tag = None  # done (or nothing to say): the next phrase may come
+            return
+        if reply.start is None:  # the first bar: start on the next beat
+            reply.start = math.ceil(self.transport.position(self.clock.now()) - 1e-9)
+            reply.next = reply.start
+            self.report.reply_delays.append(self.transport.seconds_at(reply.start) - reply.fired)
+        for bar in reply.bars:
+            self._place(bar.moved_to(reply.start + bar.start))
+            reply.next = max(reply.next, reply.start + bar.start + bar.length)
+        reply.bars = []
+        if reply.finished:
+            reply.tag = None
 
     def _reply_results(self, worker: _Worker, block: bool) -> Iterator[tuple[Any, Any]]:
         while True:
@@ -654,14 +717,17 @@ class Player:
         for channel in sorted(self.music.channels):
             self.out.send((CONTROL | channel, ALL_NOTES_OFF, 0))
 
-    def _sleep(self, until: float | None = None) -> None:
-        """Until the next event, the next look at the input port, or `until` (quarters)."""
+    def _sleep(self, until: float | None = None, at: float | None = None) -> None:
+        """Until the next event, the next look at the input port, `until` (quarters)
+        or `at` (seconds)."""
         now = self.clock.now()
-        wake = now + (POLL_SECONDS if self.inport is not None else IDLE_SECONDS)
+        wake = now + (self.options.poll if self.inport is not None else IDLE_SECONDS)
+        if at is not None and at > now:
+            wake = min(wake, at)
         if self.transport.playing:
             for quarters in [self.heap[0].quarters] if self.heap else []:
                 wake = min(wake, self.transport.seconds_at(quarters))
-            if until is not None:
+            if until is not None and self.transport.seconds_at(until) > now:
                 wake = min(wake, self.transport.seconds_at(until))
         self.clock.sleep_until(wake)
 
