@@ -12,6 +12,8 @@ stand-in when it is absent, as the other benchmarks do).
 - answer: a scripted player (an in-process input port fed in real time) plays
   `--phrases` phrases of 8 eighth notes; the reply's first note after the silence
   rule fired, in beats (target: within one beat);
+- the floor: `RealClock.sleep_until` alone (no music, no worker thread), 1,000 waits
+  5 ms apart: how late this machine, as busy as it is, wakes a process on time;
 - stop: a continue session stopped (its stop event set) in the middle of a bar:
   note-ons minus note-offs per key on the port afterwards (target 0).
 
@@ -35,7 +37,7 @@ from fixtures import band_checkpoint
 from run_all import Report
 
 from musicgen.config import SampleConfig
-from musicgen.live import ALL_NOTES_OFF
+from musicgen.live import ALL_NOTES_OFF, RealClock
 from musicgen.live_music import LiveRequest, play
 
 TEMPO = 120.0
@@ -100,6 +102,17 @@ class ScriptedPlayer:
         pass
 
 
+def clock_floor(waits: int = 1000, spacing: float = 0.005) -> list[float]:
+    """Seconds late of `waits` RealClock.sleep_until calls, `spacing` apart."""
+    clock, late = RealClock(), []
+    when = clock.now() + spacing
+    for _ in range(waits):
+        clock.sleep_until(when)
+        late.append(clock.now() - when)
+        when += spacing
+    return late
+
+
 def lateness_row(table, what: str, lateness: list[float], bars: int) -> tuple[float, float]:
     ms = np.array(lateness) * 1e3
     median, p99 = float(np.median(ms)), float(np.percentile(ms, 99))
@@ -126,6 +139,7 @@ def main() -> None:
             ["mode", "bars", "notes", "median", "99th pct", "worst"],
         )
         record = Path(tmp) / "take.mid"
+        lateness_row(timing, "the clock alone (floor)", clock_floor(), 0)
 
         def session(mode: str, bars: int | None, **options):
             port = TimedPort()

@@ -63,6 +63,12 @@ TARGETS = {
         ("accompany 64 bars, --add drums,bass, whole command", "< 5 s"),
         ("infill 4 bars (31-34) of 64, 16 candidates, whole command", "< 5 s"),
     ],
+    "bench_live.py": [  # issue 24
+        ("first note after play() is called", "<= 1 s"),
+        ("note timing at 120 bpm, median / 99th pct (continue)", "<= 5 ms"),
+        ("answer: reply start after the silence, worst", "<= 1 beat"),
+        ("notes left sounding after stop", "0"),
+    ],
 }
 
 

@@ -116,7 +116,7 @@ class Network:
     controls, the sampling settings and one seeded Generator."""
 
     def __init__(self, checkpoint: object, request: LiveRequest):
-        asked = GenerateRequest(num=1, bars=1, tempo=request.tempo, sample=request.sample)
+        asked = GenerateRequest(num=1, tempo=request.tempo, sample=request.sample)
         asked.check()
         plan = plan_request(checkpoint, asked)  # type: ignore[arg-type]
         if plan.encoding.name not in BAR_ENCODINGS:
