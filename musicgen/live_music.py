@@ -15,7 +15,8 @@ Each mode is a `live.Music` that the player's worker thread asks for bars:
   names every part, from a fresh state, and samples one more bar in which the player's
   part is kept silent (`AddedPartsGrammar`); so the added parts follow what the player
   plays, one bar later. A fresh state per bar keeps each call short (about a hundred
-  tokens) and its cost flat however long the session runs.
+  tokens) and its cost flat however long the session runs. The bar is asked for one
+  beat before it starts, earlier when the last one took longer (a busy machine).
 
 Notes are `live.LiveNote`s: pitched parts on MIDI channels 0-8 and 10-15 in header
 order, the drum kit on channel 9 (General MIDI channel 10). The sampling is
@@ -26,6 +27,7 @@ generate.py's: `plan_request`, `load_model` (NumPy engine), `start_grammar`, and
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +79,7 @@ MAX_TOKENS_PER_BAR = 2000  # safety net
 PITCHED_CHANNELS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15)
 DEFAULT_ADD = "drums,bass"
 CONTINUE_AHEAD_BARS = 2  # continue mode keeps this many bars sampled ahead
+AHEAD_MARGIN = 1.5  # accompany asks this many times its last bar's sampling time ahead
 
 
 @dataclass
@@ -347,7 +350,7 @@ class AccompanyMusic:
     """The added parts for the bar after the one the player is playing (tracks)."""
 
     mode = "bars"
-    ahead = 1.0  # quarters: the player's bar is heard up to its last beat
+    ahead = 1.0  # quarters: the player's bar is heard up to its last beat (see `bar`)
 
     def __init__(self, net: Network, request: LiveRequest):
         if net.encoding.name != "tracks":
@@ -378,6 +381,7 @@ class AccompanyMusic:
     def bar(self, start: float, heard: list[LiveNote]) -> LiveBar:
         """The added parts' notes of the bar at `start` (quarters), having heard the
         CONTEXT_BARS bars before it."""
+        began = time.perf_counter()
         net, length = self.net, self.bar_length
         context = min(CONTEXT_BARS, int(start // length + 1e-9))
         window = start - context * length
@@ -395,7 +399,14 @@ class AccompanyMusic:
             self.written.append(
                 (channel_part[n.channel], Note(n.pitch, n.start + start, n.end + start, n.velocity))
             )
+        self._adapt_ahead(time.perf_counter() - began)
         return LiveBar(0.0, length, notes).moved_to(start)
+
+    def _adapt_ahead(self, seconds: float) -> None:
+        """Ask for the next bar early enough: one beat before it, or AHEAD_MARGIN x the
+        time this bar took (a busy machine), at most a bar."""
+        quarters = AHEAD_MARGIN * seconds * self.net.request.tempo / 60.0
+        self.ahead = min(self.bar_length, max(1.0, quarters))
 
     def _context_ids(self, heard: list[LiveNote], window: float, bars: int) -> list[int]:
         """The header naming every part, the context bars' ids (Track ids renumbered
