@@ -479,6 +479,7 @@ class Player:
                 self._start_if_needed()
             self._play_due()
             if self._finished(ended or (limit is not None and arrived >= limit), asked, arrived):
+                self.report.bars_played = arrived - ended
                 return
             self._sleep(self._bars_wake(more and asked == arrived, asked > arrived, placed))
 
@@ -504,10 +505,7 @@ class Player:
             self.transport.start(self.clock.now() + self.options.lead)
 
     def _finished(self, last_bar_in: bool, asked: int, arrived: int) -> bool:
-        if not last_bar_in or asked > arrived or self.heap:
-            return False
-        self.report.bars_played = arrived
-        return True
+        return last_bar_in and asked == arrived and not self.heap
 
     def _results(self, worker: _Worker, block: bool) -> Iterator[LiveBar | None]:
         """The bars the worker has finished; with `block`, wait for at least one."""
