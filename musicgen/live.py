@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import os
 import queue
 import sys
 import threading
@@ -47,6 +48,7 @@ IDLE_SECONDS = 0.02  # the longest the player sleeps with nothing to read
 SWITCH_INTERVAL = 0.0005  # seconds: the main thread gets the GIL back quickly while playing
 SPIN_SECONDS = 0.0015  # the last stretch before a note is waited out by spinning
 SPECULATE = 0.5  # answer: the reply is sampled after this share of the silence
+WORKER_NICENESS = 5  # the worker thread's niceness above the player's (Linux)
 
 
 # ----------------------------------------------------------------------------- notes
@@ -313,6 +315,7 @@ class _Worker:
         self.jobs.put((tag, job))
 
     def _run(self) -> None:
+        _lower_priority()
         while (item := self.jobs.get()) is not None:
             tag, job = item
             try:
@@ -331,6 +334,20 @@ class _Worker:
     def close(self) -> None:
         self.jobs.put(None)
         self.thread.join(timeout=5.0)
+
+
+def _lower_priority() -> None:
+    """Give the calling thread WORKER_NICENESS more niceness than the process (Linux
+    sets it per thread), so that on a busy machine the player's thread, which sends
+    the notes, wins the CPU over the worker; nothing where the system says no."""
+    get_id = getattr(threading, "get_native_id", None)
+    if get_id is None or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = get_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICENESS)
+    except OSError:
+        pass
 
 
 # ----------------------------------------------------------------------------- player
