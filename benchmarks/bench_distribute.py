@@ -34,7 +34,10 @@ from musicgen.runtime import import_tensorflow
 
 tf = import_tensorflow()
 cpu = tf.config.list_physical_devices("CPU")[0]  # two logical CPUs, before anything else
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+try:
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+except RuntimeError:  # devices already initialised: imported after TensorFlow ran (a test)
+    pass
 
 import keras  # noqa: E402
 

@@ -64,6 +64,12 @@ TARGETS = {
         ("infill 4 bars (31-34) of 64, 16 candidates, whole command", "< 5 s"),
     ],
     "bench_render.py": [("render a 32-bar band piece to WAV, x real time", ">= 20x")],
+    "bench_live.py": [  # issue 24
+        ("first note after play() is called", "<= 1 s"),
+        ("note timing at 120 bpm, median / 99th pct (continue)", "<= 5 ms"),
+        ("answer: reply start after the silence, worst", "<= 1 beat"),
+        ("notes left sounding after stop", "0"),
+    ],
 }
 
 

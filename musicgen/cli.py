@@ -962,5 +962,76 @@ def render(
         sys.exit(1)
 
 
+# ----------------------------------------------------------------------------- live
+
+
+@main.command()
+@click.option("--checkpoint", "checkpoint_dir", type=click.Path(path_type=Path),
+              default=DEFAULT_BAND_CHECKPOINT, show_default=True,
+              help="Checkpoint folder to play from (remi, tracks or steps).")  # fmt: skip
+@click.option("--port", metavar="NAME|none",
+              help='Output port: an existing one, else a virtual port of this name that a DAW '
+                   'sees (default "musicgen"); "none" plays into the --record file alone.')  # fmt: skip
+@click.option("--clock", type=click.Choice(["internal", "midi"]), default="internal",
+              show_default=True, help="Tempo from --tempo, or the DAW's MIDI clock (start, "
+              "stop, continue, song position) on the input port.")  # fmt: skip
+@click.option("--tempo", type=click.FloatRange(10, 1000), default=120.0, show_default=True,
+              help="Beats per minute (with --clock midi: until the clock is measured).")  # fmt: skip
+@click.option("--mode", type=click.Choice(["continue", "answer", "accompany"]),
+              default="continue", show_default=True,
+              help="continue: endless music; answer: reply to each phrase played on the input "
+                   "port; accompany: added parts that follow the player bar by bar.")  # fmt: skip
+@click.option("--in-port", metavar="NAME",
+              help='Input port (answer, accompany, --clock midi): an existing one, else a '
+                   'virtual port of this name (default "musicgen in").')  # fmt: skip
+@click.option("--add", metavar="LIST",
+              help="accompany: the parts to add (like --instruments; default drums,bass).")  # fmt: skip
+@click.option("--bars", type=click.IntRange(1, 1_000_000),
+              help="Stop after this many bars (default: play until Ctrl-C).")  # fmt: skip
+@click.option("--record", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write what was played (and, in answer and accompany, what the player "
+                   "played) to this MIDI file.")  # fmt: skip
+@click.option("--silence", type=click.FloatRange(0, min_open=True), default=1.0,
+              show_default=True, help="answer: seconds without a note that end a phrase.")  # fmt: skip
+@click.option("--key", help='Key of the music, e.g. "D minor" (a model trained with --controls).')
+@click.option("--density", type=click.Choice(["low", "medium", "high"]),
+              help="Notes per bar (a model trained with --controls).")  # fmt: skip
+@click.option("--instruments", metavar="LIST",
+              help="continue: the parts (as generate's); answer: the reply's instrument.")  # fmt: skip
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), default=0.8,
+              show_default=True, help="Below 1 is safer, above 1 wilder.")  # fmt: skip
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Seed of the sampling.")  # fmt: skip
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@handle_errors
+def live(
+    checkpoint_dir: Path, port: str | None, clock: str, tempo: float, mode: str,
+    in_port: str | None, add: str | None, bars: int | None, record: Path | None,
+    silence: float, key: str | None, density: str | None, instruments: str | None,
+    temperature: float, seed: int, quiet: bool,
+) -> None:  # fmt: skip
+    """Play generated music into a MIDI port that a DAW sees, in time.
+
+    \b
+    Make a MIDI track in your DAW whose input is the "musicgen" port (or --port NAME)
+    and arm it. All Notes Off goes out on stop, Ctrl-C and errors. Where the machine
+    cannot make MIDI ports (no python-rtmidi, a container without the ALSA sequencer,
+    Windows without a loopback driver), one line says what to install; --port none
+    --record FILE.mid plays into a file in real time instead.
+    """
+    from musicgen.config import SampleConfig
+    from musicgen.live_music import LiveRequest, play
+
+    request = LiveRequest(
+        mode=mode, bars=bars, tempo=tempo, key=key, density=density, instruments=instruments,
+        add=add, sample=SampleConfig(temperature=temperature, seed=seed),
+    )  # fmt: skip
+    report = play(checkpoint_dir, request, port=port, clock=clock, in_port=in_port,
+                  record=record, silence=silence, on_ready=lambda line: echo(line, quiet))  # fmt: skip
+    ended = "stopped" if report.interrupted else "done"
+    echo(f"{ended}: {report.notes_played} notes" + (f", recorded in {record}" if record else ""),
+         quiet)  # fmt: skip
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
