@@ -131,6 +131,7 @@ class Encoding(ABC):
     """Score <-> ids for one family of token events."""
 
     name: str
+    keeps_songs: bool = False  # can force a user's notes into its stream (accompany, infill)
 
     def __init__(self, config: EncodingConfig):
         config.validate()
