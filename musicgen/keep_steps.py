@@ -86,14 +86,7 @@ class _Rules:
         a, b = plan.window
         self.rewritten = sorted(p for p in plan.rewrite if not self.drum[p])
         # a rewritten part's notes that sound into the window: (pitch, end step)
-        self.span = {
-            p: [
-                (n.value, n.onset + n.steps)
-                for n in plan.kept
-                if n.part == p and n.onset < a <= n.onset + n.steps
-            ]
-            for p in self.rewritten
-        }
+        self.span = {p: self._span(p) for p in self.rewritten}
         self.ceiling = plan.ceiling
         self.ceiled = (
             [p for p in range(self.parts) if p not in plan.user and not self.drum[p]]
@@ -106,6 +99,22 @@ class _Rules:
         )
         self.pitch_min = encoding.config.pitch_min
         self._falls: dict[int, np.ndarray] = {}
+
+    def _span(self, part: int) -> list[tuple[int, int]]:
+        """(pitch, end step) of what a rewritten part sounds into its window, as the
+        stream tells it (a note struck again on its pitch ends there); the end is the
+        first change from the window's start on that does not hold it."""
+        a = self.window[0]
+        out = []
+        for pitch in self.sounding_at(part, a):
+            end = self.end
+            for step in self.after[part][0]:
+                held, started = self.changes[part][step]
+                if step >= a and pitch not in held and all(n != pitch for n, _ in started):
+                    end = step
+                    break
+            out.append((pitch, end))
+        return out
 
     # -- the song's own sounding notes
     def sounding_at(self, part: int, step: int) -> frozenset[int]:

@@ -8,7 +8,8 @@ import pytest
 from musicgen.config import EncodingConfig
 from musicgen.encoding.tracks import TracksEncoding, canonical_parts
 from musicgen.score import DRUM_PROGRAM, Note, Part, Score
-from musicgen.songplan import KeepGrammar, plan_song
+from musicgen.keep_tracks import TracksKeepGrammar
+from musicgen.songplan import plan_song
 
 ENC = TracksEncoding(EncodingConfig(name="tracks"))
 CTRL = TracksEncoding(EncodingConfig(name="tracks", controls=True))
@@ -33,7 +34,7 @@ def song(bars: int = 4) -> Score:
 def walk(enc, plan, seed, limit=20000):
     """Sample uniformly among what the KeepGrammar allows: ids BOS..EOS."""
     rng = np.random.default_rng(seed)
-    grammar = KeepGrammar(enc.grammar(len(plan.bars)), enc, plan)
+    grammar = TracksKeepGrammar(enc.grammar(len(plan.bars)), enc, plan)
     ids = []
     while not grammar.done and len(ids) < limit:
         allowed = np.flatnonzero(grammar.allowed())
