@@ -339,9 +339,12 @@ def song_end(encoding: TracksEncoding, song: Score) -> float:
 
 
 def _song_bars(encoding: TracksEncoding, song: Score) -> list[tuple[int, int]]:
-    """(start step, steps) of every bar of the song, as the encoding lays it out."""
+    """(start step, steps) of every bar of the song up to its length, as the encoding
+    lays it out."""
     layout = encoding.layout(_same_times(song, canonical_parts(song)))
-    return [(b.start, b.steps) for b in layout.bars]
+    end = round(song.length * encoding.config.steps_per_quarter)
+    bars = [(b.start, b.steps) for b in layout.bars]
+    return [b for b in bars if b[0] < end] or bars[:1]
 
 
 def _same_times(song: Score, parts: list[Part]) -> Score:

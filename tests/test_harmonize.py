@@ -76,7 +76,9 @@ def note_tracks(path: Path) -> dict[str, list[tuple[int, float, float]]]:
 
 
 def expected_melody() -> list[tuple[int, float, float]]:
-    return sorted(((p, float(s), float(s + d)) for p, s, d, _ in MELODY), key=lambda n: (n[1], n[0]))
+    return sorted(
+        ((p, float(s), float(s + d)) for p, s, d, _ in MELODY), key=lambda n: (n[1], n[0])
+    )
 
 
 def melody_ceiling(melody: list[tuple[int, float, float]], steps: int) -> np.ndarray:
