@@ -236,7 +236,7 @@ class StepsKeepGrammar(PlanGrammar):
         mask = self.allowed()
         if not (0 <= token_id < mask.size and mask[token_id]):
             raise ValueError(f"token id {token_id} is not allowed here")
-        self.inner.advance(token_id)
+        self.g.advance_allowed(token_id)  # our mask is a subset of the inner one
         self._mask = None
         self._observe(token_id)
 

@@ -525,6 +525,12 @@ class TracksGrammar(Grammar):
         if self.phase != PHASE_DONE:
             self._apply(token_id)
 
+    def advance_allowed(self, token_id: int) -> None:
+        """`advance` past an id the caller took from `allowed()` (a grammar that wraps
+        this one and has checked it), without computing the mask again."""
+        if self.phase != PHASE_DONE:
+            self._apply(int(token_id))
+
     def _apply(self, token_id: int) -> None:
         """Move on past an allowed id."""
         kind = self.enc._kinds_list[token_id]
