@@ -50,7 +50,7 @@ import numpy as np
 from musicgen import checkpoint as ckpt
 from musicgen.config import SampleConfig
 from musicgen.constraints import KEY_NAMES, key_name, parse_key, stored_density_choices
-from musicgen.encoding.base import get_encoding
+from musicgen.encoding import encoding_class, get_encoding
 from musicgen.encoding.remi import MODES, density_level, density_range, find_key
 from musicgen.errors import UsageError, UserError
 from musicgen.generate import generate
@@ -70,7 +70,7 @@ def main() -> int:
     except UserError as exc:
         print(f"bench_controls: {exc}", file=sys.stderr)
         return 1
-    if config.encoding.name == "performance":
+    if not encoding_class(config.encoding.name).takes_controls:
         print("bench_controls: the controls need a beat-grid checkpoint", file=sys.stderr)
         return 1
     controls = config.encoding.controls

@@ -42,7 +42,7 @@ from musicgen import distribute  # noqa: E402
 from musicgen import trainer as train_module  # noqa: E402
 from musicgen.config import RunConfig  # noqa: E402
 from musicgen.dataset import prepare, shard_set, split_files  # noqa: E402
-from musicgen.encoding.base import get_encoding  # noqa: E402
+from musicgen.encoding import get_encoding  # noqa: E402
 
 
 def seconds_per_call(call: Callable[[], object], steps: int, repeats: int) -> float:

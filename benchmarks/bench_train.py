@@ -70,14 +70,15 @@ from keras import layers as kl  # noqa: E402
 from musicgen import distribute, feed  # noqa: E402
 from musicgen.config import ModelConfig, RunConfig  # noqa: E402
 from musicgen.dataset import prepare, split_files  # noqa: E402
-from musicgen.encoding.base import EOS, PAD, get_encoding  # noqa: E402
+from musicgen.encoding import EOS, PAD, REGISTRY, get_encoding  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
 from musicgen.trainer import build_model_and_optimizer, make_train_step  # noqa: E402
 
 COMMON_WINDOW = 100  # the recipe's sequence length: 100 notes in, 1 note out
 COMMON_BATCH = 64  # the recipe's batch size (windows per step)
 GATES = {"lstm": 4, "gru": 3}  # weight blocks per recurrent layer (input, forget, ...)
-MUSIC_ENCODINGS = ("remi", "tracks", "steps")  # the vocabularies timed in units of music
+# the vocabularies timed in units of music: the beat-grid encodings
+MUSIC_ENCODINGS = tuple(name for name, cls in REGISTRY.items() if cls.counts_bars)
 
 
 Seconds = tuple[float, float]  # (wall-clock, CPU time of the whole process) per step

@@ -48,7 +48,7 @@ def make_checkpoint(
 
     import_tensorflow()
     from musicgen import checkpoint as ckpt
-    from musicgen.encoding.base import get_encoding
+    from musicgen.encoding import get_encoding
     from musicgen.model import build_model
 
     config = RunConfig(encoding=encoding or encoding_config("tracks"), model=model)

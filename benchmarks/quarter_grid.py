@@ -22,7 +22,7 @@ from musicgen.score import MusicError, Note, Part, Score
 
 def quarter_grid(score: Score) -> Score:
     """`score` on a quarter-note grid: one part, held pitches merged."""
-    notes = [n for p in score.parts if not p.is_drum for n in p.notes] or list(score.notes)
+    notes = [n for p in score.parts if not p.is_drum for n in p.notes]
     end = int(max(n.end for n in notes))
     beats = [{n.pitch for n in notes if n.start <= q + 1e-6 < n.end} for q in range(end)]
     out: list[Note] = []
@@ -34,7 +34,6 @@ def quarter_grid(score: Score) -> Score:
             held.setdefault(pitch, beat)
     out.sort(key=lambda n: (n.start, n.pitch))
     return Score(
-        notes=out,
         parts=[Part(0, out, "Piano")],
         tempos=score.tempos,
         time_signatures=score.time_signatures,

@@ -63,6 +63,7 @@ TARGETS = {
         ("accompany 64 bars, --add drums,bass, whole command", "< 5 s"),
         ("infill 4 bars (31-34) of 64, 16 candidates, whole command", "< 5 s"),
     ],
+    "bench_render.py": [("render a 32-bar band piece to WAV, x real time", ">= 20x")],
 }
 
 

@@ -1,8 +1,12 @@
-"""Encoding comparison: the same network and budget on remi and tracks."""
+"""Encoding comparison: the same network and budget on two encodings.
+
+python checkpoints/compare_encodings.py ENCODING DATA_DIR OUT EPOCHS
+"""
+
 import sys
 
 from musicgen.config import EncodingConfig, ModelConfig, RunConfig, TrainConfig
-from musicgen.train import train
+from musicgen.trainer import train
 
 if __name__ == "__main__":
     name, data, out, epochs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

@@ -7,9 +7,12 @@ The Python API (musicgen/api.py; the command line is built on it):
     pieces = model.generate(num=4, bars=16, seed=1)    # list of pretty_midi.PrettyMIDI
     model = musicgen.train("my_midi/", out="checkpoints/mine", epochs=5)
     report = musicgen.prepare("my_midi/")
+    samples, rate = musicgen.synthesize(pieces[0])     # audio: float32 [frames, 2], Hz
 
-`load`, `train`, `prepare`, `Model` and `PrepareReport` are imported on first use, so
-`import musicgen` stays light (no TensorFlow; training imports it when it starts).
+`load`, `train`, `prepare`, `synthesize`, `write_wav`, `Model` and `PrepareReport` are
+imported on first use, so `import musicgen` stays light (no TensorFlow; training imports
+it when it starts). (`musicgen.render` is the module that knows the synthesizers, hence
+the name `synthesize` for the audio function.)
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 __version__ = "0.3.0"
 
-_API = ("load", "train", "prepare", "Model", "PrepareReport")
+_API = ("load", "train", "prepare", "synthesize", "write_wav", "Model", "PrepareReport")
 __all__ = [*_API, "UserError", "UsageError", "__version__"]
 
 

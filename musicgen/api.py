@@ -7,6 +7,8 @@
     model = musicgen.train("my_midi/", out="checkpoints/mine", epochs=5)
     report = musicgen.prepare("my_midi/")              # PrepareReport
     scores = model.evaluate("my_midi/")                # the `evaluate --json` dict
+    samples, rate = model.render(pieces[0])            # audio: float32 [frames, 2], Hz
+    musicgen.write_wav("one.wav", samples, rate)       # 16-bit stereo WAV
 
 Each function is the library call behind a command (`load` + `Model.generate` behind
 `musicgen generate`, `prepare` behind `musicgen prepare`, ...), with the command's
@@ -24,19 +26,24 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from musicgen.errors import UsageError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from musicgen.checkpoint import Checkpoint
     from musicgen.config import RunConfig
+    from musicgen.generate import GeneratedFile, GenerateRequest
+    from musicgen.trainer import TrainResult
 
 DEFAULT_DATA_DIR = "midi_corpus"  # prepare, train and evaluate read this folder by default
 DEFAULT_CHECKPOINT = "checkpoints/bach"  # the bundled model: generate and harmonize
 DEFAULT_TRAIN_OUT = "checkpoints/my-model"  # where train writes by default
+SAMPLE_OPTIONS = ("temperature", "top_k", "top_p", "seed")  # generate's SampleConfig options
 
 
 # ----------------------------------------------------------------------------- paths
@@ -119,6 +126,7 @@ def prepare(
     """
     from musicgen.config import ConfigError, EncodingConfig, TrainConfig
     from musicgen.dataset import prepare as prepare_folder
+    from musicgen.encoding import check_config
 
     enc, tr = EncodingConfig(), TrainConfig()
     try:
@@ -129,7 +137,7 @@ def prepare(
             else steps_per_quarter,
             include_drums=enc.include_drums if include_drums is None else include_drums,
         )
-        config.validate()
+        check_config(config)
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
     data = prepare_folder(data_dir, config, cache_dir=cache_dir, workers=workers, progress=progress)
@@ -143,15 +151,39 @@ def prepare(
 # ----------------------------------------------------------------------------- load, Model
 
 
-def load(path: str | Path = DEFAULT_CHECKPOINT, *, which: str = "best") -> Model:
+def load(
+    path: str | Path = DEFAULT_CHECKPOINT,
+    *,
+    which: str = "best",
+    engine: str = "numpy",
+    verbose_tensorflow: bool = False,
+) -> Model:
     """Load the checkpoint folder `path` (the bundled Bach model by default) for
-    generation with the NumPy engine (no TensorFlow). which: "best" or "last" weights
-    (the other when that one is missing). UsageError for a missing folder, UserError
-    for a folder that is not a loadable checkpoint."""
-    from musicgen.checkpoint import load_checkpoint
-    from musicgen.generate import checkpoint_folder
+    generation. which: "best" or "last" weights (the other when that one is missing).
+    engine: "numpy" (no TensorFlow; "auto" too) or "keras" (imports TensorFlow, quietly
+    unless verbose_tensorflow). UsageError for a missing folder or an unknown engine,
+    UserError for a folder that is not a loadable checkpoint."""
+    from musicgen.engine import open_checkpoint
 
-    return Model(load_checkpoint(checkpoint_folder(path), which=which, engine="numpy"))
+    return Model(open_checkpoint(path, engine, which, verbose_tensorflow))
+
+
+def generate_request(**options: Any) -> GenerateRequest:
+    """The `GenerateRequest` of `musicgen generate`'s options, named as
+    `Model.generate`'s keywords (num, bars, seconds, seed, temperature, top_k, top_p,
+    primer, key, time_signature, density, tempo, program, instruments: a string or a
+    list, engine); what is not given keeps the command's default. Checked: UsageError
+    with the command's message for a value out of range; TypeError for an unknown name."""
+    from musicgen.engine import default_sample
+    from musicgen.generate import GenerateRequest
+
+    sample = {name: options.pop(name) for name in SAMPLE_OPTIONS if name in options}
+    instruments = options.get("instruments")
+    if instruments is not None and not isinstance(instruments, str):
+        options["instruments"] = ",".join(str(i) for i in instruments)
+    request = GenerateRequest(**options, sample=replace(default_sample(), **sample))
+    request.check()
+    return request
 
 
 class Model:
@@ -177,6 +209,13 @@ class Model:
     @property
     def info(self) -> dict[str, Any]:
         return self._checkpoint.info
+
+    @property
+    def engine(self) -> str:
+        """The engine its network steps on: "numpy" (the default) or "keras"."""
+        from musicgen.npmodel import NumpyRNN
+
+        return "numpy" if isinstance(self._checkpoint.model, NumpyRNN) else "keras"
 
     def __repr__(self) -> str:
         model = self.config.model
@@ -219,27 +258,42 @@ class Model:
         (tracks) model, e.g. "bass,drums,piano" or ["bass", "drums", 0].
         Remarks (a long primer cut) come as warnings. UsageError/UserError as the CLI's.
         """
-        from musicgen.config import SampleConfig
-        from musicgen.generate import GenerateRequest, sample_pieces
+        from musicgen.generate import sample_pieces
         from musicgen.midi_io import to_pretty_midi
 
-        request = GenerateRequest(
-            num=num,
-            bars=bars,
-            seconds=seconds,
-            primer=primer,
-            key=key,
-            density=density,
-            time_signature=time_signature,
-            tempo=tempo,
-            program=program,
-            instruments=instruments
-            if instruments is None or isinstance(instruments, str)
-            else ",".join(str(i) for i in instruments),
-            sample=SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed),
-        )
+        request = generate_request(
+            num=num, bars=bars, seconds=seconds, seed=seed, temperature=temperature,
+            top_k=top_k, top_p=top_p, primer=primer, key=key, density=density,
+            time_signature=time_signature, tempo=tempo, program=program,
+            instruments=instruments, engine=self.engine,
+        )  # fmt: skip
         pieces = sample_pieces(self._checkpoint, request, on_note=_warn)
         return [to_pretty_midi(p.score, track_name=p.track_name) for p in pieces]
+
+    def write(
+        self,
+        out: str | Path,
+        request: GenerateRequest | None = None,
+        *,
+        force: bool = False,
+        on_file: Callable[[Path, GeneratedFile], None] | None = None,
+        on_note: Callable[[str], None] | None = None,
+        **options: Any,
+    ) -> list[GeneratedFile]:
+        """Sample and write MIDI files as `musicgen generate` does: OUT/NAME-SEED-NN.mid
+        (NAME: the checkpoint folder's name); a `generate.GeneratedFile` per file.
+        request: what to generate, else `generate_request(**options)` (Model.generate's
+        keywords). force: overwrite existing files (else UsageError before sampling).
+        on_file(path, info) after each file; on_note(remark), default a warning."""
+        from musicgen.generate import generate
+
+        if request is None:
+            request = generate_request(**{"engine": self.engine, **options})
+        elif options:
+            raise TypeError("give either a GenerateRequest or its fields as keywords, not both")
+        return generate(
+            self._checkpoint, out, request, force=force, on_file=on_file, on_note=on_note or _warn
+        )
 
     def harmonize(
         self,
@@ -314,11 +368,19 @@ class Model:
         )  # fmt: skip
 
     def _arranged(self, command: Any, *args: Any, **options: Any) -> list[Any]:
-        """Run an arrange command without writing files; the pieces as PrettyMIDI."""
+        """Run an arrange command on this loaded checkpoint (nothing is loaded again)
+        without writing files; the pieces as PrettyMIDI."""
         from musicgen.midi_io import to_pretty_midi
 
-        pieces = command(self.path, *args, None, on_note=_warn, **options)
+        pieces = command(
+            self._checkpoint, *args, None, engine=self.engine, on_note=_warn, **options
+        )
         return [to_pretty_midi(piece.music) for piece in pieces]
+
+    def render(self, piece: Any, soundfont: str | Path | None = None) -> tuple[np.ndarray, int]:
+        """A piece as audio, as `musicgen.synthesize` makes it: (samples float32
+        [frames, 2] in -1..1, sample rate Hz)."""
+        return synthesize(piece, soundfont)
 
     def evaluate(
         self,
@@ -390,19 +452,34 @@ def train(
     Raises UsageError (bad setting or folder), UserError (no data, diverged). Imports
     TensorFlow.
     """
-    from musicgen import checkpoint
-    from musicgen.config import ConfigError, read_settings_file, resolve_settings
+    result = train_checkpoint(
+        data_dir, out, config=config, resume=resume, force=force, cache_dir=cache_dir,
+        verbose=verbose, log=log, **settings,
+    )  # fmt: skip
+    model = load(out, which="best")
+    model.training = result
+    return model
 
+
+def train_checkpoint(
+    data_dir: str | Path | None = None,
+    out: str | Path = DEFAULT_TRAIN_OUT,
+    *,
+    config: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    cache_dir: str | Path | None = None,
+    verbose: int = 1,
+    log: Callable[[str], None] | None = None,
+    verbose_tensorflow: bool = False,
+    **settings: Any,
+) -> TrainResult:
+    """`train`'s work without loading the result: write the checkpoint folder `out` and
+    return the run's `trainer.TrainResult` (status "interrupted" after Ctrl-C, the last
+    finished epoch kept). The settings (`train_settings`) and the folders are checked
+    before TensorFlow is imported (quietly unless verbose_tensorflow)."""
     out = Path(out)
-    stored = checkpoint.read_config(out)[0] if resume and checkpoint.is_checkpoint(out) else None
-    try:
-        from_file = read_settings_file(config) if config is not None else None
-    except ConfigError as exc:
-        raise UsageError(f"--config: {exc}") from exc
-    try:
-        run_config = resolve_settings(checkpoint=stored, config_file=from_file, flags=settings)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from exc
+    run_config = train_settings(out, resume=resume, config=config, **settings)
     if data_dir is not None:
         existing_path(data_dir)
     writable_folder(out, "--out")
@@ -411,10 +488,10 @@ def train(
 
     from musicgen.runtime import import_tensorflow
 
-    import_tensorflow()
+    import_tensorflow(verbose=verbose_tensorflow)
     from musicgen.trainer import train as run_training
 
-    result = run_training(
+    return run_training(
         run_config,
         data_dir,
         out,
@@ -424,9 +501,35 @@ def train(
         verbose=verbose,
         log=log or (lambda line: None),
     )
-    model = load(out, which="best")
-    model.training = result
-    return model
+
+
+def train_settings(
+    out: str | Path = DEFAULT_TRAIN_OUT,
+    *,
+    resume: bool = False,
+    config: str | Path | None = None,
+    **settings: Any,
+) -> RunConfig:
+    """The settings of a training run (`config.resolve_settings`): the defaults, or the
+    checkpoint's in `out` when resuming, < the JSON file `config` < `settings` (flat
+    names as `musicgen train`'s options). UsageError for an unknown setting, a value
+    out of range, an unreadable file, or settings the encoding cannot take."""
+    from musicgen import checkpoint
+    from musicgen.config import ConfigError, read_settings_file, resolve_settings
+    from musicgen.encoding import check_config
+
+    out = Path(out)
+    stored = checkpoint.read_config(out)[0] if resume and checkpoint.is_checkpoint(out) else None
+    try:
+        from_file = read_settings_file(config) if config is not None else None
+    except ConfigError as exc:
+        raise UsageError(f"--config: {exc}") from exc
+    try:
+        run_config = resolve_settings(checkpoint=stored, config_file=from_file, flags=settings)
+        check_config(run_config.encoding)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    return run_config
 
 
 def _stored_data_dir(out: Path) -> str:
@@ -436,3 +539,41 @@ def _stored_data_dir(out: Path) -> str:
     if checkpoint.is_checkpoint(out):
         return checkpoint.read_config(out)[1].get("data", {}).get("data_dir", DEFAULT_DATA_DIR)
     return DEFAULT_DATA_DIR
+
+
+# ----------------------------------------------------------------------------- audio
+
+
+def synthesize(
+    piece: Any, soundfont: str | Path | None = None, *, synth: str = "builtin"
+) -> tuple[np.ndarray, int]:
+    """A piece as audio: (samples float32 [frames, 2] in -1..1, sample rate in Hz).
+
+    piece: a `pretty_midi.PrettyMIDI` (what `Model.generate` and the others return) or
+    a MIDI file's path. Each part plays its General MIDI program, the drum channel the
+    drum kit; the audio lasts the music plus a second's release tail (48 kHz with the
+    builtin synthesizer, pip-installed). soundfont: a .sf2 file (default: pretty_midi's
+    General MIDI TimGM6mb.sf2). synth: "builtin", or "fluidsynth" (the program, where
+    installed). Raises `render.RenderUnavailableError` (a UserError) when a synthesizer
+    or soundfont is missing, UserError for a file that is not MIDI.
+    """
+    import io
+
+    from musicgen.render import synthesize as run
+
+    if isinstance(piece, str | Path):
+        path = existing_path(piece)
+        return run(path.read_bytes(), soundfont, synth=synth, name=path.name)
+    if not hasattr(piece, "write"):
+        raise UsageError(f"cannot render a {type(piece).__name__}: give a PrettyMIDI or a path")
+    buffer = io.BytesIO()
+    piece.write(buffer)
+    return run(buffer.getvalue(), soundfont, synth=synth)
+
+
+def write_wav(path: str | Path, samples: Any, sample_rate: int) -> Path:
+    """Write audio (float [frames] or [frames, channels] in -1..1, e.g. `synthesize`'s)
+    to `path` as a 16-bit PCM WAV at `sample_rate` Hz; the path written."""
+    from musicgen.render import write_wav as write
+
+    return write(path, samples, sample_rate)

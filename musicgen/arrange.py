@@ -4,8 +4,9 @@ new bars inside it (`infill`), with every note of the user's kept exactly.
 All three are one mechanism (musicgen.songplan): a `SongPlan` of what the stream must
 hold and a keep grammar of the checkpoint's encoding (musicgen.keep_steps for steps,
 musicgen.keep_tracks for tracks) that lets the model write only where a part is free. This
-module reads the song, opens the checkpoint (`_Context`: what the model knows), samples
-through `generate.sample_ids` (the recurrent state carries the whole song, so there is
+module reads the song, opens the checkpoint (a folder, or one already loaded: the API's
+`Model` passes its own; `_Context`: what the model knows), samples
+through `engine.sample_ids` (the recurrent state carries the whole song, so there is
 no window limit; what the plan forces before the first free choice is stepped once, at
 batch 1), and writes the pieces: the user's parts are the user's own `Part`s (pitch,
 onset, duration, velocity, name, program as read), never their quantized tokens; only
@@ -19,12 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from musicgen import checkpoint as ckpt
-from musicgen import generate as gen
+from musicgen.atomic import check_free
 from musicgen.config import SampleConfig
-from musicgen.encoding.base import BOS, Grammar, get_encoding
+from musicgen.encoding import BOS
+from musicgen.encoding.base import Grammar
 from musicgen.encoding.steps import StepsEncoding
 from musicgen.encoding.tracks import TracksEncoding, canonical_parts
+from musicgen.engine import (
+    MAX_STEPS_PER_UNIT,
+    CheckpointLike,
+    checkpoint_settings,
+    default_sample,
+    load_model,
+    resolve_engine,
+    sample_ids,
+)
 from musicgen.errors import UsageError, UserError
 from musicgen.instruments import (
     family,
@@ -72,7 +82,7 @@ class Arrangement:
 
 
 def accompany(
-    checkpoint: str | Path,
+    checkpoint: CheckpointLike,
     song_path: str | Path,
     add: str,
     out_dir: str | Path | None,
@@ -89,7 +99,7 @@ def accompany(
     f"{song stem}-accompany-{seed}-{i:02d}.mid". Every part of the song comes back note
     for note. A song that has drums gets new drums only with `force` (they replace the
     song's); existing files need `force` too."""
-    sample = sample or gen.default_sample()
+    sample = sample or default_sample()
     context = _Context.open(checkpoint, engine)
     song = read_song(song_path, on_note)
     requests = parse_instruments(add)
@@ -104,7 +114,7 @@ def accompany(
 
 
 def harmonize(
-    checkpoint: str | Path,
+    checkpoint: CheckpointLike,
     melody_path: str | Path,
     out_dir: str | Path | None,
     *,
@@ -126,7 +136,7 @@ def harmonize(
     melody's lowest sounding note at each grid step (where the melody rests, below the
     last one it sounded), so that the melody stays the top of the texture and no new
     voice crosses it; a voice note that the melody comes down onto ends there."""
-    sample = sample or gen.default_sample()
+    sample = sample or default_sample()
     context = _Context.open(checkpoint, engine)
     song = read_song(melody_path, on_note)
     pitched = [i for i, p in enumerate(canonical_parts(song)) if not p.is_drum]
@@ -141,7 +151,7 @@ def harmonize(
 
 
 def infill(
-    checkpoint: str | Path,
+    checkpoint: CheckpointLike,
     song_path: str | Path,
     bars: str,
     out_dir: str | Path | None,
@@ -161,7 +171,7 @@ def infill(
     piece `candidates` versions are sampled and the one under which the model finds the
     song's following bars most likely is kept (see checkpoints/README.md for the
     measurement behind this choice). Files: f"{song stem}-infill-{seed}-{i:02d}.mid"."""
-    sample = sample or gen.default_sample()
+    sample = sample or default_sample()
     if candidates < 1:
         raise UsageError("--candidates must be at least 1")
     context = _Context.open(checkpoint, engine)
@@ -194,24 +204,28 @@ class _Context:
     """A checkpoint opened for work on a song: config, encoding, what it knows."""
 
     def __init__(
-        self, folder: Path, config: Any, meta: dict, encoding: TracksEncoding, engine: str
+        self,
+        checkpoint: CheckpointLike,
+        config: Any,
+        meta: dict,
+        encoding: TracksEncoding,
+        engine: str,
     ):
-        self.folder, self.config, self.meta, self.encoding = folder, config, meta, encoding
-        self.engine = gen.resolve_engine(engine)
+        self.checkpoint, self.config, self.meta, self.encoding = checkpoint, config, meta, encoding
+        self.engine = resolve_engine(engine)
         self.programs = stored_programs(meta)
 
     @classmethod
-    def open(cls, checkpoint: str | Path, engine: str) -> _Context:
-        folder = gen.checkpoint_folder(checkpoint)
-        config, meta = ckpt.read_config(folder)
-        encoding = get_encoding(config.encoding)
-        if not encoding.keeps_songs:
+    def open(cls, checkpoint: CheckpointLike, engine: str) -> _Context:
+        found = checkpoint_settings(checkpoint)  # a loaded checkpoint's own, or config.json
+        folder, config, meta = found.folder, found.config, found.meta
+        if not found.encoding.keeps_songs:
             raise UsageError(
                 f"{folder} uses the {config.encoding.name} encoding, which cannot keep a "
                 "song; accompany, infill and harmonize need a checkpoint trained with "
                 "--encoding steps (the default) or tracks"
             )
-        return cls(folder, config, meta, encoding, engine)
+        return cls(checkpoint, config, meta, found.encoding, engine)
 
     def known_program(self, request: tuple[int, ...]) -> int:
         """The program of an asked part: of the request's programs the model knows, the
@@ -284,11 +298,11 @@ class _Context:
         first = _start_grammar(self.encoding, plan)
         forced = forced_prefix(first)
         grammars = [first.clone() for _ in range(count)]
-        model = gen.load_model(self.folder, self.engine)
-        max_steps = gen.MAX_STEPS_PER_UNIT * len(plan.bars)
+        model = load_model(self.checkpoint, self.engine)
+        max_steps = MAX_STEPS_PER_UNIT * len(plan.bars)
         logprobs: list[list[float]] = [[] for _ in range(count)]
         prefix = [BOS, *forced]
-        new_ids = gen.sample_ids(model, grammars, prefix, sample, max_steps, logprobs=logprobs)
+        new_ids = sample_ids(model, grammars, prefix, sample, max_steps, logprobs=logprobs)
         out = []
         for ids, lps in zip(new_ids, logprobs, strict=True):
             total = 0.0
@@ -393,7 +407,7 @@ def _paths(
         return [None] * num
     stem = Path(song_path).stem
     paths = [Path(out_dir) / f"{stem}-{kind}-{seed}-{i + 1:02d}.mid" for i in range(num)]
-    gen.check_free(paths, force)
+    check_free(paths, force)
     return paths
 
 

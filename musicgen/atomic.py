@@ -6,6 +6,7 @@ moment leaves either the old file or the new one, never half of one. The tempora
 name is `.tmp-<random>-<target name>`: it ends as the target does (Keras insists on
 `.weights.h5`, matplotlib and FluidSynth read the suffix) and starts with `.tmp-`,
 which is how `checkpoint.remove_stale_temporaries` finds what a killed writer left.
+`check_free` refuses, before any work, to overwrite files without --force.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from musicgen.errors import UsageError
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -70,3 +73,12 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def check_free(paths: list[Path], force: bool) -> None:
+    """UsageError when one of `paths` exists and `force` is not set: the commands that
+    write pieces refuse to overwrite before any work starts."""
+    existing = [p for p in paths if p.exists()]
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise UsageError(f"{existing[0]} exists{more}; use --force to overwrite")

@@ -69,7 +69,7 @@ class Checkpoint:
 
     config: RunConfig
     model: Any  # musicgen.model.MusicRNN, or npmodel.NumpyRNN (engine="numpy")
-    encoding: Any  # musicgen.encoding.base.Encoding
+    encoding: Any  # musicgen.encoding.Encoding
     info: dict[str, Any]  # path, weights, vocab_size, versions, data, state
 
 
@@ -332,7 +332,7 @@ def load_checkpoint(path: str | Path, which: str = "best", *, engine: str = "ker
 
     engine: "keras" gives a `model.MusicRNN`; "numpy" gives an `npmodel.NumpyRNN`
     (inference only, read with h5py: TensorFlow is not imported)."""
-    from musicgen.encoding.base import get_encoding
+    from musicgen.encoding import get_encoding
 
     folder = Path(path)
     config, meta = read_config(folder)

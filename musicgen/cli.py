@@ -38,6 +38,11 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
 
 
+def _debug() -> bool:
+    """Whether `musicgen --debug` was given (tracebacks, TensorFlow's own log lines)."""
+    return bool(click.get_current_context().find_root().params.get("debug"))
+
+
 def load_tensorflow() -> None:
     """Import TensorFlow quietly (its start-up notices only with --debug).
 
@@ -46,7 +51,7 @@ def load_tensorflow() -> None:
     """
     from musicgen.runtime import import_tensorflow
 
-    import_tensorflow(verbose=bool(click.get_current_context().find_root().params.get("debug")))
+    import_tensorflow(verbose=_debug())
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -178,28 +183,16 @@ def _click_option(option: TrainOption) -> Callable[..., Any]:
     return click.option(flag, option.name, type=kind, **common)
 
 
-def _train_config(ctx: click.Context, out: Path, resume: bool, config_file: Path | None):
-    """RunConfig = defaults (or the checkpoint's, with --resume) <- --config file <- the
-    options given on the command line (`config.resolve_settings`)."""
+def _given_settings(ctx: click.Context) -> dict[str, Any]:
+    """The RunConfig options given on the command line (not left at their defaults):
+    they win over the --config file and the resumed checkpoint (`api.train_settings`)."""
     from click.core import ParameterSource
 
-    from musicgen import checkpoint
-    from musicgen.config import ConfigError, read_settings_file, resolve_settings
-
-    stored = checkpoint.read_config(out)[0] if resume and checkpoint.is_checkpoint(out) else None
-    try:
-        from_file = read_settings_file(config_file) if config_file is not None else None
-    except ConfigError as exc:
-        raise UsageError(f"--config: {exc}") from exc
-    given = {
+    return {
         name: ctx.params[name]
         for name in _TRAIN_SETTINGS
         if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
     }
-    try:
-        return resolve_settings(checkpoint=stored, config_file=from_file, flags=given)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 @main.command()
@@ -253,36 +246,22 @@ def train(
     optimizer state, history.csv, split.json, TensorBoard logs (tensorboard --logdir OUT/logs).
     Ctrl-C stops after keeping the last finished epoch; continue with --resume.
     """
-    config = _train_config(ctx, out, resume, config_file)
-    if data_dir is not None:
-        existing_path(str(data_dir))
-    writable_folder(out, "--out")
-    if data_dir is None:
-        data_dir = Path(_stored_data_dir(out) if resume else DEFAULT_DATA_DIR)
-    load_tensorflow()
-    from musicgen.trainer import train as run_training
+    from musicgen.api import train_checkpoint
 
-    verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
-    result = run_training(
-        config,
+    result = train_checkpoint(
         data_dir,
         out,
+        config=config_file,
         resume=resume,
         force=force,
         cache_dir=cache_dir,
-        verbose=verbose,
+        verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
         log=lambda line: echo(line, quiet),
+        verbose_tensorflow=_debug(),
+        **_given_settings(ctx),
     )
     if result.status == "interrupted":
         sys.exit(130)
-
-
-def _stored_data_dir(out: Path) -> str:
-    from musicgen import checkpoint
-
-    if checkpoint.is_checkpoint(out):
-        return checkpoint.read_config(out)[1].get("data", {}).get("data_dir", DEFAULT_DATA_DIR)
-    return DEFAULT_DATA_DIR
 
 
 @main.command()
@@ -590,9 +569,9 @@ class _ProgressBar:
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--plot", is_flag=True, help="Also write a piano-roll PNG beside each file.")
 @click.option("--render", type=click.Choice(["wav"]),
-              help="Also render each file to audio with FluidSynth.")  # fmt: skip
+              help="Also write each file as audio (a WAV beside it; see `musicgen render`).")  # fmt: skip
 @click.option("--soundfont", type=click.Path(path_type=Path, dir_okay=False, exists=True),
-              help="General MIDI .sf2 for --render (default: the system's GM soundfont).")  # fmt: skip
+              help="General MIDI .sf2 for --render (default: pretty_midi's TimGM6mb.sf2).")  # fmt: skip
 @click.option("--engine", type=click.Choice(["auto", "numpy", "keras"]), default="auto",
               show_default=True, help="Network step: numpy (auto; starts fast, no TensorFlow) "
               "or keras (TensorFlow; for a GPU and a very large --num).")  # fmt: skip
@@ -634,38 +613,24 @@ def generate(
     --key, --density, --time-signature and --tempo are imposed on every piece; what is
     not asked is left to the model.
     """
-    from musicgen.config import SampleConfig
-    from musicgen.generate import GenerateRequest, check_sample, write_companions
-    from musicgen.generate import generate as run_generation
+    from musicgen.api import generate_request, load
+    from musicgen.generate import write_companions
     from musicgen.render import RenderUnavailableError
 
-    sample = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    check_sample(sample)
+    request = generate_request(
+        num=num, bars=bars, seconds=seconds, seed=seed, temperature=temperature, top_k=top_k,
+        top_p=top_p, primer=primer, key=key, density=density, time_signature=time_signature,
+        tempo=tempo, program=program, instruments=instruments, engine=engine,
+    )  # fmt: skip
     writable_folder(out, "--out")
-    request = GenerateRequest(
-        num=num,
-        bars=bars,
-        seconds=seconds,
-        primer=primer,
-        key=key,
-        density=density,
-        time_signature=time_signature,
-        tempo=tempo,
-        program=program,
-        instruments=instruments,
-        sample=sample,
-        engine=engine,
-    )
-    # generate() checks the request; only --engine keras imports TensorFlow (quietly unless --debug)
-    debug = bool(click.get_current_context().find_root().params.get("debug"))
-    files = run_generation(
-        checkpoint_dir,
+    # only --engine keras imports TensorFlow (quietly unless --debug)
+    model = load(checkpoint_dir, engine=request.engine, verbose_tensorflow=_debug())
+    files = model.write(
         out,
         request,
         force=force,
         on_file=lambda path, info: echo(info.summary(), quiet),
         on_note=lambda line: echo(f"Note: {line}", quiet, err=True),
-        verbose_tensorflow=debug,
     )
     try:
         for path in write_companions(files, plot=plot, render=render, soundfont=soundfont):
@@ -804,6 +769,14 @@ class _ParseBar:
 DEFAULT_BAND_CHECKPOINT = "checkpoints/band"  # the bundled model of accompany and infill
 
 
+_AUDIO_OPTIONS = [
+    click.option("--render", type=click.Choice(["wav"]),
+                 help="Also write each file as audio (a WAV beside it; see `musicgen render`)."),
+    click.option("--soundfont", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                 help="General MIDI .sf2 for the audio (default: pretty_midi's TimGM6mb.sf2)."),
+]  # fmt: skip
+
+
 def _song_options(default_checkpoint: str, num_help: str) -> Callable[..., Any]:
     """The options every command that works on a user's song shares."""
 
@@ -824,6 +797,7 @@ def _song_options(default_checkpoint: str, num_help: str) -> Callable[..., Any]:
                          default="auto", show_default=True,
                          help="Recurrent step engine (auto = numpy, no TensorFlow)."),
             click.option("--force", is_flag=True, help="Overwrite existing files."),
+            *_AUDIO_OPTIONS,
             click.option("--quiet", "-q", is_flag=True, help="Print nothing."),
         ]  # fmt: skip
         for option in reversed(options):
@@ -833,15 +807,33 @@ def _song_options(default_checkpoint: str, num_help: str) -> Callable[..., Any]:
     return decorate
 
 
-def _song_run(quiet: bool, temperature: float, seed: int) -> dict[str, Any]:
+def _song_run(
+    quiet: bool, temperature: float, seed: int, render: str | None, soundfont: Path | None
+) -> dict[str, Any]:
     """The keyword arguments every arrange command takes from the shared options."""
     from musicgen.config import SampleConfig
 
+    def on_file(info: Any) -> None:
+        echo(info.summary(), quiet)
+        if render:
+            _audio_beside(info.path, soundfont, quiet)
+
     return {
         "sample": SampleConfig(temperature=temperature, seed=seed),
-        "on_file": lambda info: echo(info.summary(), quiet),
+        "on_file": on_file,
         "on_note": lambda line: echo(f"Note: {line}", quiet, err=True),
     }
+
+
+def _audio_beside(midi: Path, soundfont: Path | None, quiet: bool) -> None:
+    """--render wav: a WAV beside the MIDI file just written; when audio cannot be made,
+    a warning (the MIDI file stays)."""
+    from musicgen.render import RenderUnavailableError, render_wav
+
+    try:
+        echo(f"  {render_wav(midi, midi.with_suffix('.wav'), soundfont)}", quiet)
+    except RenderUnavailableError as exc:
+        echo(f"Warning: {exc}; the MIDI file is written", err=True)
 
 
 @main.command()
@@ -852,7 +844,7 @@ def _song_run(quiet: bool, temperature: float, seed: int) -> dict[str, Any]:
 @handle_errors
 def harmonize(
     melody: Path, checkpoint_dir: Path, out: Path, num: int, temperature: float, seed: int,
-    engine: str, force: bool, quiet: bool, voices: int,
+    engine: str, force: bool, render: str | None, soundfont: Path | None, quiet: bool, voices: int,
 ) -> None:  # fmt: skip
     """Write voices under the melody in MELODY (a MIDI or MusicXML file).
 
@@ -865,7 +857,7 @@ def harmonize(
     from musicgen.arrange import harmonize as run
 
     run(checkpoint_dir, melody, out, num=num, voices=voices, engine=engine, force=force,
-        **_song_run(quiet, temperature, seed))  # fmt: skip
+        **_song_run(quiet, temperature, seed, render, soundfont))  # fmt: skip
 
 
 @main.command()
@@ -877,7 +869,7 @@ def harmonize(
 @handle_errors
 def accompany(
     song: Path, add: str, checkpoint_dir: Path, out: Path, num: int, temperature: float,
-    seed: int, engine: str, force: bool, quiet: bool,
+    seed: int, engine: str, force: bool, render: str | None, soundfont: Path | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Write new parts (--add) against your song SONG (a MIDI or MusicXML file).
 
@@ -890,7 +882,7 @@ def accompany(
     from musicgen.arrange import accompany as run
 
     run(checkpoint_dir, song, add, out, num=num, engine=engine, force=force,
-        **_song_run(quiet, temperature, seed))  # fmt: skip
+        **_song_run(quiet, temperature, seed, render, soundfont))  # fmt: skip
 
 
 @main.command()
@@ -907,7 +899,8 @@ def accompany(
 @handle_errors
 def infill(
     song: Path, bars: str, tracks: str | None, candidates: int, checkpoint_dir: Path, out: Path,
-    num: int, temperature: float, seed: int, engine: str, force: bool, quiet: bool,
+    num: int, temperature: float, seed: int, engine: str, force: bool, render: str | None,
+    soundfont: Path | None, quiet: bool,
 ) -> None:  # fmt: skip
     """Rewrite bars A-B of your song SONG, keeping every note outside them.
 
@@ -919,7 +912,54 @@ def infill(
     from musicgen.arrange import infill as run
 
     run(checkpoint_dir, song, bars, out, tracks=tracks, num=num, candidates=candidates,
-        engine=engine, force=force, **_song_run(quiet, temperature, seed))  # fmt: skip
+        engine=engine, force=force, **_song_run(quiet, temperature, seed, render, soundfont))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- render
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Folder for the WAV files (default: beside each MIDI file).")  # fmt: skip
+@click.option("--soundfont", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="General MIDI .sf2 to play with (default: pretty_midi's TimGM6mb.sf2).")  # fmt: skip
+@click.option("--synth", type=click.Choice(["builtin", "fluidsynth"]), default="builtin",
+              show_default=True, help="builtin: the synthesizer pip installed (RustySynth); "
+              "fluidsynth: the FluidSynth program, where installed.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite existing WAV files.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@handle_errors
+def render(
+    files: tuple[Path, ...], out: Path | None, soundfont: Path | None, synth: str, force: bool,
+    quiet: bool,
+) -> None:  # fmt: skip
+    """Write each MIDI file FILE as audio: FILE.wav, 16-bit stereo at 48 kHz.
+
+    \b
+    Every part plays its General MIDI program, channel 10 the drum kit; the WAV lasts the
+    music plus a second for the last notes to ring. One line per file written; a file
+    that cannot be rendered is one error line (the others are still written, exit 1).
+    """
+    from musicgen.api import existing_path
+    from musicgen.generate import check_free
+    from musicgen.render import check_available, render_wav, wav_seconds, wav_targets
+
+    midis = [existing_path(f) for f in files]
+    targets = wav_targets(midis, out)
+    check_free(targets, force)
+    check_available(soundfont, synth)
+    failed = 0
+    for midi, target in zip(midis, targets, strict=True):
+        try:
+            wav = render_wav(midi, target, soundfont, synth=synth)
+        except UserError as exc:
+            echo(f"Error: {exc}", err=True)
+            failed += 1
+            continue
+        echo(f"{wav}  {wav_seconds(wav):.1f} s", quiet)
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T", bound="_Config")
 DISTRIBUTE_MODES = ("none", "mirrored", "multi-worker")  # TrainConfig.distribute
-ENCODINGS = ("remi", "tracks", "steps", "performance")  # EncodingConfig.name
-PART_ENCODINGS = ("tracks", "steps")  # encodings that keep every instrument apart
+# EncodingConfig.name's choices: the names of musicgen.encoding.REGISTRY (what each
+# encoding can do is asked of its class there, never of this list)
+ENCODINGS = ("remi", "tracks", "steps", "performance")
 # config.json keys beside the RunConfig sections (a checkpoint's config.json is a valid
 # --config file: these are not settings and are left out)
 METADATA_KEYS = ("vocab_size", "encoding_name", "versions", "data")
@@ -159,6 +160,8 @@ class EncodingConfig(_Config):
     max_parts: int = 16  # parts a piece may have (more merge into the nearest program's)
 
     def validate(self) -> None:
+        """ConfigError for a setting out of range. What the settings ask of the named
+        encoding (controls need a beat grid) is `musicgen.encoding.check_config`'s."""
         _check(self.name in ENCODINGS, f"unknown encoding {self.name!r}")
         _check(0 <= self.pitch_min <= self.pitch_max <= 127, "pitch range must lie in 0..127")
         _check(1 <= self.velocity_bins <= 127, "velocity_bins must be 1..127")
@@ -167,10 +170,6 @@ class EncodingConfig(_Config):
         _check(self.max_bar_quarters >= 1, "max_bar_quarters must be >= 1")
         _check(self.tempo_bins >= 1 and 0 < self.tempo_min < self.tempo_max, "bad tempo bins")
         _check(self.time_shift_ms >= 1 and self.max_shift_steps >= 1, "bad time shift")
-        _check(
-            not self.controls or self.name != "performance",
-            "controls need a beat-grid encoding (remi, tracks or steps)",
-        )
         _check(1 <= self.max_parts <= 64, "max_parts must be 1..64")
 
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from musicgen.encoding.base import EOS, Encoding, Grammar, NarrowedGrammar
+from musicgen.encoding import EOS, Encoding, Grammar, NarrowedGrammar
 from musicgen.encoding.remi import (
     BAR,
     DENSITY,

@@ -49,8 +49,8 @@ import numpy as np
 
 from musicgen import __version__, shards
 from musicgen.atomic import atomic_write
-from musicgen.config import PART_ENCODINGS, EncodingConfig, TrainConfig
-from musicgen.encoding.base import BOS
+from musicgen.config import EncodingConfig, TrainConfig
+from musicgen.encoding import BOS, Encoding, get_encoding
 from musicgen.errors import UsageError, UserError
 from musicgen.midi_io import SUPPORTED_SUFFIXES
 from musicgen.score import EmptyMusicError, MusicError, UnreadableFileError
@@ -89,7 +89,7 @@ class PreparedData:
     root: Path
     files: list[PreparedFile]
     skipped: list[tuple[str, str]]  # (path relative to root, one-line reason)
-    encoding: str = "steps"  # EncodingConfig.name the ids are in
+    encoding: str = EncodingConfig.name  # EncodingConfig.name the ids are in
     cached: int = 0  # files answered by the cache (usable or not)
     parsed: int = 0  # files parsed in this run
     data_dir: str = ""  # the folder (or file) as the caller named it
@@ -518,7 +518,7 @@ def _parse_file(path: str, config_json: str) -> ParseResult:
     try:
         config = EncodingConfig.from_dict(json.loads(config_json))
         sequences, notes, seconds, dropped = [], 0, 0.0, Counter()
-        drums_only = config.name in PART_ENCODINGS  # a drum groove is music with parts
+        drums_only = _encoding(config_json).has_parts  # a drum groove is music with parts
         for score in read_pieces(path, config.include_drums, allow_drums_only=drums_only):
             encoded = _encoding(config_json).encode(score)
             ids = np.asarray(encoded.ids, dtype=np.int32)
@@ -546,9 +546,7 @@ def _parse_file(path: str, config_json: str) -> ParseResult:
 
 
 @functools.lru_cache(maxsize=4)
-def _encoding(config_json: str):
-    from musicgen.encoding import get_encoding
-
+def _encoding(config_json: str) -> Encoding:
     return get_encoding(EncodingConfig.from_dict(json.loads(config_json)))
 
 

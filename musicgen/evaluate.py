@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 
 from musicgen import checkpoint as ckpt
-from musicgen.config import PART_ENCODINGS
 from musicgen.dataset import prepare
-from musicgen.encoding.base import BOS
+from musicgen.encoding import BOS
 from musicgen.errors import UserError
 from musicgen.ngram import fit_order
 
@@ -226,7 +225,7 @@ def family_scores(
     and Drum tokens) over those notes. What the parts share (bars, positions, controls,
     the header) is under "shared", per quarter note. How well the model knows its bass
     against its drums, in units that do not depend on how many tokens a note takes."""
-    if encoding.name not in PART_ENCODINGS:
+    if not encoding.has_parts:
         return {}
     from musicgen.encoding.tracks import token_parts
     from musicgen.instruments import family

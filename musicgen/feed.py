@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from musicgen.encoding.base import PAD
+from musicgen.encoding import PAD
 
 _FAR = 1 << 20  # larger than any id offset: "no pitch token in this window"
 

@@ -6,31 +6,23 @@ work without writing anything (`sample_scores` gives just the scores; the Python
 `Model.generate` is built on it), `generate(checkpoint, out, request)` adds the files:
 
 1. plan: check the request, read the checkpoint's config.json (no TensorFlow yet),
-   pick the length (remi counts bars, default 16; performance counts seconds,
-   default 30; asking for the other unit is a UsageError); `generate` names the files
+   pick the length (an encoding that `counts_bars` in bars, default 16; else in
+   seconds, default 30; asking for the other unit is a UsageError); `generate` names the files
    `{prefix}-{seed}-{i:02d}.mid` and refuses any that exists without `force`;
 2. primer (optional): read the file, encode it with the checkpoint's encoding,
    keep at most its last MAX_PRIMER_BARS bars (remi) or MAX_PRIMER_SECONDS seconds
    (performance), and drop its EOS; a remi primer is closed with a `Bar` so the new
    music starts on a fresh bar;
-3. model: `load_model` (best weights) for the chosen engine:
-   - "numpy" (the default; --engine auto): `npmodel.NumpyRNN` reads the weights
-     with h5py and steps in NumPy on one BLAS thread. TensorFlow is never
-     imported, so the command starts in well under a second, and a step at
-     batch 1..16 costs tens to hundreds of microseconds instead of TensorFlow's
-     ~1 ms dispatch;
-   - "keras": `MusicRNN` and one compiled `tf.function(model.step)` with a fixed
-     [num] batch shape - worth its start-up only on a GPU with a very large --num;
-   both give the same logits to float rounding (~1e-6), hence the same files;
-4. sample (`sample_ids`): all pieces advance together, one network step per token
-   carrying the recurrent state (the primer is fed the same way; NumPy steps it once
-   at batch 1 and copies the state to every piece). Each piece has its own grammar
-   (`start_grammar`: `Encoding.grammar(length)`, wrapped by
-   `constraints.ForcedGrammar` to impose --key/--density/--time-signature/--tempo)
-   and its own Generator `default_rng([seed, piece])`, so piece i does not change
-   when --num does. Finished pieces are fed PAD and leave the sampling; a hard cap
-   on steps raises a UserError;
-5. decode ids -> Score and apply --tempo/--program (`Piece`); `generate` writes each
+3. model and sampling (musicgen.engine, which accompany/infill/harmonize share):
+   `load_model` for the chosen engine (numpy by default, keras on request; a loaded
+   checkpoint's own model is reused), then `sample_ids`: all pieces advance together,
+   one network step per token carrying the recurrent state (the primer is stepped
+   once and its state copied to every piece). Each piece has its own grammar
+   (`start_grammar`: `Encoding.grammar(length)`, narrowed to --instruments' parts and
+   wrapped by `constraints.ForcedGrammar` to impose --key/--density/--time-signature/
+   --tempo) and its own Generator `default_rng([seed, piece])`, so piece i does not
+   change when --num does; a piece in which an asked part never plays is drawn again;
+4. decode ids -> Score and apply --tempo/--program (`Piece`); `generate` writes each
    with `midi_io.write_midi`.
 
 The same checkpoint, request and seed give byte-identical files, and the same notes
@@ -46,37 +38,32 @@ from typing import Any
 
 import numpy as np
 
-from musicgen import checkpoint as ckpt
-from musicgen.config import PART_ENCODINGS, ConfigError, RunConfig, SampleConfig
+from musicgen.atomic import check_free
+from musicgen.config import ConfigError, RunConfig, SampleConfig
 from musicgen.constraints import Controls, stored_density_choices
-from musicgen.encoding.base import BOS, PAD, Encoding, Grammar, get_encoding
-from musicgen.encoding.tracks import InstrumentsGrammar
+from musicgen.encoding import BOS, REGISTRY, Encoding, Grammar
+from musicgen.engine import (
+    MAX_STEPS_PER_UNIT,
+    CheckpointLike,
+    checkpoint_settings,
+    default_sample,
+    load_model,
+    resolve_engine,
+    sample_ids,
+    start_grammar,
+)
 from musicgen.errors import UsageError, UserError
 from musicgen.instruments import known_requests, parse_instruments, stored_programs
 from musicgen.midi_io import read_pieces, read_score, write_midi
-from musicgen.npmodel import NumpyRNN, one_blas_thread
-from musicgen.runtime import import_tensorflow
-from musicgen.score import MusicError, Note, Score
+from musicgen.score import MusicError, Note, Part, Score
 
 DEFAULT_BARS = 16  # remi
 DEFAULT_SECONDS = 30.0  # performance
-DEFAULT_TEMPERATURE = 0.8  # the CLI's and the API's; SampleConfig's own default is 1.0
 MAX_PRIMER_BARS = 64  # a longer remi primer keeps only its last bars
 MAX_PRIMER_SECONDS = 120.0  # a longer performance primer keeps only its last seconds
-MAX_STEPS_PER_UNIT = 2000  # safety net: tokens per bar (remi) or per second (performance)
 SILENT_PART_DRAWS = 3  # new draws of a piece in which a part --instruments asked for never plays
 TEMPO_RANGE = (10.0, 1000.0)  # beats per minute accepted by --tempo
-BAR_ENCODINGS = ("remi", "tracks", "steps")  # encodings whose pieces are counted in bars
-ENGINES = ("auto", "numpy", "keras")  # --engine values; auto = numpy
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
-# A checkpoint folder, or one already loaded (`checkpoint.load_checkpoint`).
-CheckpointLike = str | Path | ckpt.Checkpoint
-
-
-def default_sample() -> SampleConfig:
-    """The CLI's sampling settings: temperature 0.8, no top-k/top-p cut, seed 0."""
-    return SampleConfig(temperature=DEFAULT_TEMPERATURE)
 
 
 @dataclass
@@ -234,7 +221,7 @@ def _sample_pieces(
     on_note: Callable[[str], None] | None,
     verbose_tensorflow: bool,
 ) -> list[Piece]:
-    """Steps 2-5 for a checked request and its plan."""
+    """Steps 2-4 for a checked request and its plan."""
     encoding = plan.encoding
     controls = Controls.request(
         encoding,
@@ -300,13 +287,14 @@ def _instruments(
     """The parts `--instruments` asks for, narrowed to those the model knows; None when
     not asked. UsageError for a checkpoint without parts, or with a primer (whose own
     parts a continuation keeps)."""
-    if request.program is not None and plan.encoding.name in PART_ENCODINGS:
+    if request.program is not None and plan.encoding.has_parts:
         raise UsageError("--program sets a one-part piece's instrument; use --instruments here")
     if request.instruments is None:
         return None
-    if plan.encoding.name not in PART_ENCODINGS:
+    if not plan.encoding.has_parts:
+        with_parts = " or ".join(name for name, cls in REGISTRY.items() if cls.has_parts)
         raise UsageError(
-            f"--instruments needs a multi-track (tracks or steps) checkpoint; {plan.name} uses the "
+            f"--instruments needs a multi-track ({with_parts}) checkpoint; {plan.name} uses the "
             f"{plan.encoding.name} encoding, which writes one part"
         )
     if prefix:
@@ -324,8 +312,10 @@ def _piece(plan: Plan, request: GenerateRequest, ids: list[int], new_tokens: int
     score = plan.encoding.decode(ids)
     if request.tempo is not None:
         score.tempos = [(0.0, float(request.tempo))]
-    if request.program is not None:
-        score.program = request.program
+    if request.program is not None:  # a one-stream piece: its pitched part's program
+        score.parts = [
+            p if p.is_drum else Part(request.program, p.notes, p.name) for p in score.parts
+        ]
     return Piece(ids=list(ids), new_tokens=new_tokens, score=score, track_name=plan.name)
 
 
@@ -340,41 +330,24 @@ class Plan:
     name: str  # the checkpoint folder's name: file prefix and track name
     config: RunConfig
     encoding: Encoding
-    length: float  # bars (remi, tracks) or seconds (performance) of new music
+    length: float  # bars (Encoding.counts_bars) or seconds of new music
     density_levels: dict[str, int]  # what --density's words mean (config.json data.controls)
     programs: dict[int, int] = field(default_factory=dict)  # known parts (data.programs)
 
 
 def plan_request(checkpoint: CheckpointLike, request: GenerateRequest) -> Plan:
-    """Read the checkpoint's config and choose the length; UsageError for a missing
-    checkpoint folder or a length in the wrong unit."""
-    if isinstance(checkpoint, ckpt.Checkpoint):
-        folder = Path(checkpoint.info["path"])
-        config, meta = checkpoint.config, {"data": checkpoint.info.get("data", {})}
-    else:
-        folder = checkpoint_folder(checkpoint)
-        config, meta = ckpt.read_config(folder)
-    length = _length(config.encoding.name, request.bars, request.seconds)
+    """Read the checkpoint's config (a loaded checkpoint's own) and choose the length;
+    UsageError for a missing checkpoint folder or a length in the wrong unit."""
+    settings = checkpoint_settings(checkpoint)
     return Plan(
         checkpoint=checkpoint,
-        name=folder.resolve().name,
-        config=config,
-        encoding=get_encoding(config.encoding),
-        length=length,
-        density_levels=stored_density_choices(meta),
-        programs=stored_programs(meta),
+        name=settings.folder.resolve().name,
+        config=settings.config,
+        encoding=settings.encoding,
+        length=_length(settings.encoding, request.bars, request.seconds),
+        density_levels=stored_density_choices(settings.meta),
+        programs=stored_programs(settings.meta),
     )
-
-
-def checkpoint_folder(path: str | Path) -> Path:
-    """`path` as a Path; UsageError (saying how to make one) when it is not a folder."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise UsageError(
-            f"no checkpoint folder at {folder}; train one with "
-            f"`musicgen train DATA_DIR --out {folder}` or pass --checkpoint"
-        )
-    return folder
 
 
 def check_sample(sample: SampleConfig) -> None:
@@ -387,27 +360,12 @@ def check_sample(sample: SampleConfig) -> None:
         raise UsageError(str(exc)) from exc
 
 
-def resolve_engine(engine: str) -> str:
-    """The engine an --engine value names: "numpy" ("auto" too) or "keras"; else UsageError."""
-    if engine not in ENGINES:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    return "numpy" if engine == "auto" else engine
-
-
-def check_free(paths: list[Path], force: bool) -> None:
-    """UsageError when one of `paths` exists and `force` is not set."""
-    existing = [p for p in paths if p.exists()]
-    if existing and not force:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise UsageError(f"{existing[0]} exists{more}; use --force to overwrite")
-
-
-def _length(encoding_name: str, bars: int | None, seconds: float | None) -> float:
-    """New bars (remi, tracks) or seconds (performance) per piece."""
-    if encoding_name in BAR_ENCODINGS:
+def _length(encoding: Encoding, bars: int | None, seconds: float | None) -> float:
+    """New bars (`Encoding.counts_bars`) or seconds per piece."""
+    if encoding.counts_bars:
         if seconds is not None:
             raise UsageError(
-                f"this checkpoint's {encoding_name} encoding counts bars: use --bars, not --seconds"
+                f"this checkpoint's {encoding.name} encoding counts bars: use --bars, not --seconds"
             )
         length = DEFAULT_BARS if bars is None else bars
         if length < 1:
@@ -415,7 +373,7 @@ def _length(encoding_name: str, bars: int | None, seconds: float | None) -> floa
         return float(length)
     if bars is not None:
         raise UsageError(
-            "this checkpoint's performance encoding counts seconds: use --seconds, not --bars"
+            f"this checkpoint's {encoding.name} encoding counts seconds: use --seconds, not --bars"
         )
     length = DEFAULT_SECONDS if seconds is None else seconds
     if length <= 0:
@@ -430,7 +388,7 @@ def primer_ids(encoding: Encoding, path: Path, on_note: Callable[[str], None] | 
     """The primer's ids after BOS, without EOS, truncated to its last bars/seconds;
     remi primers end with an extra `Bar` (the new music opens a bar of its own)."""
     try:
-        drums_only = encoding.name in PART_ENCODINGS
+        drums_only = encoding.has_parts  # a drum groove is music with parts
         pieces = read_pieces(path, encoding.config.include_drums, allow_drums_only=drums_only)
     except MusicError as exc:
         raise UserError(f"cannot use primer {path}: {exc}") from None
@@ -445,14 +403,14 @@ def primer_ids(encoding: Encoding, path: Path, on_note: Callable[[str], None] | 
         if on_note is not None:
             on_note(f"primer {path.name} is long: only its last {why} are used")
     body = [int(i) for i in ids[1:-1]]  # drop BOS and EOS
-    if encoding.name in BAR_ENCODINGS:
+    if encoding.counts_bars:
         body.append(encoding.vocab.id("Bar"))
     return body
 
 
 def _primer_cut(encoding: Encoding, score: Score) -> tuple[float, str]:
     """Where (quarters) a too-long quantized primer is cut, and what is kept, in words."""
-    if encoding.name in BAR_ENCODINGS:
+    if encoding.counts_bars:
         starts = _bar_starts(score)
         if len(starts) <= MAX_PRIMER_BARS:
             return 0.0, ""
@@ -474,185 +432,22 @@ def _bar_starts(score: Score) -> list[float]:
 
 
 def _tail(score: Score, start: float) -> Score:
-    """The part of `score` from `start` (quarters) on, moved to begin at 0. Notes that
-    begin before `start` are left out; the tempo and metre in force at `start` open it."""
-    notes = [
-        Note(n.pitch, n.start - start, n.end - start, n.velocity)
-        for n in score.notes
-        if n.start >= start
-    ]
+    """The part of `score` from `start` (quarters) on, moved to begin at 0, each part
+    kept apart. Notes that begin before `start` are left out; the tempo and metre in
+    force at `start` open it."""
+    parts = []
+    for part in score.parts:
+        kept = [n for n in part.notes if n.start >= start]
+        moved = [Note(n.pitch, n.start - start, n.end - start, n.velocity) for n in kept]
+        parts.append(Part(part.program, moved, part.name))
     tempos = [(0.0, score.tempo_at(start))]
     tempos += [(q - start, bpm) for q, bpm in score.tempos if q > start]
     signatures = [(0.0, *score.time_signature_at(start))]
     signatures += [(q - start, n, d) for q, n, d in score.time_signatures if q > start]
-    return Score(notes, tempos, signatures, program=score.program, end=score.length - start)
+    return Score(parts, tempos, signatures, end=score.length - start)
 
 
-def start_grammar(
-    encoding: Encoding,
-    length: float,
-    prefix: list[int],
-    controls: Controls | None = None,
-    instruments: list[tuple[int, ...]] | None = None,
-) -> Grammar:
-    """One piece's grammar: it has read BOS and the primer (`prefix`), and is wrapped to
-    impose `controls` and the asked parts (`instruments`: allowed programs per part,
-    tracks encodings). The length counts the primer too: its bars begun (remi, tracks;
-    the closing Bar excluded) or its seconds (performance). Every piece's grammar is
-    built here."""
-    probe = encoding.grammar()
-    for token_id in [BOS, *prefix]:
-        probe.advance(token_id)
-    bars = encoding.name in BAR_ENCODINGS
-    already = probe.elapsed - 1 if bars and prefix else probe.elapsed
-    grammar = encoding.grammar(length + already)
-    if instruments:
-        grammar = InstrumentsGrammar(grammar, encoding, instruments)
-    for token_id in [BOS, *prefix]:
-        grammar.advance(token_id)
-    return grammar if controls is None else controls.wrap(grammar, [BOS, *prefix])
-
-
-# ----------------------------------------------------------------------------- 3. model
-
-
-def load_model(
-    checkpoint: CheckpointLike,
-    engine: str = "auto",
-    which: str = "best",
-    verbose_tensorflow: bool = False,
-) -> Any:
-    """The network to step for `engine`: a `NumpyRNN` ("auto"/"numpy"; no TensorFlow)
-    or a keras `MusicRNN` ("keras"; TensorFlow imported quietly unless verbose). A
-    loaded checkpoint is reused when its model is of that kind, else its folder is
-    loaded again."""
-    engine = resolve_engine(engine)
-    if isinstance(checkpoint, ckpt.Checkpoint):
-        if isinstance(checkpoint.model, NumpyRNN) == (engine == "numpy"):
-            return checkpoint.model
-        checkpoint = checkpoint.info["path"]
-    if engine == "keras":
-        import_tensorflow(verbose=verbose_tensorflow)  # before checkpoint.py imports Keras
-    return ckpt.load_checkpoint(checkpoint, which=which, engine=engine).model
-
-
-# ----------------------------------------------------------------------------- 4. sample
-
-
-def seeded_rngs(seed: int, num: int) -> list[np.random.Generator]:
-    """One Generator per piece, `default_rng([seed, piece])`: piece i does not change
-    when the number of pieces does."""
-    return [np.random.default_rng([seed, i]) for i in range(num)]
-
-
-def sample_ids(
-    model: Any,
-    grammars: list[Grammar],
-    prefix: list[int],
-    config: SampleConfig,
-    max_steps: int,
-    rngs: list[np.random.Generator] | None = None,
-    logprobs: list[list[float]] | None = None,
-) -> list[list[int]]:
-    """Step the network (a `NumpyRNN` or a keras `MusicRNN`) over `prefix` (shared by
-    every piece, BOS first), then sample until every grammar is done. rngs: one per
-    grammar (default `seeded_rngs(config.seed, len(grammars))`). logprobs: one list per
-    grammar, given to receive the network's own log-probability (nats, before
-    temperature and mask) of every id chosen. Returns each piece's new ids (EOS
-    included); UserError when a piece is not done after `max_steps`."""
-    rngs = rngs if rngs is not None else seeded_rngs(config.seed, len(grammars))
-    with one_blas_thread():  # the NumPy step's small products run best on one thread
-        return _sample_loop(model, grammars, prefix, config, rngs, max_steps, logprobs)
-
-
-def _sample_loop(
-    model: Any,
-    grammars: list[Grammar],
-    prefix: list[int],
-    config: SampleConfig,
-    rngs: list[np.random.Generator],
-    max_steps: int,
-    logprobs: list[list[float]] | None = None,
-) -> list[list[int]]:
-    """`sample_ids`'s work: one step for the whole batch, then per live piece its mask,
-    its draw and its grammar's advance; finished pieces drop out of the sampling."""
-    from musicgen.sampling import sample_next
-
-    num = len(grammars)
-    step = _step_function(model, num, prefix[:-1])  # the last one is fed by the loop below
-    last = np.full(num, prefix[-1], dtype=np.int32)
-    new_ids: list[list[int]] = [[] for _ in range(num)]
-    masks = np.zeros((num, len(grammars[0].allowed())), dtype=bool)
-    active = [i for i, g in enumerate(grammars) if not g.done]
-    for _ in range(max_steps):
-        if not active:
-            return new_ids
-        logits = step(last)
-        for row, i in enumerate(active):
-            masks[row] = grammars[i].allowed()
-        rows = len(active)
-        chosen = sample_next(logits[active], masks[:rows], config, [rngs[i] for i in active])
-        if logprobs is not None:
-            _record_logprobs(logits[active], chosen, [logprobs[i] for i in active])
-        for i, token_id in zip(active, chosen.tolist(), strict=True):
-            grammars[i].advance(token_id)
-            new_ids[i].append(token_id)
-            last[i] = token_id
-        finished = [i for i in active if grammars[i].done]
-        if finished:
-            last[finished] = PAD  # finished pieces are fed PAD and ignored
-            active = [i for i in active if i not in finished]
-    if not active:
-        return new_ids
-    raise UserError(
-        f"generation did not finish within {max_steps} tokens (the model keeps adding "
-        "notes); try a lower --temperature, --top-k or --top-p"
-    )
-
-
-def _record_logprobs(logits: np.ndarray, chosen: np.ndarray, into: list[list[float]]) -> None:
-    """Append log softmax(logits)[chosen] of each row to its list."""
-    logits = logits.astype(np.float64)
-    top = logits.max(axis=-1, keepdims=True)
-    norm = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
-    for row, (token, out) in enumerate(zip(chosen.tolist(), into, strict=True)):
-        out.append(float(logits[row, token] - norm[row]))
-
-
-def _step_function(model: Any, batch: int, prefix: list[int]) -> Callable[[np.ndarray], np.ndarray]:
-    """A function ids int32[batch] -> logits float32[batch, vocab] that carries the
-    recurrent state from call to call, after feeding it `prefix` (the same ids for
-    every piece). A `NumpyRNN` steps directly (the prefix once, at batch 1, its state
-    then copied to every piece); a keras `MusicRNN` steps through one compiled
-    `tf.function(model.step)` with a fixed [batch] shape."""
-    if isinstance(model, NumpyRNN):
-        states = model.initial_states(1)
-        for token_id in prefix:
-            _, states = model.step(np.array([token_id]), states)
-        states = [np.repeat(s, batch, axis=0) for s in states]
-
-        def numpy_step(ids: np.ndarray) -> np.ndarray:
-            nonlocal states
-            logits, states = model.step(ids, states)
-            return logits
-
-        return numpy_step
-
-    tf = import_tensorflow()
-    compiled = tf.function(model.step, reduce_retracing=True)
-    tf_states = model.initial_states(batch)
-    for token_id in prefix:
-        _, tf_states = compiled(tf.fill([batch], tf.constant(token_id, tf.int32)), tf_states)
-
-    def keras_step(ids: np.ndarray) -> np.ndarray:
-        nonlocal tf_states
-        logits, tf_states = compiled(tf.constant(ids), tf_states)
-        return logits.numpy()
-
-    return keras_step
-
-
-# ----------------------------------------------------------------------------- 5. write
+# ----------------------------------------------------------------------------- 4. write
 
 
 def write_piece(piece: Piece, path: Path) -> GeneratedFile:
@@ -684,9 +479,9 @@ def write_companions(
 ) -> list[Path]:
     """Beside each MIDI file: a piano-roll PNG (plot) and/or a WAV (render="wav").
 
-    Returns the paths written. Raises render.RenderUnavailableError (one line saying how
-    to install FluidSynth) before rendering anything when audio cannot be made; the MIDI
-    files are already written by then.
+    Returns the paths written. Raises render.RenderUnavailableError (one line saying
+    what is missing: the synthesizer or a soundfont) before rendering anything when
+    audio cannot be made; the MIDI files are already written by then.
     """
     written: list[Path] = []
     if plot:
@@ -696,9 +491,9 @@ def write_companions(
             score = read_score(info.path)
             written.append(plot_piano_roll(score, info.path.with_suffix(".png"), info.path.name))
     if render == "wav":
-        from musicgen.render import find_fluidsynth, find_soundfont, render_wav
+        from musicgen.render import check_available, render_wav
 
-        find_fluidsynth(), find_soundfont(soundfont)  # fail early, with the install hint
+        check_available(soundfont)  # fail early, saying what to install
         for info in files:
             written.append(render_wav(info.path, info.path.with_suffix(".wav"), soundfont))
     return written

@@ -15,19 +15,18 @@ Anything unreadable raises `UnreadableFileError`, anything without pitched notes
 `EmptyMusicError` (drums alone are a piece with `allow_drums_only`), each with a
 one-line reason.
 
-A piece comes in two views. The merged view: `Score.notes` (every pitched note,
-overlaps merged across tracks), `Score.drums` and `Score.program` (the most used).
-The parts, `Score.parts`, in file order: one per pretty_midi instrument (its track,
-channel and program; channel 10 is the drum kit, `DRUM_PROGRAM`) or music21 part
-(its instrument's program, its name); empty ones left out, all drum parts merged
-into one, at most `MAX_PARTS` (the smallest parts of the most crowded instrument
-family merge first), each merge counted.
+A piece is its parts, `Score.parts`, in file order: one per pretty_midi instrument
+(its track, channel and program; channel 10 is the drum kit, `DRUM_PROGRAM`) or
+music21 part (its instrument's program, its name); empty ones left out, all drum
+parts merged into one, at most `MAX_PARTS` (the smallest parts of the most crowded
+instrument family merge first), each merge counted. `Score.notes` (every pitched note,
+overlaps merged across parts) and `Score.drums` are views of them.
 
 Writing: `write_midi` writes what a DAW expects (SPEC.md "Output MIDI", "Arrangements
 in the output") with mido directly, so every byte is under our control: type 1, 480
 ticks per quarter, a conductor track, then one named track per part (pitched parts
-on channels of their own, the drum kit on channel 10) or, for a Score without parts,
-one named instrument track; deterministic bytes, atomic replace; `midi_bytes`
+on channels of their own, the drum kit on channel 10; a one-stream piece's part named
+as the caller says); deterministic bytes, atomic replace; `midi_bytes`
 gives those bytes and `to_pretty_midi` a `PrettyMIDI` read back from them.
 """
 
@@ -35,10 +34,10 @@ from __future__ import annotations
 
 import heapq
 import io
+import itertools
 import math
 import warnings
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -47,7 +46,15 @@ import numpy as np
 
 from musicgen.atomic import atomic_write
 from musicgen.instruments import family, track_names
-from musicgen.score import DRUM_PROGRAM, EmptyMusicError, Note, Part, Score, UnreadableFileError
+from musicgen.score import (
+    DRUM_PROGRAM,
+    EmptyMusicError,
+    Note,
+    Part,
+    Score,
+    UnreadableFileError,
+    merge_overlaps,
+)
 
 MIDI_SUFFIXES = frozenset({".mid", ".midi"})
 MUSIC21_SUFFIXES = frozenset({".mxl", ".musicxml", ".xml", ".krn", ".abc"})
@@ -63,10 +70,10 @@ MAX_PITCHED_PARTS = 15  # MIDI has 15 channels besides the drums' channel 10
 DRUM_CHANNEL = 9  # General MIDI channel 10, counted from 0
 PITCHED_CHANNELS = tuple(c for c in range(16) if c != DRUM_CHANNEL)
 
-# (pitch, start, end, velocity, program, is_drum, part): times in quarters; program and
-# is_drum as the merged view `Score.notes`/`Score.drums` sees them; part: an index into
-# the piece's `RawPiece.parts`
-RawNote = tuple[int, float, float, int, int, bool, int]
+# (pitch, start, end, velocity, is_drum, part): times in quarters; is_drum as the
+# `dropped` counts see it (a MIDI drum channel; never for the score formats); part: an
+# index into the piece's `RawPiece.parts`
+RawNote = tuple[int, float, float, int, bool, int]
 
 
 class RawPiece(NamedTuple):
@@ -88,8 +95,9 @@ def read_score(
     """Read a MIDI or score file into a `Score` (times in quarter notes): the file's
     first piece when it holds several (see `read_pieces`).
 
-    include_drums: merge drum notes into `Score.notes` instead of `Score.drums`
-    (`Score.parts` keeps the drum part apart either way).
+    include_drums: the drums are to be encoded in the one stream too
+    (`Score.merged(drums=True)`): only what `dropped` counts changes (see
+    `_finish_score`); `Score.parts` keeps the drum part apart either way.
     allow_drums_only: a piece whose only notes are drums is a Score (no `notes`)
     instead of EmptyMusicError("drums only").
     Raises UnreadableFileError (not parseable, unsupported type, absurd size) or
@@ -184,7 +192,7 @@ def _read_midi(path: Path) -> list[RawPiece]:
         parts.append((DRUM_PROGRAM if is_drum else program, (inst.name or "").strip()))
         for note, (start, end) in zip(inst.notes, quarters.tolist(), strict=True):
             pitch, velocity = int(note.pitch), int(note.velocity)
-            raw.append((pitch, start, end, velocity, program, is_drum, part))
+            raw.append((pitch, start, end, velocity, is_drum, part))
 
     change_times, bpms = pm.get_tempo_changes()
     # the file stores whole microseconds per quarter: undo pretty_midi's float noise
@@ -357,8 +365,8 @@ def _read_music21(path: Path) -> list[RawPiece]:
 
 def _music21_piece(parsed, max_notes: int) -> RawPiece:
     """One music21 score -> a piece with a part per music21 part (no changes);
-    UnreadableFileError past `max_notes` notes. The merged view reads every part as
-    program 0, not drums (as musicgen always has); the parts carry their programs."""
+    UnreadableFileError past `max_notes` notes. The parts carry their programs
+    (`_music21_part_info`); `dropped` counts no note as a drum note."""
     from music21 import meter, note, tempo
 
     parsed = parsed.stripTies()
@@ -376,7 +384,7 @@ def _music21_piece(parsed, max_notes: int) -> RawPiece:
             velocity = int(velocity) if velocity else DEFAULT_VELOCITY
             pitches = element.pitches if not isinstance(element, note.Unpitched) else ()
             for pitch in pitches:
-                raw.append((int(pitch.midi), start, end, velocity, 0, False, index))
+                raw.append((int(pitch.midi), start, end, velocity, False, index))
     flat = parsed.flatten()
     tempos = [
         (float(mark.offset) + shift if mark.offset else 0.0, float(mark.getQuarterBPM()))
@@ -423,13 +431,14 @@ def _reason(exc: BaseException) -> str:
 
 def _finish_score(piece: RawPiece, include_drums: bool, allow_drums_only: bool) -> Score:
     """Clean a raw piece (zero-length and invalid notes dropped, same-pitch overlaps
-    merged) into a Score: the merged view (`notes`, `drums`, `program`) and the parts."""
+    merged) into a Score of its parts. `include_drums` (the drums are to be encoded
+    in the one stream too) only changes what `dropped` counts: drum notes are not
+    `drum_notes`, and their overlaps with pitched notes count as `overlaps_merged`."""
     dropped: Counter[str] = Counter()
     pitched: list[Note] = []
-    drums: list[Note] = []
+    drums = 0
     by_part: list[list[Note]] = [[] for _ in piece.parts]
-    notes_per_program: Counter[int] = Counter()
-    for pitch, start, end, velocity, program, is_drum, part in piece.notes:
+    for pitch, start, end, velocity, is_drum, part in piece.notes:
         if not (0 <= pitch <= 127 and math.isfinite(start) and math.isfinite(end)):
             dropped["invalid_notes"] += 1
             continue
@@ -439,29 +448,22 @@ def _finish_score(piece: RawPiece, include_drums: bool, allow_drums_only: bool) 
         note = Note(pitch, start, end, min(max(int(velocity), 1), 127))
         by_part[part].append(note)
         if is_drum and not include_drums:
-            drums.append(note)
-            continue
-        pitched.append(note)
-        if not is_drum:
-            notes_per_program[program] += 1
+            drums += 1
+        else:
+            pitched.append(note)
     if drums:
-        dropped["drum_notes"] += len(drums)
+        dropped["drum_notes"] += drums
     if not pitched and not (drums and allow_drums_only):
         raise EmptyMusicError("drums only" if drums else "no notes")
-    notes, merged = merge_overlaps(pitched)
+    merged = merge_overlaps(pitched)[1]
     if merged:
         dropped["overlaps_merged"] += merged
-    # the most used program wins; ties go to the lowest program number
-    program = min(notes_per_program, key=lambda p: (-notes_per_program[p], p), default=0)
     parts = [Part(p, ns, name) for (p, name), ns in zip(piece.parts, by_part, strict=True) if ns]
     return Score(
-        notes=notes,
+        parts=_tidy_parts(parts, dropped, count_drum_overlaps=bool(drums)),
         tempos=_clean_tempos(piece.tempos),
         time_signatures=_clean_time_signatures(piece.time_signatures),
-        drums=sorted(drums, key=lambda n: (n.start, n.pitch)),
-        program=program,
         dropped=dropped,
-        parts=_tidy_parts(parts, dropped, count_drum_overlaps=bool(drums)),
     )
 
 
@@ -471,7 +473,7 @@ def _tidy_parts(parts: list[Part], dropped: Counter[str], count_drum_overlaps: b
 
     Counts parts merged away (`drum_parts_merged`, `parts_merged`) in `dropped`, and
     the drum part's overlaps (`drum_overlaps_merged`) when count_drum_overlaps (a
-    pitched part's overlaps are also the merged view's, counted as overlaps_merged)."""
+    pitched part's overlaps are counted over all pitched notes, as overlaps_merged)."""
     parts = _merge_drum_parts(parts, dropped)
     parts = _limit_parts(parts, dropped)
     out = []
@@ -532,34 +534,6 @@ def _limit_parts(parts: list[Part], dropped: Counter[str]) -> list[Part]:
     return [alive[i] for i in sorted(alive)]
 
 
-def merge_overlaps(notes: Iterable[Note]) -> tuple[list[Note], int]:
-    """Remove same-pitch overlaps; returns (notes sorted by (start, pitch), count).
-
-    Two notes of one pitch starting together become one (the longer end, the louder
-    velocity); a note still sounding when the next of its pitch starts is cut there.
-    """
-    by_pitch: dict[int, list[Note]] = {}
-    for note in sorted(notes, key=lambda n: (n.pitch, n.start, n.end)):
-        by_pitch.setdefault(note.pitch, []).append(note)
-    out: list[Note] = []
-    merged = 0
-    for group in by_pitch.values():
-        kept: list[Note] = []
-        for note in group:
-            if kept and note.start < kept[-1].end:
-                prev = kept[-1]
-                merged += 1
-                if note.start == prev.start:
-                    end, velocity = max(prev.end, note.end), max(prev.velocity, note.velocity)
-                    kept[-1] = Note(prev.pitch, prev.start, end, velocity)
-                    continue
-                kept[-1] = Note(prev.pitch, prev.start, note.start, prev.velocity)
-            kept.append(note)
-        out.extend(kept)
-    out.sort(key=lambda n: (n.start, n.pitch))
-    return out, merged
-
-
 def _clean_tempos(tempos: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """Sorted, valid, one per time (the last wins), no repeats of the same bpm."""
     by_time: dict[float, float] = {}
@@ -611,12 +585,12 @@ def midi_bytes(
 ) -> bytes:
     """The bytes `write_midi` writes for these arguments.
 
-    Track 0 holds tempo and time-signature events. With `score.parts`, one track
-    per part follows, in order (see `_part_tracks`; `score.notes`, the merged view,
-    and `track_name`/`program` are then unused). Without parts, track 1 (named
-    `track_name`) holds `score.notes` on channel 0 with `program` (default
-    `score.program`). `melody`, if given, becomes one more track "melody" (channel 1
-    without parts; the next free channel with them). Times become ticks as
+    Track 0 holds tempo and time-signature events; one track per part follows, in
+    order (see `_part_tracks`). The pitched part of a one-stream piece (`Score.of`,
+    whose name is None) is named `track_name` and played with `program` (default its
+    own); the other parts are written as they are. `melody`, if given, becomes one
+    more track "melody" on the next free channel, with its own program (a Score's) or
+    `program` (default `score.program`). Times become ticks as
     round(quarters * 480). Every track ends at round(score.length * 480) ticks (at
     least the last note when `score.end` is None); notes past `score.end` are cut
     there. The same input always gives the same bytes.
@@ -650,23 +624,26 @@ def _midi_file(
     end_tick = _ticks(score.length)
     if score.end is None:
         end_tick = max([end_tick] + [_ticks(n.end) for n in melody_notes])
-    program = score.program if program is None else program
-    if not 0 <= program <= 127:
+    if program is not None and not 0 <= program <= 127:
         raise ValueError(f"program {program} outside 0..127")
-    melody_program = melody.program if isinstance(melody, Score) else program
-
+    parts = [_stream_track(part, track_name, program) for part in score.parts]
+    if melody is not None:
+        melody_program = score.program if program is None else program
+        if isinstance(melody, Score):
+            melody_program = melody.program
+        parts.append(Part(melody_program, melody_notes, "melody"))
     mid = mido.MidiFile(type=1, ticks_per_beat=WRITE_TPQ)
     mid.tracks.append(_conductor_track(score, end_tick))
-    if score.parts:
-        parts = list(score.parts)
-        if melody is not None:
-            parts.append(Part(melody_program, melody_notes, "melody"))
-        mid.tracks.extend(_part_tracks(parts, end_tick))
-    else:
-        mid.tracks.append(_note_track(score.notes, track_name, program, 0, end_tick))
-        if melody is not None:
-            mid.tracks.append(_note_track(melody_notes, "melody", melody_program, 1, end_tick))
+    mid.tracks.extend(_part_tracks(parts, end_tick))
     return mid
+
+
+def _stream_track(part: Part, track_name: str, program: int | None) -> Part:
+    """The pitched part of a one-stream piece (name None) as the track `track_name`
+    with `program` (None: its own); any other part as it is."""
+    if part.name is not None or part.is_drum:
+        return part
+    return Part(part.program if program is None else program, part.notes, track_name)
 
 
 def _part_tracks(parts: list[Part], end_tick: int) -> list[mido.MidiTrack]:
@@ -788,3 +765,41 @@ def _append_timed(
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=max(end_tick - now, 0)))
     return track
+
+
+def with_silence_after(data: bytes, seconds: float) -> bytes:
+    """The MIDI file `data` lasting `seconds` longer: the end-of-track of its longest
+    track moves later by that many seconds at the tempo in force at the end, so that a
+    synthesizer which stops at the file's end lets the last notes ring out.
+
+    The file is checked as `read_score` checks one (size, tracks, tick resolution,
+    tempo); UnreadableFileError with a one-line reason when it is not a usable MIDI file.
+    """
+    try:
+        if count_midi_events(data, MAX_EVENTS) > MAX_EVENTS:
+            raise UnreadableFileError(f"too many events (more than {MAX_EVENTS})")
+        mid = mido.MidiFile(file=io.BytesIO(data))
+    except UnreadableFileError:
+        raise
+    except Exception as exc:  # mido raises many types on corrupt data
+        raise UnreadableFileError(f"not a readable MIDI file ({_reason(exc)})") from None
+    if mid.ticks_per_beat <= 0 or not mid.tracks or mid.type == 2:
+        raise UnreadableFileError("not a playable MIDI file (no tracks, type 2 or SMPTE time)")
+    ends = [sum(m.time for m in track) for track in mid.tracks]
+    tempos = sorted(
+        (tick, m.tempo)
+        for track in mid.tracks
+        for tick, m in zip(itertools.accumulate(m.time for m in track), track, strict=True)
+        if m.type == "set_tempo"
+    )
+    tempo = tempos[-1][1] if tempos else 500_000  # microseconds per quarter (120 bpm)
+    if tempo <= 0:
+        raise UnreadableFileError("a tempo of 0 microseconds per quarter")
+    longest = mid.tracks[ends.index(max(ends))]
+    pad = round(seconds * 1e6 / tempo * mid.ticks_per_beat)
+    if not longest or longest[-1].type != "end_of_track":
+        longest.append(mido.MetaMessage("end_of_track", time=0))
+    longest[-1] = longest[-1].copy(time=longest[-1].time + pad)
+    buffer = io.BytesIO()
+    mid.save(file=buffer)
+    return buffer.getvalue()

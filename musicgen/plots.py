@@ -48,7 +48,8 @@ def plot_piano_roll(score: Score, path: str | Path, title: str | None = None) ->
     length = max(score.length, 1.0)
     fig, ax = plt.subplots(figsize=(min(4 + length / 4, 40), 5))
     cmap = plt.get_cmap("Blues")
-    for n in score.notes:
+    notes = score.notes
+    for n in notes:
         ax.add_patch(
             plt.Rectangle(
                 (n.start, n.pitch - 0.4),
@@ -60,7 +61,7 @@ def plot_piano_roll(score: Score, path: str | Path, title: str | None = None) ->
         )
     for start, _, _, _ in bar_grid(score):
         ax.axvline(start, color="0.85", linewidth=0.6, zorder=0)
-    pitches = [n.pitch for n in score.notes] or [60]
+    pitches = [n.pitch for n in notes] or [60]
     ax.set_xlim(0, length)
     ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
     ax.set_xlabel("quarter notes")

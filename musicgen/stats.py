@@ -6,9 +6,9 @@ How the pieces relate:
   key music21 finds. Bars and beats come from the score's time-signature map
   (`bar_grid`); beats are the time signature's denominator unit. Per instrument family
   (`instruments.family`: "piano", "bass", ..., "drums") it also measures the parts
-  (`part_stats`: `PITCHED_PART_STATS`, `DRUM_PART_STATS`); a score read without parts
-  counts as one pitched part (`notes`) plus a drum part (`drums`) when it has drums
-  (`score_parts`). A drums-only piece has parts but no pitched statistics (NaN).
+  (`part_stats`: `PITCHED_PART_STATS`, `DRUM_PART_STATS`); the piece-wide statistics
+  read `Score.notes`, every pitched part as one stream. A drums-only piece has parts
+  but no pitched statistics (NaN).
 - `collect(folder)` reads every music file under a folder (recursively, through
   `midi_io.read_score`), measures each, and returns a `SetStats` with per-file values,
   set means and standard deviations (`SetStats.summary`).
@@ -34,7 +34,7 @@ import numpy as np
 
 from musicgen.errors import UsageError, UserError
 from musicgen.instruments import DRUMS, FAMILIES, family
-from musicgen.score import DRUM_PROGRAM, EmptyMusicError, MusicError, Part, Score
+from musicgen.score import EmptyMusicError, MusicError, Part, Score
 
 SCALAR_STATS: dict[str, str] = {  # name -> what it measures (unit)
     "notes": "notes in the piece",
@@ -135,11 +135,12 @@ def file_stats(score: Score, path: str = "", *, key: bool = True) -> FileStats:
     parts = part_stats(score)
     if not parts:
         raise EmptyMusicError("no notes")
-    if not score.notes:
+    notes = score.notes
+    if not notes:
         return _drums_only_stats(score, path, parts)
-    pitches = np.array([n.pitch for n in score.notes])
-    onsets = np.array([n.start for n in score.notes])
-    durations = np.array([n.end - n.start for n in score.notes])
+    pitches = np.array([n.pitch for n in notes])
+    onsets = np.array([n.start for n in notes])
+    durations = np.array([n.end - n.start for n in notes])
     bars = bar_grid(score)
     pc_counts = np.bincount(pitches % 12, minlength=12).astype(float)
     values = {
@@ -178,22 +179,12 @@ def _metre(bars: Sequence[tuple[float, float, int, int]]) -> str:
 # ----------------------------------------------------------------------------- parts
 
 
-def score_parts(score: Score) -> list[Part]:
-    """The piece's parts: `score.parts`, or for a score read without parts one pitched
-    part of `notes` (program `score.program`) plus a drum part of `drums`, each only
-    when it has notes."""
-    if score.parts:
-        return list(score.parts)
-    parts = [Part(score.program, list(score.notes))] if score.notes else []
-    return parts + ([Part(DRUM_PROGRAM, list(score.drums))] if score.drums else [])
-
-
 def part_stats(score: Score) -> dict[str, dict[str, float]]:
     """Statistics per instrument family of the piece's parts that have notes:
     {family: {stat: value}}, with PITCHED_PART_STATS for pitched families and
     DRUM_PART_STATS for "drums"; families in FAMILY_ORDER."""
     by_family: dict[str, list[Part]] = {}
-    for part in score_parts(score):
+    for part in score.parts:
         if part.notes:
             by_family.setdefault(family(part.program), []).append(part)
     bars = len(bar_grid(score)) if DRUMS in by_family else 0

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from musicgen import checkpoint as ckpt
-from musicgen.config import PART_ENCODINGS, RunConfig
+from musicgen.config import RunConfig
 from musicgen.errors import UsageError, UserError
 from musicgen.runtime import import_tensorflow
 
@@ -56,7 +56,7 @@ tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 from musicgen import callbacks, distribute, feed, shards  # noqa: E402
-from musicgen.encoding.base import Encoding, get_encoding  # noqa: E402
+from musicgen.encoding import Encoding, get_encoding  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
 
 # Settings that --resume may change; anything else would make a different run.
@@ -306,7 +306,7 @@ def _load_data(run: RunContext) -> _Data:
     if config.encoding.controls and chief:  # what generate --density's words mean
         levels = density_choices(run.encoding, data.ids(train))
         data.summary["controls"] = {"density": levels}
-    if config.encoding.name in PART_ENCODINGS and chief:  # the parts --instruments may ask for
+    if run.encoding.has_parts and chief:  # the parts --instruments may ask for
         data.summary["programs"] = _programs(run.encoding, data.ids(train))
     log(
         f"Data: {len(train)} training files ({_tokens(train):,} tokens), {len(validation)} "

@@ -44,8 +44,8 @@ def make_score(
         signatures = [(0.0, time_signature[0], time_signature[1])]
     else:
         signatures = list(time_signature)
-    return Score(
-        notes=make_notes(notes),
+    return Score.of(
+        make_notes(notes),
         tempos=[(float(q), float(b)) for q, b in tempos],
         time_signatures=[(float(q), int(n), int(d)) for q, n, d in signatures],
         program=program,
@@ -158,7 +158,7 @@ def random_quantized_score(
         start, end = onset / steps_per_quarter, (onset + steps) / steps_per_quarter
         notes.append(Note(pitch, start, end, velocity))
     notes.sort(key=lambda n: (n.start, n.pitch))
-    return Score(notes, tempos=[(0.0, tempo)], time_signatures=[(0.0, num, den)])
+    return Score.of(notes, tempos=[(0.0, tempo)], time_signatures=[(0.0, num, den)])
 
 
 def assert_daw_ready(path: str | Path, length_quarters: float | None = None) -> mido.MidiFile:
@@ -250,7 +250,7 @@ def untrained_checkpoint(folder, encoding=None, cell: str = "lstm"):
     (default remi). Imports TensorFlow (quietly) on first use."""
     from musicgen import checkpoint as ckpt
     from musicgen.config import EncodingConfig, ModelConfig, RunConfig
-    from musicgen.encoding.base import get_encoding
+    from musicgen.encoding import get_encoding
     from musicgen.runtime import import_tensorflow
 
     import_tensorflow()

@@ -99,6 +99,21 @@ def test_api_harmonize_gives_the_cli_notes(bach, tmp_path):
         assert _notes(piece) == _notes(pretty_midi.PrettyMIDI(str(path)))
 
 
+def test_model_methods_read_no_checkpoint_again(bach, tmp_path, monkeypatch):
+    """generate and harmonize on a Model sample from the checkpoint it holds."""
+    from musicgen import checkpoint
+
+    def read_again(*args, **kwargs):
+        raise AssertionError("the checkpoint was read again")
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", read_again)
+    monkeypatch.setattr(checkpoint, "read_config", read_again)
+    melody = tmp_path / "tune.mid"
+    good_midi(melody)
+    assert len(bach.harmonize(melody, num=1, seed=2)) == 1
+    assert len(bach.generate(num=1, bars=1, seed=2)) == 1
+
+
 def test_api_defaults_are_the_cli_defaults():
     """Model.generate's and GenerateRequest's defaults are `musicgen generate`'s."""
     from musicgen.generate import GenerateRequest
@@ -247,3 +262,57 @@ def test_a_request_gives_the_same_scores_without_files(tmp_path):
         generate(BACH, tmp_path, request, num=3)
     with pytest.raises(UsageError, match="--num must be at least 1"):
         sample_scores(BACH, GenerateRequest(num=0))
+
+
+def test_pieces_render_to_audio_from_python(bach, tmp_path):
+    """`Model.render` / `musicgen.synthesize`: a generated piece, or a file, as samples;
+    `musicgen.write_wav` writes them; the same audio as `musicgen render`'s WAV."""
+    from musicgen import render
+
+    (piece,) = bach.generate(num=1, bars=2, seed=3)
+    samples, rate = bach.render(piece)
+    assert rate == 48_000 and samples.shape[1] == 2 and samples.dtype.name == "float32"
+    assert len(samples) / rate == pytest.approx(piece.get_end_time() + 1.0, abs=0.01)
+    assert abs(samples).max() > 0.01
+    midi = tmp_path / "piece.mid"
+    piece.write(str(midi))
+    from_file, _ = musicgen.synthesize(midi)
+    assert (from_file == samples).all()
+    written = musicgen.write_wav(tmp_path / "api.wav", samples, rate)
+    _cli("render", str(midi))
+    assert written.read_bytes() == (tmp_path / "piece.wav").read_bytes()
+    assert render.read_wav(written.read_bytes())[0].shape == samples.shape
+    with pytest.raises(UsageError, match="cannot render a int"):
+        musicgen.synthesize(3)
+    with pytest.raises(UsageError, match="path does not exist"):
+        musicgen.synthesize(tmp_path / "none.mid")
+
+
+def test_the_cli_commands_are_the_api_calls(tmp_path, monkeypatch):
+    """`musicgen train` and `musicgen generate` hand their options to the API's functions
+    (one settings resolution, one request builder), the options given and nothing else."""
+    from types import SimpleNamespace
+
+    from musicgen import api
+
+    calls = {}
+
+    def train_checkpoint(data_dir, out, **options):
+        calls["train"] = (data_dir, out, options)
+        return SimpleNamespace(status="finished")
+
+    class Loaded:
+        def write(self, out, request, **options):
+            calls["write"] = (out, request)
+            return []
+
+    monkeypatch.setattr(api, "train_checkpoint", train_checkpoint)
+    monkeypatch.setattr(api, "load", lambda path, **options: calls.setdefault("load", Loaded()))
+    _cli("train", str(tmp_path), "--out", str(tmp_path / "run"), "--units", "8", "--resume", "-q")
+    data_dir, out, options = calls["train"]
+    assert (data_dir, out) == (tmp_path, tmp_path / "run")
+    assert options["units"] == 8 and options["resume"] is True and "layers" not in options
+    _cli("generate", "--out", str(tmp_path / "gen"), "--num", "2", "--top-k", "5", "--key", "Dm")
+    out, request = calls["write"]
+    assert request == api.generate_request(num=2, top_k=5, key="Dm")
+    assert out == tmp_path / "gen"

@@ -26,8 +26,7 @@ from musicgen.constraints import (
     parse_key,
     parse_time_signature,
 )
-from musicgen.encoding import BOS, get_encoding
-from musicgen.encoding.base import Grammar
+from musicgen.encoding import BOS, Grammar, check_config, get_encoding
 from musicgen.encoding.remi import (
     DENSITY,
     DENSITY_EDGES,
@@ -270,7 +269,9 @@ def test_old_configs_load_without_controls(tmp_path):
     assert len(get_encoding(config.encoding).vocab) == meta["vocab_size"]
     assert RunConfig().with_flat({"controls": True}).encoding.controls is True
     with pytest.raises(ConfigError, match="remi"):
-        EncodingConfig(name="performance", controls=True).validate()
+        check_config(EncodingConfig(name="performance", controls=True))
+    with pytest.raises(ConfigError, match="beat-grid"):
+        get_encoding(EncodingConfig(name="performance", controls=True))
 
 
 def test_cli_train_controls_option_reaches_the_config(tmp_path):

@@ -18,7 +18,7 @@ from musicgen import evaluate as ev  # noqa: E402
 from musicgen.cli import main  # noqa: E402
 from musicgen.config import EncodingConfig, ModelConfig, RunConfig  # noqa: E402
 from musicgen.dataset import PreparedFile  # noqa: E402
-from musicgen.encoding.base import get_encoding  # noqa: E402
+from musicgen.encoding import get_encoding  # noqa: E402
 from musicgen.errors import UserError  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
 from tests.music import Track, make_score, untrained_checkpoint, write_test_midi  # noqa: E402

@@ -6,7 +6,7 @@ from musicgen.runtime import import_tensorflow
 
 import_tensorflow()
 
-from musicgen.encoding.base import PAD  # noqa: E402
+from musicgen.encoding import PAD  # noqa: E402
 from musicgen.feed import train_dataset, val_dataset, val_windows  # noqa: E402
 
 # Two pitch ranges like the performance encoding's NoteOn/NoteOff: ids 10..21 and 30..41.

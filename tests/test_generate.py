@@ -17,7 +17,13 @@ from musicgen import checkpoint as ckpt  # noqa: E402
 from musicgen import generate as gen  # noqa: E402
 from musicgen.cli import main  # noqa: E402
 from musicgen.config import EncodingConfig, SampleConfig  # noqa: E402
-from musicgen.encoding.base import EOS, get_encoding  # noqa: E402
+from musicgen.encoding import EOS, get_encoding  # noqa: E402
+from musicgen.engine import (  # noqa: E402
+    checkpoint_settings,
+    load_model,
+    sample_ids,
+    step_function,
+)
 from musicgen.errors import UsageError, UserError  # noqa: E402
 from musicgen.midi_io import read_score  # noqa: E402
 from tests.music import (  # noqa: E402
@@ -259,7 +265,7 @@ def test_sample_loop_feeds_finished_pieces_pad(remi_ckpt, engine):
     for g in grammars:
         g.advance(1)
     rngs = [np.random.default_rng([0, i]) for i in range(2)]
-    ids = gen.sample_ids(loaded.model, grammars, [1], SampleConfig(), 10_000, rngs)
+    ids = sample_ids(loaded.model, grammars, [1], SampleConfig(), 10_000, rngs)
     assert [encoding.describe(x).count("Bar") for x in ids] == [1, 3]
     assert all(x[-1] == EOS and x.count(EOS) == 1 for x in ids)
 
@@ -290,11 +296,22 @@ def test_engine_step_functions_give_the_same_logits(perf_ckpt):
     numpy_model = ckpt.load_checkpoint(perf_ckpt, engine="numpy").model
     keras_model = ckpt.load_checkpoint(perf_ckpt, engine="keras").model
     prefix = [1, 30, 40, 50]
-    steps = [gen._step_function(m, 2, prefix) for m in (numpy_model, keras_model)]
+    steps = [step_function(m, 2, prefix) for m in (numpy_model, keras_model)]
     for ids in ([60, 61], [70, 3], [0, 80]):
         mine, theirs = (step(np.array(ids, dtype=np.int32)) for step in steps)
         assert mine.dtype == np.float32 and mine.shape == theirs.shape
         np.testing.assert_allclose(mine, theirs, atol=1e-5)
+
+
+def test_a_loaded_checkpoint_is_used_as_it_is(remi_ckpt):
+    """The engine reuses a loaded checkpoint's network when it is of the asked kind, and
+    reads its settings off it; a folder is read from disk."""
+    loaded = ckpt.load_checkpoint(remi_ckpt, engine="numpy")
+    assert load_model(loaded, "auto") is loaded.model
+    assert load_model(loaded, "keras") is not loaded.model
+    mine, read = checkpoint_settings(loaded), checkpoint_settings(remi_ckpt)
+    assert mine.encoding is loaded.encoding and mine.folder == read.folder == remi_ckpt
+    assert mine.config == read.config and mine.meta["data"] == read.meta.get("data", {})
 
 
 def test_unknown_engine_is_a_usage_error(remi_ckpt, tmp_path):

@@ -67,9 +67,9 @@ def test_multitrack_with_drums(tmp_path):
     assert score.dropped["drum_notes"] == 3
     assert score.program == 40  # the instrument with the most notes (4 against 3)
 
-    with_drums = read_score(path, include_drums=True)
-    assert len(with_drums.notes) == len(score.notes) + 3
-    assert with_drums.drums == [] and with_drums.dropped["drum_notes"] == 0
+    with_drums = read_score(path, include_drums=True)  # for a one-stream encoding
+    assert len(with_drums.merged(drums=True)) == len(score.notes) + 3
+    assert with_drums.notes == score.notes and with_drums.dropped["drum_notes"] == 0
 
 
 def test_tempo_and_time_signature_changes_in_quarters(tmp_path):
@@ -206,9 +206,10 @@ def test_parts_keep_instruments_apart(tmp_path):
     assert score.notes == make_notes(MELODY + CHORD)
     assert score.drums == make_notes(BEAT) and score.dropped["drum_notes"] == 4
     assert score.program == 40
-    # include_drums changes the merged view only
+    # include_drums changes what is counted as dropped only
     with_drums = read_score(write_test_midi(tmp_path / "band.mid", tracks), include_drums=True)
-    assert with_drums.parts == score.parts and with_drums.drums == []
+    assert with_drums.parts == score.parts and with_drums.drums == score.drums
+    assert with_drums.dropped["drum_notes"] == 0
 
 
 def test_parts_sharing_a_program_stay_apart_in_order(tmp_path):
@@ -239,7 +240,7 @@ def test_drum_tracks_become_one_drum_part(tmp_path):
     ]
     assert score.dropped["drum_parts_merged"] == 2
     assert score.dropped["drum_overlaps_merged"] == 1
-    assert len(score.drums) == 5 and score.dropped["drum_notes"] == 5  # as always
+    assert score.drums == score.parts[0].notes and score.dropped["drum_notes"] == 5
 
 
 def test_type_0_file_splits_by_channel(tmp_path):
@@ -352,7 +353,7 @@ def test_score_formats_give_a_part_per_voice(tmp_path):
     score = read_score(path)
     assert _layout(score) == [(40, "Violin", 1), (42, "Cello", 2)]
     assert score.parts[1].notes == make_notes([(48, 0, 1, 64), (43, 1, 1, 64)])
-    assert score.program == 0 and len(score.notes) == 3  # the merged view as always
+    assert score.program == 42 and len(score.notes) == 3  # the program with most notes
     tune = tmp_path / "tune.abc"
     tune.write_text("X:1\nT:t\nM:3/4\nL:1/4\nK:C\nC D E | G3 |]\n")
     assert _layout(read_score(tune)) == [(0, "", 4)]
@@ -381,8 +382,7 @@ def test_written_file_is_daw_ready_and_reads_back(tmp_path):
 def test_overlaps_reattacks_and_zero_length_are_repaired(tmp_path):
     notes = [Note(60, 0, 2, 80), Note(60, 1, 3, 80), Note(62, 0, 1, 80), Note(62, 1, 2, 80),
              Note(64, 0, 1, 80), Note(64, 0, 1.5, 90), Note(65, 1, 1.0001, 80)]  # fmt: skip
-    score = make_score(end=4.0)
-    score.notes = notes
+    score = Score.of(notes, end=4.0)
     path = tmp_path / "fix.mid"
     write_midi(score, path)
     mid = assert_daw_ready(path, length_quarters=4.0)
@@ -493,7 +493,6 @@ def _band() -> Score:
     ]
     score = make_score(tempo=[(0, 90), (3, 120)], time_signature=(3, 4))
     score.parts = parts
-    score.notes = make_notes([(100, 0, 1, 80)])  # the merged view: not written
     return score
 
 
@@ -510,7 +509,6 @@ def test_parts_become_named_tracks_on_their_own_channels(tmp_path):
     ]  # fmt: skip
     for written, read in zip(score.parts, back.parts, strict=True):
         assert read.notes == written.notes  # pitch, start, end, velocity
-    assert 100 not in {n.pitch for n in back.notes}
     assert back.time_signatures == [(0.0, 3, 4)]
     # a melody comes after the parts, on the next free channel
     write_midi(score, path, melody=make_score(MELODY[:2], program=73))

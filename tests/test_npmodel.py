@@ -74,7 +74,7 @@ def test_step_leaves_its_input_states_alone(tmp_path):
 
 def test_load_checkpoint_numpy_engine(tmp_path):
     config = RunConfig(model=ModelConfig(cell="gru", layers=2, units=8, embedding_dim=4))
-    from musicgen.encoding.base import get_encoding
+    from musicgen.encoding import get_encoding
 
     vocab_size = len(get_encoding(config.encoding).vocab)
     model = build_model(config.model, vocab_size)

@@ -113,11 +113,7 @@ def band_score(kicks_per_bar=4, bass_low=36):
         hits += [(42, bar + i / 2, 0.25, 60) for i in range(8)]
     drums = Part(DRUM_PROGRAM, make_notes(hits), "Drums")
     parts = [piano, bass, drums, piano2]
-    pitched = make_notes(
-        [(n.pitch, n.start, n.duration, n.velocity) for p in parts[:2] for n in p.notes]
-        + [(72, 4, 2, 80)]
-    )
-    return Score(notes=pitched, drums=drums.notes, parts=parts)
+    return Score(parts=parts)
 
 
 def test_part_statistics_per_family():
@@ -145,8 +141,8 @@ def test_part_statistics_per_family():
 
 
 def test_score_without_parts_is_one_pitched_part_plus_drums():
-    score = make_score([(60, 0, 1, 80), (67, 1, 1, 80)], program=40)  # 40: a violin
-    score.drums = make_notes([(36, 0, 0.5, 100), (46, 1, 0.5, 100), (49, 1.5, 0.5, 100)])
+    drums = make_notes([(36, 0, 0.5, 100), (46, 1, 0.5, 100), (49, 1.5, 0.5, 100)])
+    score = Score.of(make_notes([(60, 0, 1, 80), (67, 1, 1, 80)]), drums=drums, program=40)
     parts = stats.file_stats(score, key=False).parts
     assert list(parts) == ["strings", "drums"]
     assert parts["strings"]["notes"] == 2 and parts["strings"]["highest"] == 67
@@ -159,13 +155,13 @@ def test_score_without_parts_is_one_pitched_part_plus_drums():
 
 def test_drums_only_piece_has_parts_but_no_pitched_statistics():
     drums = Part(DRUM_PROGRAM, make_notes([(36, q, 0.25, 100) for q in range(8)]))
-    fs = stats.file_stats(Score(drums=drums.notes, parts=[drums]), "beat.mid", key=False)
+    fs = stats.file_stats(Score(parts=[drums]), "beat.mid", key=False)
     assert all(math.isnan(v) for v in fs.values.values())
     assert fs.parts["drums"]["hits_per_bar"] == 4 and fs.parts["drums"]["kick_share"] == 1
     assert fs.metre == "4/4" and fs.key is None
     assert fs.to_dict()["notes"] is None  # JSON-safe
     # the set still measures it, and the copy check has nothing pitched to find
-    both = _set([band_score(), Score(drums=drums.notes, parts=[drums])])
+    both = _set([band_score(), Score(parts=[drums])])
     assert both.summary()["parts"]["drums"]["files"] == 2
     assert stats.compare(both, both)["copy"]["files"][1]["copy_notes"] == 0
 

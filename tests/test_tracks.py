@@ -11,8 +11,7 @@ from musicgen.config import EncodingConfig
 from musicgen.encoding import BOS, EOS, get_encoding
 from musicgen.encoding.remi import RemiEncoding
 from musicgen.encoding.tracks import TracksEncoding, canonical_parts
-from musicgen.midi_io import merge_overlaps
-from musicgen.score import DRUM_PROGRAM, Note, Part, Score
+from musicgen.score import DRUM_PROGRAM, Note, Part, Score, merge_overlaps
 from tests.music import random_quantized_score
 from tests.test_remi import roundtrip as remi_roundtrip
 
@@ -116,7 +115,7 @@ def test_repeated_tracks_and_velocities_are_left_out():
 
 
 def test_a_score_without_parts_is_one_pitched_part_plus_its_drums():
-    score = Score(notes=[note(60, 0, 1)], drums=[note(36, 0, 0.25)], program=40, end=4.0)
+    score = Score.of([note(60, 0, 1)], drums=[note(36, 0, 0.25)], program=40, end=4.0)
     decoded = roundtrip(score)
     assert [p.program for p in decoded.parts] == [40, DRUM_PROGRAM]
 

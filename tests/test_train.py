@@ -23,7 +23,7 @@ from musicgen import callbacks  # noqa: E402
 from musicgen import checkpoint as ckpt  # noqa: E402
 from musicgen.cli import main  # noqa: E402
 from musicgen.config import ModelConfig, RunConfig  # noqa: E402
-from musicgen.encoding.base import get_encoding  # noqa: E402
+from musicgen.encoding import get_encoding  # noqa: E402
 from musicgen.errors import UsageError, UserError  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
 from musicgen.trainer import train  # noqa: E402

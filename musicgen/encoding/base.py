@@ -8,8 +8,11 @@ into a `Score`, skipping PAD/BOS and stopping at EOS.
 A `Grammar` is the state machine the sampler consults: `allowed()` says which ids
 may come next, `advance(id)` moves on. Every sequence a grammar accepts decodes
 without dropping a token, and every sequence `encode` writes is accepted. With a
-`length` (bars for remi, seconds for performance) it also forbids ending early and
-running over, so generated pieces have exactly the asked length.
+`length` (bars when `Encoding.counts_bars`, else seconds) it also forbids ending early
+and running over, so generated pieces have exactly the asked length.
+
+This module is the package's leaf: it imports no encoding. The registry (which name
+is which class) is the package's `__init__`.
 """
 
 from __future__ import annotations
@@ -128,9 +131,16 @@ class NarrowedGrammar(Grammar):
 
 
 class Encoding(ABC):
-    """Score <-> ids for one family of token events."""
+    """Score <-> ids for one family of token events.
+
+    What an encoding can do is asked of it (class attributes, readable without building
+    one: `musicgen.encoding.encoding_class(name).has_parts`), never of its name.
+    """
 
     name: str
+    has_parts: bool = False  # keeps every part (instrument) apart: Program header, Track tokens
+    counts_bars: bool = False  # a piece's length is counted in bars (else in seconds)
+    takes_controls: bool = False  # can open every bar with Key and Density control tokens
     keeps_songs: bool = False  # can force a user's notes into its stream (accompany, infill)
 
     def __init__(self, config: EncodingConfig):
@@ -205,19 +215,3 @@ class Encoding(ABC):
     def describe(self, ids: Sequence[int] | np.ndarray) -> list[str]:
         """Token names of ids, for debugging and tests."""
         return [self.vocab.token(int(i)) for i in ids]
-
-
-def get_encoding(config: EncodingConfig) -> Encoding:
-    """The encoding named by `config.name`."""
-    from musicgen.encoding.performance import PerformanceEncoding
-    from musicgen.encoding.remi import RemiEncoding
-    from musicgen.encoding.steps import StepsEncoding
-    from musicgen.encoding.tracks import TracksEncoding
-
-    classes = {
-        "remi": RemiEncoding,
-        "tracks": TracksEncoding,
-        "steps": StepsEncoding,
-        "performance": PerformanceEncoding,
-    }
-    return classes[config.name](config)

@@ -120,9 +120,10 @@ class PerformanceEncoding(Encoding):
         """Sorted (step, _OFF/_ON, pitch, velocity bin) events, every note >= 1 step,
         no same-pitch overlaps."""
         c = self.config
-        notes = [n for n in score.notes if c.pitch_min <= n.pitch <= c.pitch_max]
-        if len(notes) < len(score.notes):
-            dropped["pitch_out_of_range"] += len(score.notes) - len(notes)
+        merged = score.merged(drums=c.include_drums)
+        notes = [n for n in merged if c.pitch_min <= n.pitch <= c.pitch_max]
+        if len(notes) < len(merged):
+            dropped["pitch_out_of_range"] += len(merged) - len(notes)
         times = np.array([(n.start, n.end) for n in notes], dtype=np.float64).reshape(-1, 2)
         steps = np.rint(seconds_at(score, times) / self.step_seconds).astype(np.int64).tolist()
         by_pitch: dict[int, list[list[int]]] = {}
@@ -196,8 +197,8 @@ class PerformanceEncoding(Encoding):
         dropped: Counter[str] = Counter()
         if invalid:
             dropped["invalid_tokens"] = invalid
-        return Score(
-            notes=sorted(notes, key=lambda n: (n.start, n.pitch)),
+        return Score.of(
+            notes,
             tempos=[(0.0, DECODE_BPM)],
             time_signatures=[(0.0, 4, 4)],
             end=self._quarters(now),

@@ -152,6 +152,8 @@ class RemiEncoding(Encoding):
     """Beat-grid REMI tokens; see the module docstring."""
 
     name = "remi"
+    counts_bars = True
+    takes_controls = True
 
     def __init__(self, config: EncodingConfig):
         self.time_signatures = supported_time_signatures(config)
@@ -257,7 +259,7 @@ class RemiEncoding(Encoding):
         """Score -> ids. Counted losses: time_signatures_changed / _moved,
         tempo_changes_moved, pitch_out_of_range, durations_clipped, duplicate_notes."""
         dropped: Counter[str] = Counter()
-        notes = self._grid_notes(score, dropped)
+        notes = self._grid_notes(score.merged(drums=self.config.include_drums), dropped)
         end_step = max((on + dur for on, _, _, dur in notes), default=0)
         if score.end is not None:
             end_step = max(end_step, round(score.end * self.config.steps_per_quarter))
@@ -299,7 +301,7 @@ class RemiEncoding(Encoding):
         return self.first_id[DENSITY] + density_level(len(notes), quarters)
 
     def _grid_notes(
-        self, score: Score, dropped: Counter, clip: bool = True
+        self, notes: Iterable[Note], dropped: Counter, clip: bool = True
     ) -> list[tuple[int, int, int, int]]:
         """Notes as (onset step, pitch, velocity bin, duration steps), sorted, one per
         (onset, pitch) (the longest); durations clipped to max_duration_quarters
@@ -307,7 +309,7 @@ class RemiEncoding(Encoding):
         c, spq = self.config, self.config.steps_per_quarter
         max_steps = c.max_duration_quarters * spq if clip else None
         grid: dict[tuple[int, int], tuple[int, int]] = {}
-        for note in score.notes:
+        for note in notes:
             if not c.pitch_min <= note.pitch <= c.pitch_max:
                 dropped["pitch_out_of_range"] += 1
                 continue
@@ -511,8 +513,8 @@ class _RemiReader:
         dropped: Counter[str] = Counter()
         if self.invalid:
             dropped["invalid_tokens"] = self.invalid
-        return Score(
-            notes=sorted(self.notes, key=lambda n: (n.start, n.pitch)),
+        return Score.of(
+            self.notes,
             tempos=[(s / spq, bpm) for s, bpm in self.tempos] or [(0.0, 120.0)],
             time_signatures=[(s / spq, n, d) for s, n, d in self.signatures] or [(0.0, 4, 4)],
             end=end,

@@ -73,6 +73,9 @@ class StepsEncoding(TracksEncoding):
     """Multi-track sounding-chord tokens; see the module docstring."""
 
     name = "steps"
+    has_parts = True
+    counts_bars = True
+    takes_controls = True
 
     def _build_tokens(self) -> list[str]:
         c = self.config
@@ -127,7 +130,7 @@ class StepsEncoding(TracksEncoding):
     def _part_grid(self, part: Part, dropped: Counter) -> list[GridOnset]:
         if part.is_drum:
             return super()._part_grid(part, dropped)
-        return self._grid_notes(Score(notes=part.notes), dropped, clip=False)
+        return self._grid_notes(part.notes, dropped, clip=False)
 
     def _reader(self) -> _StepsReader:
         return _StepsReader(self)

@@ -67,14 +67,9 @@ GridNote = tuple[int, int, int, int]
 
 
 def canonical_parts(score: Score) -> list[Part]:
-    """The score's parts in the encoding's order (see the module docstring); a score
-    without parts is one pitched part (`notes`, `program`) plus its drums."""
+    """The score's parts that have notes, in the encoding's order (see the module
+    docstring)."""
     parts = list(score.parts)
-    if not parts:
-        if score.notes:
-            parts.append(Part(score.program, list(score.notes)))
-        if score.drums:
-            parts.append(Part(DRUM_PROGRAM, list(score.drums)))
     drums = [p for p in parts if p.is_drum]
     pitched = [p for p in parts if not p.is_drum and p.notes]
 
@@ -111,6 +106,9 @@ class TracksEncoding(RemiEncoding):
     """Multi-track beat-grid tokens; see the module docstring."""
 
     name = "tracks"
+    has_parts = True
+    counts_bars = True
+    takes_controls = True
     keeps_songs = True
 
     # ------------------------------------------------------------------ vocabulary
@@ -219,7 +217,7 @@ class TracksEncoding(RemiEncoding):
     def _part_grid(self, part: Part, dropped: Counter) -> list[GridNote]:
         """One part's notes on the grid; drums keep every note 0..127 and one step."""
         if not part.is_drum:
-            return self._grid_notes(Score(notes=part.notes), dropped)
+            return self._grid_notes(part.notes, dropped)
         spq, grid = self.config.steps_per_quarter, {}
         for note in part.notes:
             key = (round(note.start * spq), note.pitch)
@@ -232,8 +230,7 @@ class TracksEncoding(RemiEncoding):
 
     def _reader(self) -> _TracksReader:
         """Decoding (remi's `decode`) gives a Score with one `Part` per header program,
-        named by `instruments.track_names`; `notes` is every pitched part merged, `drums`
-        the drum part."""
+        named by `instruments.track_names` (`notes` and `drums` are views of them)."""
         return _TracksReader(self)
 
     def grammar(self, length: float | None = None) -> TracksGrammar:
@@ -356,21 +353,15 @@ class _TracksReader(_RemiReader):
             Part(program, sorted(notes, key=lambda n: (n.start, n.pitch)), name)
             for program, notes, name in zip(self.programs, self.part_notes, names, strict=True)
         ]
-        pitched = [n for p in parts if not p.is_drum for n in p.notes]
-        drums = [n for p in parts if p.is_drum for n in p.notes]
-        programs = [p.program for p in parts if not p.is_drum]
         dropped: Counter[str] = Counter()
         if self.invalid:
             dropped["invalid_tokens"] = self.invalid
         return Score(
-            notes=sorted(pitched, key=lambda n: (n.start, n.pitch)),
+            parts=parts,
             tempos=[(s / spq, bpm) for s, bpm in self.tempos] or [(0.0, 120.0)],
             time_signatures=[(s / spq, n, d) for s, n, d in self.signatures] or [(0.0, 4, 4)],
-            drums=sorted(drums, key=lambda n: (n.start, n.pitch)),
-            program=programs[0] if programs else 0,
             end=(self.bar_start + self.bar_len) / spq if self.bars else 0.0,
             dropped=dropped,
-            parts=parts,
         )
 
 

@@ -1,0 +1,284 @@
+"""The sampling engine: open a checkpoint, step its network for a batch, sample ids.
+
+Every command that samples a model (generate, accompany, infill, harmonize) and the
+Python API's `Model` run through here, on a checkpoint folder or one already loaded
+(`CheckpointLike`):
+
+1. what a checkpoint says about itself, without weights or TensorFlow:
+   `checkpoint_settings(checkpoint) -> CheckpointSettings` (folder, config, config.json
+   metadata, encoding); `checkpoint_folder(path)` refuses a missing folder;
+2. the network for an engine (`resolve_engine`): `open_checkpoint(path, engine)` loads
+   a folder, `load_model(checkpoint, engine)` gives the network to step, reusing a
+   loaded checkpoint's own when it is of the engine's kind:
+   - "numpy" (the default; "auto"): `npmodel.NumpyRNN` reads the weights with h5py and
+     steps in NumPy on one BLAS thread. TensorFlow is never imported, so a command
+     starts in well under a second, and a step at batch 1..16 costs tens to hundreds
+     of microseconds instead of TensorFlow's ~1 ms dispatch;
+   - "keras": `MusicRNN` and one compiled `tf.function(model.step)` with a fixed batch
+     shape - worth its start-up only on a GPU with a very large batch;
+   both give the same logits to float rounding (~1e-6), hence the same pieces;
+3. one piece's grammar: `start_grammar` (the encoding's grammar for a length, narrowed
+   to asked parts and wrapped by steering controls, having read a primer);
+4. sampling: `sample_ids` advances every piece of a batch together, one network step
+   per token carrying the recurrent state (`step_function`; a prefix shared by every
+   piece is stepped once), each piece with its own grammar and its own Generator
+   (`seeded_rngs`: `default_rng([seed, piece])`, so piece i does not change with the
+   batch). Finished pieces are fed PAD and leave the sampling; `max_steps` (commands
+   use MAX_STEPS_PER_UNIT per bar or second) caps a piece that never ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from musicgen import checkpoint as ckpt
+from musicgen.config import RunConfig, SampleConfig
+from musicgen.encoding import BOS, PAD, Encoding, Grammar, get_encoding
+from musicgen.encoding.tracks import InstrumentsGrammar
+from musicgen.errors import UsageError, UserError
+from musicgen.npmodel import NumpyRNN, one_blas_thread
+from musicgen.runtime import import_tensorflow
+
+if TYPE_CHECKING:
+    from musicgen.constraints import Controls
+
+ENGINES = ("auto", "numpy", "keras")  # --engine values; auto = numpy
+DEFAULT_TEMPERATURE = 0.8  # the commands' and the API's; SampleConfig's own default is 1.0
+MAX_STEPS_PER_UNIT = 2000  # safety net: tokens per bar (bar encodings) or per second
+
+# A checkpoint folder, or one already loaded (`checkpoint.load_checkpoint`).
+CheckpointLike = str | Path | ckpt.Checkpoint
+
+
+def default_sample() -> SampleConfig:
+    """The commands' sampling settings: temperature 0.8, no top-k/top-p cut, seed 0."""
+    return SampleConfig(temperature=DEFAULT_TEMPERATURE)
+
+
+def resolve_engine(engine: str) -> str:
+    """The engine an --engine value names: "numpy" ("auto" too) or "keras"; else UsageError."""
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    return "numpy" if engine == "auto" else engine
+
+
+# ----------------------------------------------------------------------------- 1. settings
+
+
+@dataclass
+class CheckpointSettings:
+    """What a checkpoint says about itself (config.json), read without its weights."""
+
+    folder: Path
+    config: RunConfig
+    meta: dict[str, Any]  # config.json beside the settings: {"data": {...}, ...}
+    encoding: Encoding  # built from config.encoding
+
+
+def checkpoint_folder(path: str | Path) -> Path:
+    """`path` as a Path; UsageError (saying how to make one) when it is not a folder."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UsageError(
+            f"no checkpoint folder at {folder}; train one with "
+            f"`musicgen train DATA_DIR --out {folder}` or pass --checkpoint"
+        )
+    return folder
+
+
+def checkpoint_settings(checkpoint: CheckpointLike) -> CheckpointSettings:
+    """The settings of a checkpoint folder (config.json; no TensorFlow, no weights), or
+    of a loaded checkpoint (its own, nothing read again). UsageError for a missing
+    folder, UserError for one that is not a checkpoint."""
+    if isinstance(checkpoint, ckpt.Checkpoint):
+        meta = {"data": checkpoint.info.get("data", {})}
+        folder = Path(checkpoint.info["path"])
+        return CheckpointSettings(folder, checkpoint.config, meta, checkpoint.encoding)
+    folder = checkpoint_folder(checkpoint)
+    config, meta = ckpt.read_config(folder)
+    return CheckpointSettings(folder, config, meta, get_encoding(config.encoding))
+
+
+# ----------------------------------------------------------------------------- 2. model
+
+
+def open_checkpoint(
+    path: str | Path,
+    engine: str = "auto",
+    which: str = "best",
+    verbose_tensorflow: bool = False,
+) -> ckpt.Checkpoint:
+    """Load the checkpoint folder `path` with the network of `engine` ("auto"/"numpy":
+    no TensorFlow; "keras": TensorFlow imported quietly unless verbose). which: "best"
+    or "last" weights (the other when that one is missing). UsageError for a missing
+    folder, UserError for one that is not a loadable checkpoint."""
+    engine = resolve_engine(engine)
+    folder = checkpoint_folder(path)
+    if engine == "keras":
+        import_tensorflow(verbose=verbose_tensorflow)  # before checkpoint.py imports Keras
+    return ckpt.load_checkpoint(folder, which=which, engine=engine)
+
+
+def load_model(
+    checkpoint: CheckpointLike,
+    engine: str = "auto",
+    which: str = "best",
+    verbose_tensorflow: bool = False,
+) -> Any:
+    """The network to step for `engine`: a `NumpyRNN` ("auto"/"numpy"; no TensorFlow)
+    or a keras `MusicRNN` ("keras"). A loaded checkpoint's own model is used when it is
+    of that kind, else its folder is loaded again."""
+    engine = resolve_engine(engine)
+    if isinstance(checkpoint, ckpt.Checkpoint):
+        if isinstance(checkpoint.model, NumpyRNN) == (engine == "numpy"):
+            return checkpoint.model
+        checkpoint = checkpoint.info["path"]
+    return open_checkpoint(checkpoint, engine, which, verbose_tensorflow).model
+
+
+# ----------------------------------------------------------------------------- 3. grammar
+
+
+def start_grammar(
+    encoding: Encoding,
+    length: float,
+    prefix: list[int],
+    controls: Controls | None = None,
+    instruments: list[tuple[int, ...]] | None = None,
+) -> Grammar:
+    """One piece's grammar: it has read BOS and the primer (`prefix`), and is wrapped to
+    impose `controls` and the asked parts (`instruments`: allowed programs per part, an
+    encoding with parts). `length` is the new music's, bars or seconds
+    (`Encoding.counts_bars`); the grammar's counts the primer too: its bars begun (the
+    primer's closing Bar excluded) or its seconds."""
+    probe = encoding.grammar()
+    for token_id in [BOS, *prefix]:
+        probe.advance(token_id)
+    already = probe.elapsed - 1 if encoding.counts_bars and prefix else probe.elapsed
+    grammar = encoding.grammar(length + already)
+    if instruments:
+        grammar = InstrumentsGrammar(grammar, encoding, instruments)
+    for token_id in [BOS, *prefix]:
+        grammar.advance(token_id)
+    return grammar if controls is None else controls.wrap(grammar, [BOS, *prefix])
+
+
+# ----------------------------------------------------------------------------- 4. sample
+
+
+def seeded_rngs(seed: int, num: int) -> list[np.random.Generator]:
+    """One Generator per piece, `default_rng([seed, piece])`: piece i does not change
+    when the number of pieces does."""
+    return [np.random.default_rng([seed, i]) for i in range(num)]
+
+
+def sample_ids(
+    model: Any,
+    grammars: list[Grammar],
+    prefix: list[int],
+    config: SampleConfig,
+    max_steps: int,
+    rngs: list[np.random.Generator] | None = None,
+    logprobs: list[list[float]] | None = None,
+) -> list[list[int]]:
+    """Step the network (a `NumpyRNN` or a keras `MusicRNN`) over `prefix` (shared by
+    every piece, BOS first), then sample until every grammar is done. rngs: one per
+    grammar (default `seeded_rngs(config.seed, len(grammars))`). logprobs: one list per
+    grammar, given to receive the network's own log-probability (nats, before
+    temperature and mask) of every id chosen. Returns each piece's new ids (EOS
+    included); UserError when a piece is not done after `max_steps`."""
+    rngs = rngs if rngs is not None else seeded_rngs(config.seed, len(grammars))
+    with one_blas_thread():  # the NumPy step's small products run best on one thread
+        return _sample_loop(model, grammars, prefix, config, rngs, max_steps, logprobs)
+
+
+def _sample_loop(
+    model: Any,
+    grammars: list[Grammar],
+    prefix: list[int],
+    config: SampleConfig,
+    rngs: list[np.random.Generator],
+    max_steps: int,
+    logprobs: list[list[float]] | None = None,
+) -> list[list[int]]:
+    """`sample_ids`'s work: one step for the whole batch, then per live piece its mask,
+    its draw and its grammar's advance; finished pieces drop out of the sampling."""
+    from musicgen.sampling import sample_next
+
+    num = len(grammars)
+    step = step_function(model, num, prefix[:-1])  # the last one is fed by the loop below
+    last = np.full(num, prefix[-1], dtype=np.int32)
+    new_ids: list[list[int]] = [[] for _ in range(num)]
+    masks = np.zeros((num, len(grammars[0].allowed())), dtype=bool)
+    active = [i for i, g in enumerate(grammars) if not g.done]
+    for _ in range(max_steps):
+        if not active:
+            return new_ids
+        logits = step(last)
+        for row, i in enumerate(active):
+            masks[row] = grammars[i].allowed()
+        rows = len(active)
+        chosen = sample_next(logits[active], masks[:rows], config, [rngs[i] for i in active])
+        if logprobs is not None:
+            _record_logprobs(logits[active], chosen, [logprobs[i] for i in active])
+        for i, token_id in zip(active, chosen.tolist(), strict=True):
+            grammars[i].advance(token_id)
+            new_ids[i].append(token_id)
+            last[i] = token_id
+        finished = [i for i in active if grammars[i].done]
+        if finished:
+            last[finished] = PAD  # finished pieces are fed PAD and ignored
+            active = [i for i in active if i not in finished]
+    if not active:
+        return new_ids
+    raise UserError(
+        f"generation did not finish within {max_steps} tokens (the model keeps adding "
+        "notes); try a lower --temperature, --top-k or --top-p"
+    )
+
+
+def _record_logprobs(logits: np.ndarray, chosen: np.ndarray, into: list[list[float]]) -> None:
+    """Append log softmax(logits)[chosen] of each row to its list."""
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=-1, keepdims=True)
+    norm = np.log(np.exp(logits - top).sum(axis=-1)) + top[:, 0]
+    for row, (token, out) in enumerate(zip(chosen.tolist(), into, strict=True)):
+        out.append(float(logits[row, token] - norm[row]))
+
+
+def step_function(model: Any, batch: int, prefix: list[int]) -> Callable[[np.ndarray], np.ndarray]:
+    """A function ids int32[batch] -> logits float32[batch, vocab] that carries the
+    recurrent state from call to call, after feeding it `prefix` (the same ids for
+    every piece). A `NumpyRNN` steps directly (the prefix once, at batch 1, its state
+    then copied to every piece); a keras `MusicRNN` steps through one compiled
+    `tf.function(model.step)` with a fixed [batch] shape."""
+    if isinstance(model, NumpyRNN):
+        states = model.initial_states(1)
+        for token_id in prefix:
+            _, states = model.step(np.array([token_id]), states)
+        states = [np.repeat(s, batch, axis=0) for s in states]
+
+        def numpy_step(ids: np.ndarray) -> np.ndarray:
+            nonlocal states
+            logits, states = model.step(ids, states)
+            return logits
+
+        return numpy_step
+
+    tf = import_tensorflow()
+    compiled = tf.function(model.step, reduce_retracing=True)
+    tf_states = model.initial_states(batch)
+    for token_id in prefix:
+        _, tf_states = compiled(tf.fill([batch], tf.constant(token_id, tf.int32)), tf_states)
+
+    def keras_step(ids: np.ndarray) -> np.ndarray:
+        nonlocal tf_states
+        logits, tf_states = compiled(tf.constant(ids), tf_states)
+        return logits.numpy()
+
+    return keras_step
