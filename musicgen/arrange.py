@@ -2,7 +2,8 @@
 new bars inside it (`infill`), with every note of the user's kept exactly.
 
 All three are one mechanism (musicgen.songplan): a `SongPlan` of what the stream must
-hold and a `KeepGrammar` that lets the model write only where a part is free. This
+hold and a keep grammar of the checkpoint's encoding (musicgen.keep_steps for steps,
+musicgen.keep_tracks for tracks) that lets the model write only where a part is free. This
 module reads the song, opens the checkpoint (a folder, or one already loaded: the API's
 `Model` passes its own; `_Context`: what the model knows), samples
 through `engine.sample_ids` (the recurrent state carries the whole song, so there is
@@ -14,7 +15,6 @@ the added or rewritten notes come from the model.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +23,9 @@ from typing import Any
 from musicgen.atomic import check_free
 from musicgen.config import SampleConfig
 from musicgen.encoding import BOS
-from musicgen.encoding.tracks import (
-    TracksEncoding,
-    canonical_parts,
-)
+from musicgen.encoding.base import Grammar
+from musicgen.encoding.steps import StepsEncoding
+from musicgen.encoding.tracks import TracksEncoding, canonical_parts
 from musicgen.engine import (
     MAX_STEPS_PER_UNIT,
     CheckpointLike,
@@ -44,15 +43,16 @@ from musicgen.instruments import (
     stored_programs,
     track_names,
 )
+from musicgen.keep_steps import start_steps_grammar
+from musicgen.keep_tracks import start_tracks_grammar
 from musicgen.midi_io import read_pieces, write_midi
-from musicgen.score import DRUM_PROGRAM, MusicError, Note, Part, Score
+from musicgen.score import DRUM_PROGRAM, MusicError, Part, Score
 from musicgen.songplan import (
     SongPlan,
     ceiling,
     fit_around,
     forced_prefix,
     plan_song,
-    start_grammar,
     token_times,
 )
 
@@ -109,7 +109,8 @@ def accompany(
         song.parts = [p for p in song.parts if not p.is_drum]
     added = [context.known_program(r) for r in requests]
     paths = _paths(song_path, out_dir, "accompany", num, sample.seed, force)
-    return _sample_and_write(context, context.plan(song, added), paths, sample, on_file)
+    plan = context.plan(song, added, on_note=on_note)
+    return _sample_and_write(context, plan, paths, sample, on_file)
 
 
 def harmonize(
@@ -126,18 +127,26 @@ def harmonize(
     on_note: Callable[[str], None] | None = None,
 ) -> list[Arrangement]:
     """Accompany a melody with `voices` voices of the model's own voice (its most
-    common program: a chorale model's choir): the melody is kept as the top part,
-    note for note, and the voices are written under it. Files are named
-    f"{melody stem}-harmony-{seed}-{i:02d}.mid". A file of several parts is reduced to
-    its top line first."""
+    common program: a chorale model's choir). Files are named
+    f"{melody stem}-harmony-{seed}-{i:02d}.mid".
+
+    Every note of the melody file is kept, note for note, on its own track: all its
+    pitched parts (chords, overlapping notes, a second line) and its drums. The model
+    hears the pitched parts as its own voice and writes the new voices below the
+    melody's lowest sounding note at each grid step (where the melody rests, below the
+    last one it sounded), so that the melody stays the top of the texture and no new
+    voice crosses it; a voice note that the melody comes down onto ends there."""
     sample = sample or default_sample()
     context = _Context.open(checkpoint, engine)
     song = read_song(melody_path, on_note)
-    melody = top_line(song, context.encoding)
+    pitched = [i for i, p in enumerate(canonical_parts(song)) if not p.is_drum]
+    if not pitched:
+        raise UserError("the melody file has no pitched notes")
     voice = context.most_common_program()
     paths = _paths(melody_path, out_dir, "harmony", num, sample.seed, force)
-    plan = context.plan(melody, [voice] * voices, stream_programs={0: voice})
-    plan.ceiling = ceiling(melody.parts[0].notes, plan, context.encoding)
+    forced = dict.fromkeys(pitched, voice)
+    plan = context.plan(song, [voice] * voices, stream_programs=forced, on_note=on_note)
+    plan.ceiling = ceiling(plan, [h for h, part in plan.user.items() if not part.is_drum])
     return _sample_and_write(context, plan, paths, sample, on_file)
 
 
@@ -178,7 +187,7 @@ def infill(
     )
     chosen = choose_parts(parts, tracks)
     paths = _paths(song_path, out_dir, "infill", num, sample.seed, force)
-    plan = context.plan(song, [], window=window, rewrite=chosen)
+    plan = context.plan(song, [], window=window, rewrite=chosen, on_note=on_note)
     pieces = context.sample(plan, num * candidates, sample, score_from=window[1])
     best = []
     for i in range(num):
@@ -192,7 +201,7 @@ def infill(
 
 
 class _Context:
-    """A tracks checkpoint opened for work on a song: config, encoding, what it knows."""
+    """A checkpoint opened for work on a song: config, encoding, what it knows."""
 
     def __init__(
         self,
@@ -210,12 +219,11 @@ class _Context:
     def open(cls, checkpoint: CheckpointLike, engine: str) -> _Context:
         found = checkpoint_settings(checkpoint)  # a loaded checkpoint's own, or config.json
         folder, config, meta = found.folder, found.config, found.meta
-        if type(found.encoding) is not TracksEncoding:
-            why = "writes its parts" if found.encoding.has_parts else "has no parts"
+        if not found.encoding.keeps_songs:
             raise UsageError(
-                f"{folder} uses the {config.encoding.name} encoding, which {why} in a way "
-                "this cannot keep a song in; it needs a tracks checkpoint such as "
-                "checkpoints/bach or checkpoints/band (musicgen train --encoding tracks)"
+                f"{folder} uses the {config.encoding.name} encoding, which cannot keep a "
+                "song; accompany, infill and harmonize need a checkpoint trained with "
+                "--encoding steps (the default) or tracks"
             )
         return cls(checkpoint, config, meta, found.encoding, engine)
 
@@ -246,9 +254,11 @@ class _Context:
         added: list[int],
         *,
         stream_programs: dict[int, int] | None = None,
+        on_note: Callable[[str], None] | None = None,
         **window: Any,
     ) -> SongPlan:
-        """plan_song with the user's parts under the programs the model knows."""
+        """plan_song with the user's parts under the programs the model knows; a note
+        (`on_note`) for the user's notes the model cannot hear (written all the same)."""
         parts = canonical_parts(song)
         if len(parts) + len(added) > self.encoding.config.max_parts:
             raise UsageError(
@@ -262,14 +272,20 @@ class _Context:
         ]
         plan = plan_song(
             self.encoding,
-            Score(
-                parts=stream, tempos=song.tempos, time_signatures=song.time_signatures, end=song.end
-            ),
+            _same_times(song, stream),
             added,
             **window,
         )
-        plan.user = {h: parts[stream.index(part)] for h, part in plan.user.items()}
+        index = {id(part): i for i, part in enumerate(stream)}
+        plan.user = {h: parts[index[id(part)]] for h, part in plan.user.items()}
         plan.song = song
+        if plan.skipped and on_note is not None:
+            c = self.encoding.config
+            on_note(
+                f"{plan.skipped} note(s) of the song lie outside this model's pitch range "
+                f"({c.pitch_min}..{c.pitch_max}): they are written as they are, but the "
+                "model does not hear them"
+            )
         return plan
 
     def sample(
@@ -279,7 +295,7 @@ class _Context:
         tokens from `score_from` quarters on, 0 without it). What the plan forces before
         the first free choice (the header, an infill's bars before the window) is read
         once and stepped once, at batch 1, for every piece."""
-        first = start_grammar(self.encoding, plan)
+        first = _start_grammar(self.encoding, plan)
         forced = forced_prefix(first)
         grammars = [first.clone() for _ in range(count)]
         model = load_model(self.checkpoint, self.engine)
@@ -313,33 +329,6 @@ def read_song(path: str | Path, on_note: Callable[[str], None] | None = None) ->
     return song
 
 
-def top_line(song: Score, encoding: TracksEncoding) -> Score:
-    """The song reduced to one part, its highest pitched note at each onset (cut at the
-    next onset): a melody to harmonize. Keeps the first pitched part's program and name."""
-    spq = encoding.config.steps_per_quarter
-    pitched = [p for p in canonical_parts(song) if not p.is_drum]
-    if not pitched:
-        raise UserError("the melody file has no pitched notes")
-    top: dict[int, Note] = {}
-    for part in pitched:
-        for note in part.notes:
-            onset = round(note.start * spq)
-            if onset not in top or note.pitch > top[onset].pitch:
-                top[onset] = note
-    onsets = sorted(top)
-    line = []
-    for onset, following in zip(onsets, [*onsets[1:], None], strict=True):
-        note = top[onset]
-        end = note.end if following is None else min(note.end, following / spq)
-        line.append(Note(note.pitch, note.start, max(end, note.start + 1 / spq), note.velocity))
-    first = pitched[0]
-    return Score(
-        tempos=list(song.tempos),
-        time_signatures=list(song.time_signatures),
-        parts=[Part(first.program, line, first.name or "Melody")],
-    )
-
-
 def parse_bars(text: str) -> tuple[int, int]:
     """ "9-12" -> (9, 12); "5" -> (5, 5). Bars count from 1. UsageError otherwise."""
     pieces = text.replace(" ", "").split("-")
@@ -364,9 +353,29 @@ def song_end(encoding: TracksEncoding, song: Score) -> float:
 
 
 def _song_bars(encoding: TracksEncoding, song: Score) -> list[tuple[int, int]]:
-    spq = encoding.config.steps_per_quarter
-    last = max(round(song.length * spq), 1)
-    return [(b.start, b.steps) for b in encoding._bars(song, last, Counter())]
+    """(start step, steps) of every bar of the song up to its length, as the encoding
+    lays it out."""
+    layout = encoding.layout(_same_times(song, canonical_parts(song)))
+    end = round(song.length * encoding.config.steps_per_quarter)
+    bars = [(b.start, b.steps) for b in layout.bars]
+    return [b for b in bars if b[0] < end] or bars[:1]
+
+
+def _same_times(song: Score, parts: list[Part]) -> Score:
+    """A score of `parts` with the song's tempos, metre and length."""
+    return Score(
+        parts=parts,
+        tempos=list(song.tempos),
+        time_signatures=list(song.time_signatures),
+        end=song.length,
+    )
+
+
+def _start_grammar(encoding: TracksEncoding, plan: SongPlan) -> Grammar:
+    """The keep grammar of the encoding for `plan`, having read BOS."""
+    if isinstance(encoding, StepsEncoding):
+        return start_steps_grammar(encoding, plan)
+    return start_tracks_grammar(encoding, plan)
 
 
 def choose_parts(parts: list[Part], tracks: str | None) -> list[int]:

@@ -7,8 +7,9 @@ import pytest
 
 from musicgen.config import EncodingConfig
 from musicgen.encoding.tracks import TracksEncoding, canonical_parts
+from musicgen.keep_tracks import TracksKeepGrammar
 from musicgen.score import DRUM_PROGRAM, Note, Part, Score
-from musicgen.songplan import KeepGrammar, plan_song
+from musicgen.songplan import plan_song
 
 ENC = TracksEncoding(EncodingConfig(name="tracks"))
 CTRL = TracksEncoding(EncodingConfig(name="tracks", controls=True))
@@ -33,7 +34,7 @@ def song(bars: int = 4) -> Score:
 def walk(enc, plan, seed, limit=20000):
     """Sample uniformly among what the KeepGrammar allows: ids BOS..EOS."""
     rng = np.random.default_rng(seed)
-    grammar = KeepGrammar(enc.grammar(len(plan.bars)), enc, plan)
+    grammar = TracksKeepGrammar(enc.grammar(len(plan.bars)), enc, plan)
     ids = []
     while not grammar.done and len(ids) < limit:
         allowed = np.flatnonzero(grammar.allowed())
@@ -108,18 +109,27 @@ def test_accompany_a_drum_groove_with_a_bass():
 # ----------------------------------------------------------------------------- the commands
 
 
-@pytest.fixture(scope="module")
-def band_checkpoint(tmp_path_factory):
+def band(folder, name: str):
+    """An untrained checkpoint of `name` encoding that knows piano, guitar, bass, drums."""
     from musicgen import checkpoint as ckpt
     from tests.music import untrained_checkpoint
 
-    folder = untrained_checkpoint(
-        tmp_path_factory.mktemp("band") / "band", EncodingConfig(name="tracks", controls=True)
-    )
+    folder = untrained_checkpoint(folder, EncodingConfig(name=name, controls=True))
     config, meta = ckpt.read_config(folder)
     known = {"0": 3, "29": 2, "33": 5, "128": 4}  # piano, guitar, bass, drums
     ckpt.save_config(folder, config, meta["vocab_size"], {"data_dir": "none", "programs": known})
     return folder
+
+
+@pytest.fixture(scope="module")
+def band_checkpoint(tmp_path_factory):
+    return band(tmp_path_factory.mktemp("band") / "band", "tracks")
+
+
+@pytest.fixture(scope="module", params=["steps", "tracks"])
+def keeping_checkpoint(request, tmp_path_factory):
+    """A checkpoint of each encoding that keeps songs: steps (the default) and tracks."""
+    return band(tmp_path_factory.mktemp(request.param) / "band", request.param)
 
 
 @pytest.fixture
@@ -140,14 +150,16 @@ def notes_by_track(path):
     } | {f"program:{p.name}": p.program for p in read_score(path, allow_drums_only=True).parts}
 
 
-def test_accompany_writes_every_user_note_and_the_new_parts(band_checkpoint, song_file, tmp_path):
+def test_accompany_writes_every_user_note_and_the_new_parts(
+    keeping_checkpoint, song_file, tmp_path
+):
     from musicgen.arrange import accompany
     from musicgen.config import SampleConfig
     from tests.music import assert_arrangement_ready
 
     before = notes_by_track(song_file)
     out = accompany(
-        band_checkpoint,
+        keeping_checkpoint,
         song_file,
         "drums,bass",
         tmp_path / "out",
@@ -167,7 +179,7 @@ def test_accompany_writes_every_user_note_and_the_new_parts(band_checkpoint, son
                 and after[f"program:{name}"] == before[f"program:{name}"]
             )
     again = accompany(
-        band_checkpoint,
+        keeping_checkpoint,
         song_file,
         "drums,bass",
         tmp_path / "again",
@@ -200,13 +212,13 @@ def test_accompany_bad_requests(band_checkpoint, song_file, tmp_path):
         accompany(band_checkpoint, empty, "bass", tmp_path)
 
 
-def test_infill_keeps_everything_outside_the_bars(band_checkpoint, song_file, tmp_path):
+def test_infill_keeps_everything_outside_the_bars(keeping_checkpoint, song_file, tmp_path):
     from musicgen.arrange import infill
     from musicgen.config import SampleConfig
 
     before = notes_by_track(song_file)
     out = infill(
-        band_checkpoint,
+        keeping_checkpoint,
         song_file,
         "2-3",
         tmp_path,
@@ -222,7 +234,7 @@ def test_infill_keeps_everything_outside_the_bars(band_checkpoint, song_file, tm
         assert outside == [n for n in before["Melody"] if not 4.0 <= n[1] < 12.0]
         assert a.score is not None and a.score < 0
     again = infill(
-        band_checkpoint,
+        keeping_checkpoint,
         song_file,
         "2-3",
         tmp_path / "b",
@@ -246,12 +258,12 @@ def test_infill_bad_requests(band_checkpoint, song_file, tmp_path):
         infill(band_checkpoint, song_file, "1-2", tmp_path, tracks="violin")
 
 
-def test_cli_accompany_and_infill(band_checkpoint, song_file, tmp_path):
+def test_cli_accompany_and_infill(keeping_checkpoint, song_file, tmp_path):
     from click.testing import CliRunner
 
     from musicgen.cli import main
 
-    base = ["--checkpoint", str(band_checkpoint), "--out", str(tmp_path / "o")]
+    base = ["--checkpoint", str(keeping_checkpoint), "--out", str(tmp_path / "o")]
     result = CliRunner().invoke(main, ["accompany", str(song_file), "--add", "drums", *base])
     assert result.exit_code == 0, result.output
     assert "song-accompany-0-01.mid" in result.output and "wrote Drums" in result.output
@@ -274,10 +286,12 @@ def test_new_notes_leave_every_kept_note_whole():
     assert got == [(62, 4.0, 6.0), (64, 4.0, 5.0), (60, 4.0, 5.0)]
 
 
-def test_the_python_api_returns_arrangements_without_writing(band_checkpoint, song_file, tmp_path):
+def test_the_python_api_returns_arrangements_without_writing(
+    keeping_checkpoint, song_file, tmp_path
+):
     import musicgen
 
-    model = musicgen.load(band_checkpoint)
+    model = musicgen.load(keeping_checkpoint)
     (song,) = model.accompany(song_file, add=["drums"], seed=2)
     assert any(i.is_drum for i in song.instruments) and len(song.instruments) == 3
     (fill,) = model.infill(song_file, bars=(2, 3), candidates=2, seed=2)
@@ -332,3 +346,28 @@ def test_a_piece_whose_asked_part_is_silent_is_drawn_again(band_checkpoint, monk
         else:
             assert after.ids != before.ids
     assert len(notes) < len(silent_first)  # redrawing gave some of them every part
+
+
+@pytest.mark.parametrize("name", ["remi", "performance"])
+def test_encodings_that_cannot_keep_a_song_are_refused_in_one_line(name, song_file, tmp_path):
+    from musicgen import checkpoint as ckpt
+    from musicgen.arrange import accompany, harmonize, infill
+    from musicgen.config import RunConfig
+    from musicgen.encoding import get_encoding
+    from musicgen.errors import UsageError
+
+    folder = tmp_path / name
+    config = RunConfig(encoding=EncodingConfig(name=name))
+    ckpt.save_config(folder, config, len(get_encoding(config.encoding).vocab), {})
+    want = (
+        f"uses the {name} encoding, which cannot keep a song; accompany, infill and harmonize "
+        "need a checkpoint trained with --encoding steps \\(the default\\) or tracks"
+    )
+    for run in (
+        lambda: accompany(folder, song_file, "bass", tmp_path / "a"),
+        lambda: infill(folder, song_file, "1-2", tmp_path / "i"),
+        lambda: harmonize(folder, song_file, tmp_path / "h"),
+    ):
+        with pytest.raises(UsageError, match=want) as caught:
+            run()
+        assert "\n" not in str(caught.value)

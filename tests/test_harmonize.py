@@ -1,5 +1,6 @@
-"""harmonize: the melody comes back note for note, the voices stay under it, whatever
-the model (accompany's mechanism with voices: musicgen.arrange)."""
+"""harmonize: every note of the melody file comes back note for note, the voices stay
+under its lowest sounding note, whatever the model (accompany's mechanism with voices:
+musicgen.arrange), on both part-keeping encodings."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from musicgen.encoding import get_encoding
 from musicgen.errors import UsageError, UserError
 from tests.music import Track, assert_arrangement_ready, untrained_checkpoint, write_test_midi
 
-# a melody in E major, 3/4, with a chord under its first note (only the top note is the
-# melody), a legato overlap (cut at the next onset) and a rest
+# a melody in E major, 3/4, with a chord under its first note, a legato overlap and a
+# rest: all of it is kept
 MELODY = [
     (76, 0, 1, 90),
     (68, 0, 1, 60),
@@ -29,16 +30,18 @@ MELODY = [
     (80, 6, 1.5, 90),  # after a one-quarter rest
     (78, 7.5, 1.5, 90),
 ]
+SPQ = 4  # the test checkpoints' grid: steps per quarter
 
 
-def _checkpoint(folder: Path, controls: bool) -> Path:
-    return untrained_checkpoint(folder, EncodingConfig(name="tracks", controls=controls))
+def _checkpoint(folder: Path, name: str, controls: bool) -> Path:
+    return untrained_checkpoint(folder, EncodingConfig(name=name, controls=controls))
 
 
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+@pytest.fixture(scope="module", params=["steps", "tracks"])
+def checkpoints(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpts")
-    return _checkpoint(root / "plain", False), _checkpoint(root / "steered", True)
+    name = request.param
+    return _checkpoint(root / "plain", name, False), _checkpoint(root / "steered", name, True)
 
 
 @pytest.fixture
@@ -73,31 +76,39 @@ def note_tracks(path: Path) -> dict[str, list[tuple[int, float, float]]]:
 
 
 def expected_melody() -> list[tuple[int, float, float]]:
-    return [
-        (76, 0.0, 1.0),
-        (75, 1.0, 2.0),  # cut at the next onset
-        (71, 2.0, 2.5),
-        (73, 2.5, 3.0),
-        (76, 3.0, 5.0),
-        (80, 6.0, 7.5),
-        (78, 7.5, 9.0),
-    ]
+    return sorted(
+        ((p, float(s), float(s + d)) for p, s, d, _ in MELODY), key=lambda n: (n[1], n[0])
+    )
+
+
+def melody_ceiling(melody: list[tuple[int, float, float]], steps: int) -> np.ndarray:
+    """Per grid step, the melody's lowest sounding pitch; where it rests, the last one;
+    before its first note, that note's."""
+    low = np.full(steps, 1 << 30)
+    for pitch, start, end in melody:
+        span = low[round(start * SPQ) : round(end * SPQ)]
+        np.minimum(span, pitch, out=span)
+    out, last = low.copy(), None
+    for t in range(steps):
+        if low[t] < 1 << 30:
+            last = low[t]
+        out[t] = last if last is not None else low[low < 1 << 30][0]
+    return out
 
 
 def assert_harmonized(path: Path, melody: list[tuple[int, float, float]], name: str = "Flute"):
     """The melody's track is exactly `melody`, with its name and program; every voice
-    note starts below the melody note that began last (the first before it begins);
+    note starts below the melody's lowest sounding note (the last one where it rests);
     the voices have tracks of their own."""
     mid, tracks = assert_arrangement_ready(path)
     notes = note_tracks(path)
     assert notes[name] == melody
     voices = [n for n in notes if n != name]
     assert voices and any(notes[v] for v in voices), "an untrained model still writes voices"
-    onsets = np.array([start for _, start, _ in melody])
+    ceiling = melody_ceiling(melody, round(max(e for _, _, e in melody) * SPQ) + 64)
     for voice in voices:
         for pitch, start, _ in notes[voice]:
-            latest = max(int(np.searchsorted(onsets, start, side="right")) - 1, 0)
-            assert pitch < melody[latest][0], (voice, pitch, start)
+            assert pitch < ceiling[round(start * SPQ)], (voice, pitch, start)
     return tracks
 
 
@@ -127,7 +138,33 @@ def test_melody_in_another_key_and_metre(checkpoints, tmp_path):
     notes = [(62 + s, i * 1.5, 1.5, 80) for i, s in enumerate([0, 3, 7, 5, 3, 2, 0, -2])]
     write_test_midi(path, [Track(notes)], time_signatures=((0.0, 6, 8),))
     (f,) = harmonize(checkpoints[0], path, tmp_path / "out", sample=SampleConfig(seed=1))
-    assert_harmonized(f.path, [(p, s, s + d) for p, s, d, _ in notes], name="Melody")
+    first = next(iter(note_tracks(f.path)))  # an unnamed part: named by its place (Soprano)
+    assert_harmonized(f.path, [(p, s, s + d) for p, s, d, _ in notes], name=first)
+
+
+def test_every_part_of_the_melody_file_is_kept(checkpoints, tmp_path):
+    """A file of a tune and a held second line: both kept note for note on their own
+    tracks; the voices go under the lower."""
+    path = tmp_path / "two.mid"
+    tune = [(72 + (i % 3), float(i), 1.0, 90) for i in range(6)]
+    drone = [(64, 0.0, 3.0, 60), (62, 3.0, 3.0, 60)]
+    write_test_midi(path, [Track(tune, name="Tune"), Track(drone, program=42, name="Drone")])
+    (f,) = harmonize(checkpoints[1], path, tmp_path / "out", sample=SampleConfig(seed=5))
+    notes = note_tracks(f.path)
+    assert notes["Tune"] == [(p, s, s + d) for p, s, d, _ in tune]
+    assert notes["Drone"] == [(p, s, s + d) for p, s, d, _ in drone]
+    for voice in (n for n in notes if n not in ("Tune", "Drone")):
+        assert all(pitch < (64 if start < 3 else 62) for pitch, start, _ in notes[voice])
+
+
+def test_notes_out_of_the_model_range_are_written_and_told(checkpoints, tmp_path):
+    path = tmp_path / "high.mid"
+    tune = [(72, 0.0, 1.0, 90), (125, 1.0, 1.0, 90), (74, 2.0, 2.0, 90)]
+    write_test_midi(path, [Track(tune, name="Tune")])
+    told: list[str] = []
+    (f,) = harmonize(checkpoints[0], path, tmp_path / "out", on_note=told.append)
+    assert note_tracks(f.path)["Tune"] == [(p, s, s + d) for p, s, d, _ in tune]
+    assert any("1 note(s) of the song lie outside this model's pitch range" in t for t in told)
 
 
 def test_a_melody_file_of_several_tunes_harmonizes_the_first(checkpoints, tmp_path):
@@ -151,7 +188,7 @@ def test_harmonize_errors(checkpoints, melody_file, tmp_path):
     remi = tmp_path / "remi"
     config = RunConfig(encoding=EncodingConfig(name="remi"))
     ckpt.save_config(remi, config, len(get_encoding(config.encoding).vocab), {})
-    with pytest.raises(UsageError, match="tracks checkpoint"):
+    with pytest.raises(UsageError, match="remi encoding, which cannot keep a song; .*steps"):
         harmonize(remi, melody_file, tmp_path / "p")
     drums = tmp_path / "drums.mid"
     write_test_midi(drums, [Track([(36, 0, 1, 80)], channel=9)])

@@ -164,10 +164,9 @@ def test_the_grammar_refuses_holds_of_silent_pitches_and_empty_silences():
     assert mask[ENC.vocab.id("Position_8")]  # silences the part
 
 
-def test_a_steps_checkpoint_generates_arrangements_and_accompany_refuses_it(tmp_path):
+def test_a_steps_checkpoint_generates_arrangements_and_accompanies(tmp_path):
     from musicgen import checkpoint as ckpt
     from musicgen.arrange import accompany
-    from musicgen.errors import UsageError
     from musicgen.generate import generate
     from musicgen.midi_io import write_midi
     from tests.music import assert_arrangement_ready, untrained_checkpoint
@@ -186,5 +185,5 @@ def test_a_steps_checkpoint_generates_arrangements_and_accompany_refuses_it(tmp_
         ]
     song = tmp_path / "song.mid"
     write_midi(Score(parts=[Part(0, [note(60, 0, 1)])], end=4.0), song)
-    with pytest.raises(UsageError, match="needs a tracks checkpoint"):
-        accompany(folder, song, "drums", tmp_path / "a")
+    (out,) = accompany(folder, song, "drums", tmp_path / "a")  # steps keeps a song
+    assert [n.pitch for n in out.music.parts[0].notes] == [60]

@@ -141,6 +141,7 @@ class Encoding(ABC):
     has_parts: bool = False  # keeps every part (instrument) apart: Program header, Track tokens
     counts_bars: bool = False  # a piece's length is counted in bars (else in seconds)
     takes_controls: bool = False  # can open every bar with Key and Density control tokens
+    keeps_songs: bool = False  # can force a user's notes into its stream (accompany, infill)
 
     def __init__(self, config: EncodingConfig):
         config.validate()

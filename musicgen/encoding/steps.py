@@ -121,6 +121,12 @@ class StepsEncoding(TracksEncoding):
         ids.append(EOS)
         return Encoded(np.array(ids, dtype=np.int32), dropped)
 
+    def part_changes(self, grid: list[GridOnset], drum: bool) -> dict[int, Change]:
+        """{step: (held, started)} where one part's sounding notes change, as `encode`
+        lists them (`grid`: the part's grid notes, `layout().grids`); pitches falling."""
+        changes = _changes([grid], [drum], Counter())
+        return {step: parts[0] for step, parts in changes.items()}
+
     def _part_grid(self, part: Part, dropped: Counter) -> list[GridOnset]:
         if part.is_drum:
             return super()._part_grid(part, dropped)
@@ -351,6 +357,13 @@ class StepsGrammar(TracksGrammar):
             mask[self.r[BAR][0]] = self.length is None or self.bars < self.length
             mask[EOS] = self.length is None or self.bars == self.length
         return mask
+
+    def copy(self) -> StepsGrammar:
+        """An independent grammar in the same state (the encoding is shared)."""
+        twin = super().copy()
+        twin.sounding = [set(pitches) for pitches in self.sounding]
+        twin.listed = None if self.listed is None else set(self.listed)
+        return twin
 
     def _sounds(self, part: int) -> bool:
         return bool(self.sounding[part])

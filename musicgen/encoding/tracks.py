@@ -31,6 +31,7 @@ Track_* and Drum_*.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ class TracksEncoding(RemiEncoding):
     has_parts = True
     counts_bars = True
     takes_controls = True
+    keeps_songs = True
 
     # ------------------------------------------------------------------ vocabulary
 
@@ -132,6 +134,14 @@ class TracksEncoding(RemiEncoding):
             self.kinds[lo : lo + count] = kind
             self.values[lo : lo + count] = np.arange(count)
         self._kinds_list, self._values_list = self.kinds.tolist(), self.values.tolist()
+
+    def token_kind(self, token_id: int) -> int:
+        """The kind of a token id (BAR, POSITION, PITCH, ... as the module constants)."""
+        return self._kinds_list[token_id]
+
+    def token_value(self, token_id: int) -> int:
+        """The value a token id carries (a position, a pitch, a part, a bin)."""
+        return self._values_list[token_id]
 
     def program_id(self, program: int) -> int:
         """Id of Program_<program> (DRUM_PROGRAM: Program_drums)."""
@@ -172,6 +182,20 @@ class TracksEncoding(RemiEncoding):
         ]
         key = self._key_id(pitched) if self.config.controls else None
         return PartsLayout(parts, grids, bars, tempo_bins, key)
+
+    def layout(self, score: Score, dropped: Counter | None = None) -> PartsLayout:
+        """The score as `encode` lays it out: canonical parts (at most max_parts), their
+        grid notes, bars, bar tempos and key. Losses are counted in `dropped`."""
+        return self._layout(score, Counter() if dropped is None else dropped)
+
+    def bar_opening(self, layout: PartsLayout, i: int, notes: int | None) -> list[int]:
+        """Bar i's opening ids after its Bar token: [Key] (controls), [Density] (controls,
+        of `notes` notes; left out when `notes` is None: not known), TimeSig and Tempo
+        where they change."""
+        ids = layout.opening(self, i, [None] * (notes or 0))[1:]
+        if layout.key is not None and notes is None:
+            del ids[1]
+        return ids
 
     def _limit_parts(self, parts: list[Part], dropped: Counter) -> list[Part]:
         """At most `max_parts` parts: the smallest pitched part merges into the one of
@@ -403,6 +427,12 @@ class TracksGrammar(Grammar):
     def elapsed(self) -> float:
         return float(self.bars)
 
+    def copy(self) -> TracksGrammar:
+        """An independent grammar in the same state (the encoding is shared)."""
+        twin = copy.copy(self)
+        twin.programs, twin.velocity = list(self.programs), list(self.velocity)
+        return twin
+
     def _set(self, mask: np.ndarray, kind: int, lo: int = 0, hi: int | None = None) -> None:
         """Allow values lo..hi-1 of a token kind (all of them by default)."""
         first, end = self.r[kind]
@@ -485,6 +515,12 @@ class TracksGrammar(Grammar):
         token_id = self._check(token_id, self.enc.vocab)
         if self.phase != PHASE_DONE:
             self._apply(token_id)
+
+    def advance_allowed(self, token_id: int) -> None:
+        """`advance` past an id the caller took from `allowed()` (a grammar that wraps
+        this one and has checked it), without computing the mask again."""
+        if self.phase != PHASE_DONE:
+            self._apply(int(token_id))
 
     def _apply(self, token_id: int) -> None:
         """Move on past an allowed id."""
