@@ -72,6 +72,7 @@ CONTEXT_BARS = 2  # accompany mode: bars the network hears before the one it wri
 MAX_TOKENS_PER_BAR = 2000  # safety net
 PITCHED_CHANNELS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15)
 DEFAULT_ADD = "drums,bass"
+LOOKAHEAD_BARS = 1  # continue: bars sampled past the one played (held notes keep their length)
 CONTINUE_AHEAD_BARS = 2  # continue mode keeps this many bars sampled ahead
 AHEAD_MARGIN = 1.5  # accompany asks this many times its last bar's sampling time ahead
 
@@ -242,19 +243,26 @@ class ContinueMusic:
         self.channels = dict(zip(self.part_channel, self.programs, strict=True))
         self.player_program = 0
         self.ahead = 4.0 * CONTINUE_AHEAD_BARS
-        self.done_until = 0.0  # quarters of the stream decoded so far
+        self.bar_ends: list[float] = []  # quarters: where each sampled bar ends
+        self.played = 0  # bars handed out
+        self.score = Score()  # the stream decoded so far
 
     def bar(self, start: float, heard: list[LiveNote]) -> LiveBar | None:
-        """The stream's next bar; None once the piece has ended."""
+        """The stream's next bar; None once the piece has ended. The stream is sampled
+        `LOOKAHEAD_BARS` past the bar handed out, so a note sounding over the bar line
+        keeps its length (steps and remi say when a note ends only where it ends)."""
         stream = self.stream
-        if stream.done:
+        while len(self.bar_ends) <= self.played + LOOKAHEAD_BARS and not stream.done:
+            stream.to_next_bar()
+            ids = stream.ids[:-1] if stream.ids[-1] in (self.net.bar_id, EOS) else stream.ids
+            self.score = self.net.encoding.decode(ids)
+            self.bar_ends.append(self.score.length)
+        if self.played >= len(self.bar_ends):
             return None
-        stream.to_next_bar()
-        ids = stream.ids[:-1] if stream.ids[-1] in (self.net.bar_id, EOS) else stream.ids
-        score = self.net.encoding.decode(ids)
-        begin, end = self.done_until, score.length
-        self.done_until = end
-        notes = bar_notes(score, begin, end, self.part_channel)
+        begin = self.bar_ends[self.played - 1] if self.played else 0.0
+        end = self.bar_ends[self.played]
+        self.played += 1
+        notes = bar_notes(self.score, begin, end, self.part_channel)
         return LiveBar(0.0, end - begin, notes).moved_to(start)
 
     def reply(self, phrase: list[LiveNote]) -> Iterator[LiveBar]:

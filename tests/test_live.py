@@ -348,10 +348,11 @@ def test_answer_drops_a_reply_begun_early_when_the_player_plays_on():
 # ----------------------------------------------------------------------------- the modes
 
 
-@pytest.fixture(scope="module")
-def tracks_checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("live") / "tracks"
-    return untrained_checkpoint(folder, EncodingConfig(name="tracks", controls=True))
+@pytest.fixture(scope="module", params=["tracks", "steps"])
+def tracks_checkpoint(tmp_path_factory, request):
+    """An untrained checkpoint of each part encoding (the bundled models are steps)."""
+    folder = tmp_path_factory.mktemp("live") / request.param
+    return untrained_checkpoint(folder, EncodingConfig(name=request.param, controls=True))
 
 
 def request(mode: str, **kw) -> live_music.LiveRequest:
