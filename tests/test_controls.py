@@ -637,6 +637,23 @@ def test_generate_imposes_controls(checkpoints, tmp_path):
         assert last_bar and {n.pitch % 12 for n in last_bar} <= {10, 1, 5}  # Bb minor's triad
 
 
+def test_generate_closes_a_steps_piece_on_the_tonic_chord_over_a_tonic(tmp_path):
+    from musicgen.generate import generate
+
+    config = EncodingConfig(name="steps", controls=True)
+    folder = untrained_checkpoint(tmp_path / "steps", config)
+    encoding = get_encoding(config)
+    files = generate(folder, tmp_path / "out", num=3, bars=3, key="Bb minor", time_signature="4/4")
+    for f in files:
+        score = encoding.decode(f.ids)
+        assert score.length == 3 * 4.0
+        pitched = [n for p in score.parts if p.program != DRUM_PROGRAM for n in p.notes]
+        changes = {t for n in pitched for t in (n.start, n.end) if 8.0 <= t < 12.0} | {8.0}
+        for t, sounding in _sounding_at(score, changes).items():
+            assert sounding and {p % 12 for p in sounding} <= {10, 1, 5}, (t, sounding)
+            assert sounding[0] % 12 == 10, (t, sounding)  # a Bb lowest
+
+
 def test_generate_without_controls_keeps_metre_and_refuses_key(checkpoints, tmp_path):
     from musicgen.cli import main
     from musicgen.generate import generate
