@@ -31,6 +31,7 @@ installed one):
         --sections key                                     # a quick look at a few keys
     [--checkpoint checkpoints/bach] [--seeds 0,1,2,3] [--num 4] [--temperature 0.8]
     [--densities low,medium,high] [--workers 2] [--json results.json] [--quick]
+    [--keep pieces/]                          # keep the written pieces, to look at the misses
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def main() -> int:
     results = {"checkpoint": str(folder), "controls": controls, "args": vars(args)}
     with tempfile.TemporaryDirectory(prefix="bench-controls-") as tmp:
         with ProcessPoolExecutor(args.workers) as pool:
-            run = _Runner(pool, folder, Path(tmp), args, seeds)
+            run = _Runner(pool, folder, Path(args.keep or tmp), args, seeds)
             if "key" in args.sections and controls:
                 results["key"] = _keys(run, args)
             bars = int(_items(args.bars)[0])
@@ -119,6 +120,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=0.8, help="the CLI's default")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--keep",
+        help="write the pieces into this folder and keep them (the json names "
+        "each piece whose key analysis missed the asked key)",
+    )
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
     args = parser.parse_args()
     if args.quick:
@@ -189,6 +195,7 @@ def _judge(encoding, path: Path, ids) -> dict:
     bars = bar_grid(score)
     timesigs = {t for t in encoding.describe(ids) if t.startswith("TimeSig_")}
     return {
+        "path": str(path),
         "music21_key": parse_key(music21_key(score)),
         "our_key": find_key([n.pitch for n in score.notes], [n.end - n.start for n in score.notes]),
         "metres": {(num, den) for _, _, num, den in bars},
@@ -244,6 +251,9 @@ def _key_figures(asked: tuple[int, int], pieces: list[dict]) -> dict:
         "asked": _share([p["music21_key"] == asked for p in pieces]),
         "relative": _share([p["music21_key"] == relative_key(*asked) for p in pieces]),
         "find_key": _share([p["our_key"] == asked for p in pieces]),
+        "missed": {
+            p["path"]: key_name(*p["music21_key"]) for p in pieces if p["music21_key"] != asked
+        },
     }
 
 

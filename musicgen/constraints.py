@@ -36,6 +36,13 @@ it), and the two bars before it stay in the key's scale, harmonic minor in minor
 the leading tone is raised and the subtonic (F major's dominant, C, when D minor is
 asked) cannot pull the ear to the relative major. Tried and dropped: a dominant
 seventh chord for the whole bar before the last (it weights the dominant key's notes).
+"Lowest" depends on the order an encoding writes: remi's pitches rise within an onset,
+so its first pitch is the lowest (tracks puts the first part's note there); steps lists
+at each step the parts that change (header order: a chorale's bass last), each with its
+whole sounding set from the top, and a part not listed goes on sounding. There the rules
+hold for what sounds at every step, held notes and unlisted parts included: the bass
+(or whichever part goes lowest) takes the tonic under the others, and a note carried
+over a closing bar line out of the key is mended on the downbeat (`_SoundingCadence`).
 
 Pure numpy; `generate.py` wraps each piece's grammar, `musicgen.harmonize` has a
 wrapper of its own for melodies built on the same idea.
@@ -66,7 +73,9 @@ from musicgen.encoding.remi import (
     density_level,
     density_range,
 )
+from musicgen.encoding.tracks import DRUM, HOLD, PROGRAM, TRACK
 from musicgen.errors import UsageError
+from musicgen.score import DRUM_PROGRAM
 
 PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -217,6 +226,9 @@ class Controls:
     velocity_ids: tuple[int, int] = (0, 0)  # (first, end) id range of the Velocity tokens
     # with a key: bool[vocab], False at the Pitch ids that are not the tonic
     tonic: np.ndarray | None = field(default=None, compare=False, repr=False)
+    cadence_key: tuple[int, int] | None = None  # with a key: (tonic pitch class, mode)
+    # the ids to follow what each part sounds by, on an encoding that lists it (steps)
+    sounding: SoundingIds | None = None
 
     @property
     def empty(self) -> bool:
@@ -283,6 +295,8 @@ class Controls:
             position_ids=r[POSITION],
             velocity_ids=r[VELOCITY],
             tonic=tonic_mask,
+            cadence_key=asked_key if closing else None,
+            sounding=SoundingIds.of(encoding) if closing else None,
         )
         return cls(key_id, density_id, signature_id, tempo_id, groups, closing, **kinds)
 
@@ -381,16 +395,24 @@ class CadenceGrammar(NarrowedGrammar):
     """A grammar whose closing bars cadence in the asked key (see the module's notes).
 
     With `bars` the piece's length in bars and `inner.elapsed` the bars begun, the bar
-    `k` bars before the last ANDs `controls.closing[-1 - k]` into the inner mask. In the
-    last bar, the first pitched note after each Position (the onset's lowest note in
-    remi, whose pitches rise within an onset) must be a tonic (`controls.tonic`), and
-    EOS waits for a note, so the piece ends on a sounding root-position tonic chord (in
-    a multi-part encoding whose parts come in a fixed order at an onset, the first
-    part's note is the tonic). Ids are told apart by the id ranges the controls carry
-    (Bar, Position, Pitch, Velocity), so any remi-based encoding works and other kinds
-    (drums) are never narrowed. The mask never narrows to nothing: where it would, the
-    inner grammar's is used (a pitch outside the key, only if the grammar demands a
-    pitch that none of the key's pitches can be).
+    `k` bars before the last ANDs `controls.closing[-1 - k]` into the inner mask (the
+    key's pitch classes, at every id that sounds a pitch). The lowest note of the last
+    bar's chords is a tonic, by the rule that fits the order the encoding writes:
+
+    - onsets (remi, tracks): the first pitched note after each Position (the onset's
+      lowest note in remi, whose pitches rise within an onset; in tracks, whose parts
+      come in a fixed order at an onset, the first part's note) must be a tonic, and
+      EOS waits for a note of the last bar;
+    - sounding sets (steps, `controls.sounding`: each step lists the parts that
+      change, parts in header order and each part's notes highest first, and a part
+      not listed goes on sounding): `_SoundingCadence`. The notes that sound at every
+      step of the last bar, held ones and those of parts not listed included, are of
+      the tonic triad with a tonic lowest, and in the bars before it of the scale.
+
+    Ids are told apart by the id ranges the controls carry, so any remi-based encoding
+    works and other kinds (drums) are never narrowed. The mask never narrows to
+    nothing: where it would, the inner grammar's is used (a pitch outside the key,
+    only if the grammar demands a pitch that none of the key's pitches can be).
     """
 
     def __init__(
@@ -403,6 +425,9 @@ class CadenceGrammar(NarrowedGrammar):
         self.velocity_lo, self.velocity_hi = controls.velocity_ids
         self.tonic = controls.tonic
         self.notes_in_bar, self.onset = 0, False
+        self.sounding: _SoundingCadence | None = None
+        if controls.sounding is not None and controls.cadence_key is not None:
+            self.sounding = _SoundingCadence(controls.sounding, *controls.cadence_key)
         for token_id in history:
             self._observe(int(token_id))
 
@@ -412,9 +437,18 @@ class CadenceGrammar(NarrowedGrammar):
         if self.inner.elapsed < 1 or not 0 <= left < len(self.closing):
             return inner
         mask = inner & self.closing[-1 - left]
-        if left == 0 and self.onset and self.tonic is not None:
+        if self.sounding is not None:
+            self.sounding.narrow(mask, len(self.closing) - 1 - left)
+        else:
+            self._narrow_onsets(mask, inner, last=left == 0)
+        return mask if mask.any() else inner  # never a dead end
+
+    def _narrow_onsets(self, mask: np.ndarray, inner: np.ndarray, last: bool) -> None:
+        """The onset rule (remi, tracks): a tonic first after a Position, EOS after a
+        note of the last bar; no Velocity where no pitch of the key could follow."""
+        if last and self.onset and self.tonic is not None:
             mask &= self.tonic
-        if left == 0 and self.notes_in_bar == 0:
+        if last and self.notes_in_bar == 0:
             mask[EOS] = False
         lo, hi = self.pitch_lo, self.pitch_hi
         if inner[lo:hi].any() and not mask[lo:hi].any():
@@ -422,9 +456,10 @@ class CadenceGrammar(NarrowedGrammar):
             # Velocity either, where an encoding sets it before a pitch (tracks), or
             # the next pitch would have to leave the key
             mask[self.velocity_lo : self.velocity_hi] = False
-        return mask if mask.any() else inner  # never a dead end
 
     def _observe(self, token_id: int) -> None:
+        if self.sounding is not None:
+            self.sounding.observe(token_id)
         if token_id == self.bar_id:
             self.notes_in_bar = 0
         elif self.pitch_lo <= token_id < self.pitch_hi:
@@ -433,3 +468,226 @@ class CadenceGrammar(NarrowedGrammar):
             self.onset = True  # until this onset's first pitched note
         elif self.pitch_lo <= token_id < self.pitch_hi or token_id == self.bar_id:
             self.onset = False
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True)
+class SoundingIds:
+    """The id ranges ((first, end)) by which a stream that lists, at each step, the
+    whole sounding set of the parts that change (steps: `Track_i`, then `Hold_n` for a
+    note that goes on and `Pitch_n` for one that starts) is followed. Build with
+    `SoundingIds.of(encoding)`."""
+
+    programs: tuple[int, int]
+    drums_program: int  # the Program id of a drum kit
+    tracks: tuple[int, int]
+    holds: tuple[int, int]
+    pitches: tuple[int, int]
+    drums: tuple[int, int]
+    velocities: tuple[int, int]
+    positions: tuple[int, int]
+    bar: int
+    pitch_min: int  # the pitch of the first Pitch and Hold id
+
+    @classmethod
+    def of(cls, encoding: Encoding) -> SoundingIds | None:
+        """The ids of an encoding whose vocabulary has Hold and Track tokens, else None
+        (its notes carry their own durations)."""
+        r = getattr(encoding, "id_range", {})
+        if HOLD not in r or TRACK not in r or PROGRAM not in r:
+            return None
+        return cls(
+            programs=r[PROGRAM],
+            drums_program=r[PROGRAM][0] + DRUM_PROGRAM,
+            tracks=r[TRACK],
+            holds=r[HOLD],
+            pitches=r[PITCH],
+            drums=r[DRUM],
+            velocities=r[VELOCITY],
+            positions=r[POSITION],
+            bar=encoding.first_id[BAR],
+            pitch_min=encoding.config.pitch_min,
+        )
+
+
+class _Sounding:
+    """What each part of a steps stream sounds, read id by id (steps.py's rules): a
+    Position opens a step; notes right after it belong to the part the stream goes
+    on with, a Track opens another part's group; a group becomes what its part sounds
+    when the next Track, Position, Bar or EOS closes it (an empty one silences the
+    part); a part not listed goes on sounding. Drum parts never sound on."""
+
+    def __init__(self, ids: SoundingIds):
+        self.ids = ids
+        self.drum: list[bool] = []  # per part, in header order
+        self.notes: list[set[int]] = []  # per part: the pitches it sounds
+        self.part: int | None = None  # the part whose group is open or goes on
+        self.group: set[int] | None = None  # the open group's pitches so far
+        self.at_position = False  # a Position read, its first group not begun
+        self.stepped = False  # a Position read in this bar
+
+    def observe(self, token_id: int) -> None:
+        ids = self.ids
+        if ids.programs[0] <= token_id < ids.programs[1]:
+            self.drum.append(token_id == ids.drums_program)
+            self.notes.append(set())
+            return
+        position = ids.positions[0] <= token_id < ids.positions[1]
+        track = ids.tracks[0] <= token_id < ids.tracks[1]
+        if position or track or token_id in (ids.bar, EOS):
+            self._close(empty=not track)
+        if position:
+            self.at_position = self.stepped = True
+        elif token_id == ids.bar:
+            self.stepped = False
+        elif track:
+            self.part, self.group, self.at_position = token_id - ids.tracks[0], set(), False
+        elif self._in(token_id, ids.pitches, ids.holds, ids.drums, ids.velocities):
+            if self.group is None:  # the part that goes on, right after a Position
+                self.group, self.at_position = set(), False
+            for lo, hi in (ids.pitches, ids.holds):
+                if lo <= token_id < hi:
+                    self.group.add(token_id - lo + ids.pitch_min)
+
+    @staticmethod
+    def _in(token_id: int, *ranges: tuple[int, int]) -> bool:
+        return any(lo <= token_id < hi for lo, hi in ranges)
+
+    def _close(self, empty: bool) -> None:
+        """The open group becomes its part's notes; `empty`: a Position with no group
+        after it lists the part that goes on with no notes (a Track does not)."""
+        if empty and self.at_position and self.part is not None:
+            self.group = set()
+        if self.group is not None and self.part is not None:
+            self.notes[self.part] = set() if self.drum[self.part] else self.group
+        self.group, self.at_position = None, False
+
+    def closed(self) -> list[int]:
+        """The pitches that would sound if the step ended now."""
+        out: list[int] = []
+        for part, notes in enumerate(self.notes):
+            if part == self.part and self.group is not None:
+                notes = self.group
+            elif part == self.part and self.at_position:
+                notes = set()
+            if not self.drum[part]:
+                out.extend(notes)
+        return out
+
+    def settled(self, upto: int) -> list[int]:
+        """The pitches the parts before part `upto` sound at this step if the stream
+        lists no more of them: the open group's (as far as written) for its part."""
+        out: list[int] = []
+        for part in range(min(upto, len(self.notes))):
+            notes = self.notes[part]
+            if part == self.part and self.group is not None:
+                notes = self.group
+            if not self.drum[part]:
+                out.extend(notes)
+        return out
+
+    def pitched_from(self, part: int) -> bool:
+        """Whether a pitched part comes at or after `part` in the header."""
+        return not all(self.drum[part:])
+
+
+class _SoundingCadence:
+    """The closing bars on a sounding-set encoding (steps). With `ok` the pitches the
+    bar may sound (the scale; in the last bar the tonic triad) the masks keep, at
+    every moment, a way to a step whose sounding notes are all `ok` and, in the last
+    bar, whose lowest note is a tonic:
+
+    - a step ends (Position, Bar, EOS) only then, except that the bar's first step may
+      come at its downbeat (Position_0) to mend what the bar took over; EOS only with
+      a note sounding;
+    - a Track only if the parts it passes over (they go on as they are) are `ok`, and
+      in the last bar their lowest note is a tonic or a later pitched part could still
+      sound a tonic below it;
+    - a note (Pitch, Hold; its Velocity) of the open part, in the last bar, only if the
+      lowest of it and the notes settled before it is a tonic, or a later pitched
+      part could still sound one below. In a chorale (parts highest first, the bass
+      last) the upper voices are free and the bass takes the tonic under them.
+    """
+
+    def __init__(self, ids: SoundingIds, tonic: int, mode: int):
+        self.state = _Sounding(ids)
+        self.ok = [_pitch_table(tonic, APPROACH_DEGREES[mode])] * APPROACH_BARS
+        self.ok.append(_pitch_table(tonic, FINAL_DEGREES[mode]))
+        self.tonic = _pitch_table(tonic, (0,))
+        in_range = np.arange(128) >= ids.pitch_min
+        # tonic_below[p]: a tonic in range lies below pitch p
+        self.tonic_below = np.concatenate(([False], np.cumsum(self.tonic & in_range)[:-1] > 0))
+
+    def observe(self, token_id: int) -> None:
+        self.state.observe(token_id)
+
+    def narrow(self, mask: np.ndarray, bar: int) -> None:
+        """Narrow `mask` in closing bar `bar` (0-based; the last is APPROACH_BARS)."""
+        if all(self.state.drum):
+            return  # no pitched part (yet): nothing sounds a key
+        ok, last = self.ok[bar], bar == len(self.ok) - 1
+        self._ends(mask, ok, last)
+        self._tracks(mask, ok, last)
+        self._notes(mask, ok, last)
+
+    def _fits(self, notes: list[int], ok: np.ndarray, last: bool, mendable: bool) -> bool:
+        """Whether settled `notes` can be part of a closing step: all `ok`, and in the
+        last bar some note sounding and the lowest a tonic (or, `mendable`, later parts
+        could still add a tonic below)."""
+        if not all(ok[p] for p in notes):
+            return False
+        if not last or not notes:
+            return not last or mendable
+        low = min(notes)
+        return bool(self.tonic[low] or (mendable and self.tonic_below[low]))
+
+    def _ends(self, mask: np.ndarray, ok: np.ndarray, last: bool) -> None:
+        state, ids = self.state, self.state.ids
+        sounding = state.closed()
+        if not self._fits(sounding, ok, last, mendable=False):
+            lo, hi = ids.positions
+            downbeat = bool(mask[lo]) and not state.stepped
+            mask[lo:hi] = False
+            mask[lo] = downbeat
+            mask[ids.bar] = mask[EOS] = False
+
+    def _tracks(self, mask: np.ndarray, ok: np.ndarray, last: bool) -> None:
+        state, (lo, hi) = self.state, self.state.ids.tracks
+        for offset in np.flatnonzero(mask[lo:hi]):
+            part = int(offset)
+            mendable = state.pitched_from(part)
+            if not self._fits(state.settled(part), ok, last, mendable):
+                mask[lo + part] = False
+
+    def _notes(self, mask: np.ndarray, ok: np.ndarray, last: bool) -> None:
+        state, ids = self.state, self.state.ids
+        part = state.part
+        if part is None or part >= len(state.drum):
+            return
+        later = state.pitched_from(part + 1)
+        if state.drum[part]:  # its hits settle the parts before it
+            if not self._fits(state.settled(part), ok, last, mendable=later):
+                mask[ids.drums[0] : ids.drums[1]] = False
+                mask[ids.velocities[0] : ids.velocities[1]] = False
+            return
+        settled = state.settled(part) + sorted(state.group or ())
+        fine = np.ones(128, dtype=bool)
+        if not all(ok[p] for p in settled):
+            fine[:] = False  # the parts before this one must be listed first
+        elif last:
+            lowest = np.minimum(np.arange(128), min(settled, default=127))
+            fine = self.tonic[lowest] | (later & self.tonic_below[lowest])
+        for lo, hi in (ids.pitches, ids.holds):
+            mask[lo:hi] &= fine[ids.pitch_min : ids.pitch_min + hi - lo]
+        top = ids.pitch_min + ids.pitches[1] - ids.pitches[0]  # above the highest Pitch
+        ceiling = min(min(state.group) if state.group else top, top)  # a group's pitches fall
+        pitch = np.arange(128)
+        if not (fine & ok & (pitch >= ids.pitch_min) & (pitch < ceiling)).any():
+            mask[ids.velocities[0] : ids.velocities[1]] = False  # no new note could follow
+
+
+def _pitch_table(tonic: int, degrees: Iterable[int]) -> np.ndarray:
+    """bool[128]: True at the MIDI pitches `degrees` semitones above `tonic` (mod 12)."""
+    return np.isin((np.arange(128) - tonic) % 12, list(degrees))

@@ -39,6 +39,7 @@ from musicgen.encoding.remi import (
     find_key,
 )
 from musicgen.errors import UsageError
+from musicgen.score import DRUM_PROGRAM, Note, Part, Score
 from tests.music import make_score, untrained_checkpoint
 
 PLAIN = RemiEncoding(EncodingConfig(name="remi"))
@@ -506,6 +507,106 @@ def test_without_a_key_or_a_length_no_cadence_is_imposed():
         key_only.advance(token_id)
 
 
+# ----------------------------------------------------------------------------- cadence on steps
+
+STEPS = get_encoding(
+    EncodingConfig(
+        name="steps",
+        controls=True,
+        pitch_min=36,
+        pitch_max=72,
+        max_bar_quarters=4,
+        tempo_bins=4,
+        max_parts=4,
+        include_drums=True,
+    )
+)
+
+
+def _sounding_at(score: Score, times) -> dict[float, list[int]]:
+    """{time: the pitches sounding then, across the pitched parts} of a decoded score."""
+    notes = [n for part in score.parts if part.program != DRUM_PROGRAM for n in part.notes]
+    return {t: sorted(n.pitch for n in notes if n.start <= t < n.end) for t in times}
+
+
+@pytest.mark.parametrize(("metre", "quarters"), [("4/4", 4.0), ("3/4", 3.0)])
+def test_cadence_on_steps_holds_at_every_step_held_notes_and_silent_parts_included(metre, quarters):
+    """Random walks of the grammar (any parts, drums among them, listed in any way the
+    grammar allows): wherever the sounding notes change in the closing bars, and at each
+    bar line, what sounds is of D harmonic minor before the last bar and of D minor's
+    triad with a D lowest in it; the piece keeps its length and ends on a chord."""
+    controls = Controls.request(STEPS, key="D minor", time_signature=metre)
+    rng = np.random.default_rng(11)
+    for _ in range(25):
+        grammar = controls.wrap(STEPS.grammar(5), [])
+        assert isinstance(grammar, CadenceGrammar)
+        score = STEPS.decode(sample_uniformly(grammar, rng, limit=20000))
+        assert score.length == 5 * quarters
+        pitched = [n for p in score.parts if p.program != DRUM_PROGRAM for n in p.notes]
+        closing = (5 - 1 - APPROACH_BARS) * quarters
+        changes = {t for n in pitched for t in (n.start, n.end) if closing <= t < 5 * quarters}
+        bar_lines = {closing + b * quarters for b in range(APPROACH_BARS + 1)}
+        for t, sounding in _sounding_at(score, changes | bar_lines).items():
+            if t < 4 * quarters:
+                assert {p % 12 for p in sounding} <= D_HARMONIC_MINOR, (t, sounding)
+            elif pitched:
+                assert sounding and {p % 12 for p in sounding} <= D_MINOR_TRIAD, (t, sounding)
+                assert sounding[0] % 12 == 2, (t, sounding)  # a D lowest
+
+
+CHORALE = get_encoding(EncodingConfig(name="steps", controls=True))
+
+
+def _chorale(final_bass: int) -> Score:
+    """Four voices (Soprano, Alto, Tenor, Bass: the steps order puts the bass last) in
+    D minor, half notes, 4 bars of 4/4: i iv | iv i | iv6 V | i, the soprano's A held
+    over the last bar line."""
+    chords = [
+        (69, 65, 62, 50),
+        (70, 67, 62, 55),
+        (70, 67, 62, 43),
+        (69, 65, 62, 50),
+        (70, 67, 62, 46),
+        (69, 64, 61, 45),
+        (69, 65, 62, final_bass),
+    ]
+    voices = [Part(52, name=name) for name in ("Soprano", "Alto", "Tenor", "Bass")]
+    for i, chord in enumerate(chords):
+        length = 4.0 if i == len(chords) - 1 else 2.0
+        for voice, pitch in zip(voices, chord, strict=True):
+            voice.notes.append(Note(pitch, 2.0 * i, 2.0 * i + length, 80))
+    soprano = voices[0].notes  # the A of the V chord goes on into the last bar
+    soprano[-2:] = [Note(69, 10.0, 16.0, 80)]
+    return Score(parts=voices, time_signatures=[(0.0, 4, 4)], tempos=[(0.0, 90.0)])
+
+
+def test_cadence_on_steps_lets_a_chorale_close_on_a_root_position_tonic():
+    controls = Controls.request(CHORALE, key="D minor")
+    good = CHORALE.encode(_chorale(final_bass=50)).ids
+    names = CHORALE.describe(good)
+    last_bar = names[len(names) - names[::-1].index("Bar") :]
+    assert last_bar[2:4] == ["Position_0", "Track_1"]  # the soprano goes on, not listed
+    grammar = CadenceGrammar(CHORALE.grammar(4), controls, bars=4)
+    for token_id in good:
+        assert grammar.allowed()[token_id], CHORALE.vocab.token(int(token_id))
+        grammar.advance(token_id)
+    assert grammar.done
+    # the same close over an A in the bass (a six-four chord): the bass, listed last,
+    # must take a D below the tenor's D instead (or cross above it, the tenor's D then
+    # being the lowest note)
+    bad = CHORALE.encode(_chorale(final_bass=57)).ids
+    grammar = CadenceGrammar(CHORALE.grammar(4), controls, bars=4)
+    for token_id in bad:
+        if not grammar.allowed()[token_id]:
+            break
+        grammar.advance(token_id)
+    assert CHORALE.vocab.token(int(token_id)) == "Pitch_57"
+    lo, hi = CHORALE.id_range[PITCH]
+    pitches = {int(CHORALE.values[i]) for i in np.flatnonzero(grammar.allowed()[lo:hi]) + lo}
+    triad_above = {p for p in range(62, 109) if p % 12 in D_MINOR_TRIAD}
+    assert pitches == {26, 38, 50} | triad_above
+
+
 # ----------------------------------------------------------------------------- generate
 
 
@@ -535,6 +636,23 @@ def test_generate_imposes_controls(checkpoints, tmp_path):
         assert f.bars == 3
         last_bar = [n for n in ENC.decode(f.ids).notes if n.start >= 2 * 3.0]  # 6/8: 3 quarters
         assert last_bar and {n.pitch % 12 for n in last_bar} <= {10, 1, 5}  # Bb minor's triad
+
+
+def test_generate_closes_a_steps_piece_on_the_tonic_chord_over_a_tonic(tmp_path):
+    from musicgen.generate import generate
+
+    config = EncodingConfig(name="steps", controls=True)
+    folder = untrained_checkpoint(tmp_path / "steps", config)
+    encoding = get_encoding(config)
+    files = generate(folder, tmp_path / "out", num=3, bars=3, key="Bb minor", time_signature="4/4")
+    for f in files:
+        score = encoding.decode(f.ids)
+        assert score.length == 3 * 4.0
+        pitched = [n for p in score.parts if p.program != DRUM_PROGRAM for n in p.notes]
+        changes = {t for n in pitched for t in (n.start, n.end) if 8.0 <= t < 12.0} | {8.0}
+        for t, sounding in _sounding_at(score, changes).items():
+            assert sounding and {p % 12 for p in sounding} <= {10, 1, 5}, (t, sounding)
+            assert sounding[0] % 12 == 10, (t, sounding)  # a Bb lowest
 
 
 def test_generate_without_controls_keeps_metre_and_refuses_key(checkpoints, tmp_path):
