@@ -136,16 +136,19 @@ def _inside(note: Note, window: tuple[float, float]) -> bool:
 
 
 def kept_parts(enc, plan, ids, window=None, rewrite=()) -> list[list[tuple]]:
-    """The decoded walk's user parts, in the song's canonical order."""
+    """The decoded walk's user parts, in the song's canonical order, ending at the
+    plan's end (a tracks note keeps its whole duration past an infill's last read bar;
+    steps ends it there, at EOS)."""
     decoded = enc.decode(ids)
     assert not decoded.dropped, decoded.dropped
     users = sorted(plan.user)
+    end = plan.end / SPQ
     out = []
     for i, h in enumerate(users):
         notes = decoded.parts[h].notes
         out.append(
             [
-                (n.pitch, n.start, n.end, n.velocity)
+                (n.pitch, n.start, min(n.end, end), n.velocity)
                 for n in notes
                 if not (window is not None and i in rewrite and _inside(n, window))
             ]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from musicgen.arrange import accompany, harmonize, infill
 from musicgen.config import SampleConfig
 from musicgen.midi_io import read_score, write_midi
-from musicgen.score import Score
+from musicgen.score import MusicError, Score
 from tests.test_arrange import band
 from tests.test_keep import songs
 
@@ -95,7 +95,10 @@ def test_infill_keeps_every_note_outside_the_window(tmp_path_factory, data):
     )[0]
     a = starts[first - 1]
     b = starts[last] if last < len(starts) else float("inf")
-    after = tracks_of(out.path) if out.notes or len(chosen) < len(names) else {}
+    try:
+        after = tracks_of(out.path)
+    except MusicError:  # every note was in the window and the model wrote none
+        after = {}
     for name, (program, notes) in before.items():
         if name not in after:  # a rewritten part left with no note is not written
             assert name in chosen and all(a <= n[1] < b for n in notes)
