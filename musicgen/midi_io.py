@@ -157,13 +157,9 @@ def _read_midi(path: Path) -> list[RawPiece]:
 
     try:
         data = path.read_bytes()
-        if count_midi_events(data, MAX_EVENTS) > MAX_EVENTS:
-            raise UnreadableFileError(f"too many events (more than {MAX_EVENTS})")
-        mid = mido.MidiFile(file=io.BytesIO(data))
-    except UnreadableFileError:
-        raise
-    except Exception as exc:  # mido raises many types on corrupt data
+    except Exception as exc:
         raise UnreadableFileError(f"not a readable MIDI file ({_reason(exc)})") from None
+    mid = _parse_midi(data)
     if mid.ticks_per_beat <= 0:
         raise UnreadableFileError("SMPTE time division is not supported")
     if not mid.tracks:
@@ -767,6 +763,19 @@ def _append_timed(
     return track
 
 
+def _parse_midi(data: bytes) -> mido.MidiFile:
+    """`data` parsed by mido, refused before parsing when it holds over MAX_EVENTS events;
+    UnreadableFileError with a one-line reason for anything mido cannot read."""
+    try:
+        if count_midi_events(data, MAX_EVENTS) > MAX_EVENTS:
+            raise UnreadableFileError(f"too many events (more than {MAX_EVENTS})")
+        return mido.MidiFile(file=io.BytesIO(data))
+    except UnreadableFileError:
+        raise
+    except Exception as exc:  # mido raises many types on corrupt data
+        raise UnreadableFileError(f"not a readable MIDI file ({_reason(exc)})") from None
+
+
 def with_silence_after(data: bytes, seconds: float) -> bytes:
     """The MIDI file `data` lasting `seconds` longer: the end-of-track of its longest
     track moves later by that many seconds at the tempo in force at the end, so that a
@@ -775,14 +784,7 @@ def with_silence_after(data: bytes, seconds: float) -> bytes:
     The file is checked as `read_score` checks one (size, tracks, tick resolution,
     tempo); UnreadableFileError with a one-line reason when it is not a usable MIDI file.
     """
-    try:
-        if count_midi_events(data, MAX_EVENTS) > MAX_EVENTS:
-            raise UnreadableFileError(f"too many events (more than {MAX_EVENTS})")
-        mid = mido.MidiFile(file=io.BytesIO(data))
-    except UnreadableFileError:
-        raise
-    except Exception as exc:  # mido raises many types on corrupt data
-        raise UnreadableFileError(f"not a readable MIDI file ({_reason(exc)})") from None
+    mid = _parse_midi(data)
     if mid.ticks_per_beat <= 0 or not mid.tracks or mid.type == 2:
         raise UnreadableFileError("not a playable MIDI file (no tracks, type 2 or SMPTE time)")
     ends = [sum(m.time for m in track) for track in mid.tracks]
