@@ -323,10 +323,7 @@ def read_song(path: str | Path, on_note: Callable[[str], None] | None = None) ->
         raise UserError(f"cannot use {path}: {exc}") from None
     if len(pieces) > 1 and on_note is not None:
         on_note(f"{Path(path).name} holds {len(pieces)} pieces: the first is used")
-    song = pieces[0]
-    if not song.parts:
-        song.parts = canonical_parts(song)
-    return song
+    return pieces[0]
 
 
 def parse_bars(text: str) -> tuple[int, int]:

@@ -209,11 +209,8 @@ def header_programs(net: Network, ids: Sequence[int]) -> list[int]:
 def bar_notes(score: Score, start: float, end: float, channels: Sequence[int]) -> list[LiveNote]:
     """The notes of `score` that begin in [start, end) quarters, each on its part's
     channel, with times from `start`."""
-    parts = score.parts or [Part(score.program, score.notes), Part(DRUM_PROGRAM, score.drums)]
-    if not score.parts:
-        channels = [0, DRUM_CHANNEL]
     out = []
-    for part, channel in zip(parts, channels, strict=False):
+    for part, channel in zip(score.parts, channels, strict=False):
         for n in part.notes:
             if start - 1e-9 <= n.start < end - 1e-9:
                 out.append(LiveNote(channel, n.pitch, n.start - start, n.end - start, n.velocity))
