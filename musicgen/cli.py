@@ -463,11 +463,12 @@ def stats(
     Per file and as set mean +- std: pitch range, pitch classes, pitch-class entropy,
     polyphony, scale consistency, empty-beat rate, groove consistency, notes per bar,
     note-length and inter-onset histograms, key. Per instrument family (piano, bass,
-    drums, ...): parts, notes, lowest and highest pitch, polyphony; for drums, hits per
-    bar and the shares of kick, snare and hi-hat hits. With --reference, the overlap of
-    each statistic's distribution between the two sets (1 = same, 0 = disjoint; per
-    family where both sets have it) and a copy check: the longest stretch of each file
-    of DIR found verbatim in the reference.
+    drums, ...): parts, notes, notes per bar, lowest and highest pitch, polyphony, share
+    of onsets that are chords; for drums, hits per bar, the shares of kick, snare,
+    hi-hat and cymbal hits and of hits outside the General MIDI kit. With --reference,
+    the overlap of each statistic's distribution between the two sets (1 = same, 0 =
+    disjoint; per family where both sets have it, one row per statistic) and a copy
+    check: the longest stretch of each file of DIR found verbatim in the reference.
     """
     from musicgen import stats as st
 

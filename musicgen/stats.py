@@ -34,7 +34,7 @@ import numpy as np
 
 from musicgen.errors import UsageError, UserError
 from musicgen.instruments import DRUMS, FAMILIES, family
-from musicgen.score import EmptyMusicError, MusicError, Part, Score
+from musicgen.score import EmptyMusicError, MusicError, Note, Part, Score
 
 SCALAR_STATS: dict[str, str] = {  # name -> what it measures (unit)
     "notes": "notes in the piece",
@@ -64,6 +64,8 @@ PITCHED_PART_STATS: dict[str, str] = {
     "lowest": "lowest pitch (MIDI number)",
     "highest": "highest pitch (MIDI number)",
     "polyphony": "mean notes sounding while the part sounds, averaged over the parts",
+    "chord_onsets": "share of onsets where more than one note starts (each part on its own)",
+    "notes_per_bar": "notes of the family's parts per bar of the piece",
 }
 DRUM_PART_STATS: dict[str, str] = {
     "parts": "drum parts in the piece",
@@ -72,12 +74,16 @@ DRUM_PART_STATS: dict[str, str] = {
     "kick_share": "share of the hits on a kick (GM 35, 36)",
     "snare_share": "share of the hits on a snare or side stick (GM 37, 38, 40)",
     "hat_share": "share of the hits on a hi-hat (GM 42 closed, 44 pedal, 46 open)",
+    "cymbal_share": "share of the hits on a crash, ride, china or splash (GM 49-59)",
+    "off_kit_share": "share of the hits outside the General MIDI kit (GM 35-81)",
 }
 DRUM_GROUPS: dict[str, tuple[int, ...]] = {  # share name -> General MIDI drum notes
     "kick_share": (35, 36),
     "snare_share": (37, 38, 40),
     "hat_share": (42, 44, 46),
+    "cymbal_share": (49, 51, 52, 53, 55, 57, 59),  # crash 1/2, ride 1/2, bell, china, splash
 }
+GM_KIT = (35, 81)  # lowest and highest note of the General MIDI percussion key map
 FAMILY_ORDER = (*FAMILIES, DRUMS)  # families in reports: General MIDI order, drums last
 
 GROOVE_STEPS_PER_QUARTER = 12  # onset grid for groove patterns (sixteenths and triplets)
@@ -187,16 +193,36 @@ def part_stats(score: Score) -> dict[str, dict[str, float]]:
     for part in score.parts:
         if part.notes:
             by_family.setdefault(family(part.program), []).append(part)
-    bars = len(bar_grid(score)) if DRUMS in by_family else 0
+    bars = len(bar_grid(score)) if by_family else 0
     return {
-        fam: _drum_stats(by_family[fam], bars) if fam == DRUMS else _pitched_stats(by_family[fam])
+        fam: _drum_stats(by_family[fam], bars)
+        if fam == DRUMS
+        else _pitched_stats(by_family[fam], bars)
         for fam in FAMILY_ORDER
         if fam in by_family
     }
 
 
-def _pitched_stats(parts: Sequence[Part]) -> dict[str, float]:
-    """PITCHED_PART_STATS of one family's parts (each with notes)."""
+def chord_onset_share(notes: Sequence[Note]) -> float:
+    """Share of the distinct onset times of `notes` (one part's) at which more than one
+    note starts (onsets within 1e-6 quarters are one); NaN without notes."""
+    return float(np.mean(_notes_per_onset(notes) > 1)) if notes else math.nan
+
+
+def _notes_per_onset(notes: Sequence[Note]) -> np.ndarray:
+    """How many of `notes` start at each of their distinct onset times (to 1e-6 quarters)."""
+    return np.unique(np.round([n.start for n in notes], 6), return_counts=True)[1]
+
+
+def off_kit(pitches: Sequence[int]) -> int:
+    """How many of these drum notes lie outside the General MIDI kit (GM_KIT)."""
+    low, high = GM_KIT
+    return sum(not low <= p <= high for p in pitches)
+
+
+def _pitched_stats(parts: Sequence[Part], bars: int) -> dict[str, float]:
+    """PITCHED_PART_STATS of one family's parts (each with notes) in a piece of `bars`
+    bars; chord_onsets pools the parts' onsets (each part's counted on its own)."""
     pitches = [n.pitch for part in parts for n in part.notes]
     polyphony = [
         _polyphony(np.array([n.start for n in p.notes]), np.array([n.end for n in p.notes]))
@@ -208,7 +234,15 @@ def _pitched_stats(parts: Sequence[Part]) -> dict[str, float]:
         "lowest": float(min(pitches)),
         "highest": float(max(pitches)),
         "polyphony": float(np.mean(polyphony)),
+        "chord_onsets": _pooled_chord_onsets(parts),
+        "notes_per_bar": len(pitches) / max(bars, 1),
     }
+
+
+def _pooled_chord_onsets(parts: Sequence[Part]) -> float:
+    """chord_onset_share over the onsets of all `parts`, each part's onsets its own."""
+    counts = np.concatenate([_notes_per_onset(p.notes) for p in parts])
+    return float(np.mean(counts > 1))
 
 
 def _drum_stats(parts: Sequence[Part], bars: int) -> dict[str, float]:
@@ -221,6 +255,7 @@ def _drum_stats(parts: Sequence[Part], bars: int) -> dict[str, float]:
     }
     for name, notes in DRUM_GROUPS.items():
         values[name] = float(np.isin(hits, notes).mean())
+    values["off_kit_share"] = off_kit(hits.tolist()) / len(hits)
     return values
 
 
@@ -647,7 +682,8 @@ def report_lines(
     a: SetStats, b: SetStats | None = None, comparison: dict | None = None
 ) -> list[str]:
     """A readable table: per statistic the mean +- std of each set and their overlap,
-    then the Parts block (one line per instrument family), the copy-check summary, the
+    then the Parts block (one line per instrument family; with a comparison one row
+    per family's statistic and its overlap too), the copy-check summary, the
     most frequent keys and the pieces' metres."""
     sa = a.summary()
     sb = b.summary() if b is not None else None
@@ -703,6 +739,19 @@ def _parts_lines(sa: dict, sb: dict | None, comparison: dict | None) -> list[str
             overlaps = [v for v in comparison["parts"].get(fam, {}).values() if v is not None]
             line += f"{_fmt(float(np.mean(overlaps)) if overlaps else None, '{:.2f}'):>9}"
         lines.append(line.rstrip())
+    if comparison is not None and sb is not None:
+        lines += _part_stat_lines(sa, sb, comparison["parts"])
+    return lines
+
+
+def _part_stat_lines(sa: dict, sb: dict, overlaps: dict) -> list[str]:
+    """Per family both sets have, one row per statistic: mean +- std in each set and
+    the overlap of the two distributions."""
+    lines = ["", f"{'part statistic':<28}{'set':>20}{'reference':>20}{'overlap':>9}"]
+    for fam, by_stat in overlaps.items():
+        for name, overlap in by_stat.items():
+            cells = "".join(f"{_mean_std(s['parts'][fam][name]):>20}" for s in (sa, sb))
+            lines.append(f"{fam + ' ' + name:<28}{cells}{_fmt(overlap, '{:.2f}'):>9}")
     return lines
 
 
@@ -710,20 +759,22 @@ def _family_cell(summary: dict, fam: str) -> str:
     """e.g. "  18/20  312 notes, pitches 28-52, polyphony 1.02", padded to one width."""
     entry = summary["parts"].get(fam)
     if entry is None:
-        return f"{'-':>8}  {'':<48}"
+        return f"{'-':>8}  {'':<68}"
     pieces = f"{entry['files']}/{summary['files']}"
     mean = {name: value["mean"] for name, value in entry.items() if isinstance(value, dict)}
     if fam == DRUMS:
         figures = (
             f"{mean['hits_per_bar']:.1f} hits/bar: kick {mean['kick_share']:.0%}, "
-            f"snare {mean['snare_share']:.0%}, hat {mean['hat_share']:.0%}"
+            f"snare {mean['snare_share']:.0%}, hat {mean['hat_share']:.0%}, "
+            f"cymbals {mean['cymbal_share']:.0%}, off-kit {mean['off_kit_share']:.0%}"
         )
     else:
         figures = (
-            f"{mean['notes']:.0f} notes, pitches {mean['lowest']:.0f}-{mean['highest']:.0f}, "
-            f"polyphony {mean['polyphony']:.2f}"
+            f"{mean['notes_per_bar']:.1f} notes/bar, pitches {mean['lowest']:.0f}-"
+            f"{mean['highest']:.0f}, polyphony {mean['polyphony']:.2f}, "
+            f"chords {mean['chord_onsets']:.0%}"
         )
-    return f"{pieces:>8}  {figures:<48}"
+    return f"{pieces:>8}  {figures:<68}"
 
 
 def _copy_lines(copy: dict, reference: str) -> list[str]:

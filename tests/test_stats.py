@@ -125,8 +125,18 @@ def test_part_statistics_per_family():
         "lowest": 60,
         "highest": 72,
         "polyphony": pytest.approx((3.0 + 1.0) / 2),  # the triad's part and the lone note's
+        "chord_onsets": 0.5,  # the triad's one onset is a chord, the lone note's is not
+        "notes_per_bar": 2,
     }
-    assert parts["bass"] == {"parts": 1, "notes": 8, "lowest": 36, "highest": 43, "polyphony": 1}
+    assert parts["bass"] == {
+        "parts": 1,
+        "notes": 8,
+        "lowest": 36,
+        "highest": 43,
+        "polyphony": 1,
+        "chord_onsets": 0,
+        "notes_per_bar": 4,
+    }
     # per bar 4 kicks + 2 snares + 8 hats = 14 hits, over 2 bars
     assert parts["drums"] == pytest.approx(
         {
@@ -136,6 +146,8 @@ def test_part_statistics_per_family():
             "kick_share": 4 / 14,
             "snare_share": 2 / 14,
             "hat_share": 8 / 14,
+            "cymbal_share": 0,
+            "off_kit_share": 0,
         }
     )
 
@@ -150,6 +162,7 @@ def test_score_without_parts_is_one_pitched_part_plus_drums():
     assert parts["drums"]["kick_share"] == pytest.approx(1 / 3)
     assert parts["drums"]["snare_share"] == 0
     assert parts["drums"]["hat_share"] == pytest.approx(1 / 3)  # 46; the crash (49) is none
+    assert parts["drums"]["cymbal_share"] == pytest.approx(1 / 3)  # the crash
     assert list(stats.file_stats(make_score([(60, 0, 1, 80)]), key=False).parts) == ["piano"]
 
 
@@ -186,6 +199,8 @@ def test_set_summary_per_family():
                     "lowest": 60.0,
                     "highest": 60.0,
                     "polyphony": 1.0,
+                    "chord_onsets": 0.0,
+                    "notes_per_bar": 1.0,
                 }.items()
             },
         }
@@ -221,11 +236,11 @@ def test_report_has_a_parts_line_per_family():
     alone = stats.report_lines(_set(band))
     block = alone[alone.index(next(line for line in alone if line.startswith("Parts"))) :]
     piano = next(line for line in block if line.strip().startswith("piano"))
-    assert "4/4" in piano and "4 notes, pitches 60-72, polyphony 2.00" in piano
+    assert "4/4" in piano and "2.0 notes/bar, pitches 60-72, polyphony 2.00, chords 50%" in piano
     bass = next(line for line in block if line.strip().startswith("bass"))
-    assert "8 notes, pitches 39-46, polyphony 1.00" in bass  # lowest 36..42: mean 39
+    assert "4.0 notes/bar, pitches 39-46, polyphony 1.00, chords 0%" in bass  # lowest: mean 39
     drums = next(line for line in block if line.strip().startswith("drums"))
-    assert "14.0 hits/bar: kick 29%, snare 14%, hat 57%" in drums
+    assert "14.0 hits/bar: kick 29%, snare 14%, hat 57%, cymbals 0%, off-kit 0%" in drums
     strings = [make_score([(55, 0, 8, 70)], program=40)]
     a, b = _set(band, "band"), _set(strings, "strings")
     lines = stats.report_lines(a, b, stats.compare(a, b))
@@ -234,6 +249,10 @@ def test_report_has_a_parts_line_per_family():
         assert line.rstrip().endswith("-")  # no family in both sets: no overlap
     same = stats.report_lines(a, a, stats.compare(a, a))
     assert next(line for line in same if line.strip().startswith("drums")).endswith("1.00")
+    # with a reference, one row per statistic of each family both sets have
+    rows = {line[:28].strip(): line for line in same if line[:28].strip().count(" ") == 1}
+    assert "bass chord_onsets" in rows and rows["bass chord_onsets"].endswith("1.00")
+    assert "drums cymbal_share" in rows and "drums off_kit_share" in rows
 
 
 # ----------------------------------------------------------------------------- comparing
@@ -411,3 +430,14 @@ def test_piano_roll_and_history_pictures(tmp_path):
 
     with pytest.raises(UserError, match="cannot read"):
         plots.plot_history(tmp_path / "missing.csv", tmp_path / "x.png")
+
+
+def test_chord_onsets_and_off_kit_notes():
+    chordal = make_notes([(36, 0, 1, 80), (43, 0, 1, 80), (38, 1, 1, 80), (40, 2, 1, 80)])
+    assert stats.chord_onset_share(chordal) == pytest.approx(1 / 3)  # 3 onsets, 1 a chord
+    assert math.isnan(stats.chord_onset_share([]))
+    assert stats.off_kit([34, 35, 81, 82, 127]) == 3
+    drums = Part(DRUM_PROGRAM, make_notes([(36, 0, 1, 100), (27, 1, 1, 100), (51, 2, 1, 100)]))
+    parts = stats.part_stats(Score(parts=[drums]))
+    assert parts["drums"]["off_kit_share"] == pytest.approx(1 / 3)
+    assert parts["drums"]["cymbal_share"] == pytest.approx(1 / 3)  # the ride
