@@ -64,6 +64,17 @@ TARGETS = {
         ("infill 4 bars (31-34) of 64, 16 candidates, whole command", "< 5 s"),
     ],
     "bench_render.py": [("render a 32-bar band piece to WAV, x real time", ">= 20x")],
+    "bench_parts.py": [  # issue 25
+        ("accompany: bass onsets that are chords", "<= 5%"),
+        ("accompany: bass notes in MIDI 23-64", ">= 95%"),
+        ("accompany: bass notes on the sounding harmony", ">= 85%"),
+        ("accompany: hi-hat share of drum hits", ">= 20%"),
+        ("accompany: crash/ride/china/splash share", "<= 15%"),
+        ("accompany: drum notes outside the GM kit (35-81)", "0"),
+        ("accompany: bass notes per bar within 0.5x-2x the song's own", "all"),
+        ("generate: pieces with drums and >= 3 pitched parts", ">= 9 in 10"),
+        ("generate: per-family statistics (not notes, hits) with overlap >= 0.7", "all"),
+    ],
     "bench_live.py": [  # issue 24
         ("first note after play() is called", "<= 1 s"),
         ("note timing at 120 bpm, median / 99th pct (continue)", "<= 5 ms"),

@@ -1,0 +1,325 @@
+"""Parts that sound like their instrument: accompany's bass and drums against the songs'
+own, and plain generation's parts against the corpus (issue 25 item 2).
+
+(a) Accompaniment. The songs are the checkpoint's held-out files (split.json's
+"validation" list, under the checkpoint's data folder, as `musicgen evaluate` scores
+them) that have a bass and a drum part; a checkpoint without a split (the untrained
+stand-in) takes the songs of band_corpus/freedoom in name order. Of each song, `--bars`
+bars (16): bars 9-24 when the bass and the drums each start notes in at least 3/4 of
+them, else the first such window starting on bar 1, 5, 9, ...; a song without one is
+left out. The window's parts of the families in `--add` (drums and bass) are taken
+away, the rest written to a temporary MIDI file, and `musicgen.load(CHECKPOINT)
+.accompany(SONG, add, num=2, seed=1)` writes them back: the same notes as `musicgen
+accompany SONG --add drums,bass --num 2 --seed 1`. The written bass and drums are scored
+beside the song's own (its main bass part: the bass-family part with the most notes in
+the window; all its drum parts) with benchmarks/part_metrics.py: bass chord onsets,
+register (MIDI 23-64), notes on the harmony the kept parts sound in that beat (beside
+chance), notes per bar and its ratio to the song's own; drum hi-hat and cymbal shares
+and notes outside the GM kit (35-81).
+
+(b) Plain generation. `Model.write(num=--pieces, bars=16, seed)` (what `musicgen
+generate --checkpoint CHECKPOINT --num 10 --bars 16` writes, no --instruments): the
+pieces with drums and at least 3 pitched parts, and `musicgen.stats` per instrument
+family against `--reference` (band_corpus/freedoom): the overlap of each family's
+statistic (what `musicgen stats GENERATED --reference band_corpus/freedoom` prints); the
+counts of notes and hits grow with a piece's length (16 bars against whole songs), so
+they are shown but left out of the target, which the per-bar figures cover.
+
+Targets (issue 25): bass <= 5% chord onsets, >= 95% in MIDI 23-64, >= 85% on the
+harmony, notes per bar within 0.5x-2x the song's own; hi-hat >= 20% of the hits,
+cymbals <= 15%, no note outside the kit; >= 9 in 10 generated pieces with drums and 3
+or more pitched parts; every per-family statistic's overlap >= 0.7. Run from the
+repository root:
+
+    python benchmarks/bench_parts.py [--checkpoint DIR] [--songs N] [--seed 1] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from fixtures import BAND, ROOT, band_checkpoint, shown
+from part_metrics import bars_playing, bass_metrics, drum_metrics, score_of, window
+from run_all import Report, fmt
+
+import musicgen
+from musicgen import stats
+from musicgen.checkpoint import read_split
+from musicgen.instruments import DRUMS, family, parse_instruments
+from musicgen.midi_io import read_score, write_midi
+from musicgen.score import MusicError, Note, Score
+
+REFERENCE = ROOT / "band_corpus" / "freedoom"
+PLAYING = 0.75  # share of the window's bars in which the bass and the drums must start notes
+# (figure, part_metrics key, target text, test on the mean, percent?)
+BASS_ROWS = [
+    ("bass onsets that are chords", "chord_onsets", "<= 5%", lambda v: v <= 0.05, True),
+    ("bass notes in MIDI 23-64", "in_register", ">= 95%", lambda v: v >= 0.95, True),
+    ("bass notes on the sounding harmony", "on_harmony", ">= 85%", lambda v: v >= 0.85, True),
+    ("  chance: pitch classes sounding", "chance", "", None, True),
+    ("bass notes per bar", "notes_per_bar", "", None, False),
+]
+DRUM_ROWS = [
+    ("hi-hat share of drum hits", "hat_share", ">= 20%", lambda v: v >= 0.20, True),
+    ("crash/ride/china/splash share", "cymbal_share", "<= 15%", lambda v: v <= 0.15, True),
+    ("drum notes outside the GM kit (35-81)", "off_kit", "0", lambda v: v == 0, False),
+]
+RATIO = (0.5, 2.0)  # bass notes per bar, written / the song's own
+MIN_OVERLAP = 0.7
+# counts that grow with a piece's length: 16 generated bars against whole songs differ by
+# construction, so they are shown but not held to MIN_OVERLAP (notes/hits per bar are)
+LENGTH_BOUND = ("notes", "hits")
+PIECES_TARGET = 0.9  # share of generated pieces with drums and >= 3 pitched parts
+
+
+# ----------------------------------------------------------------------------- songs
+
+
+def held_out_songs(checkpoint: Path) -> tuple[Path, list[str], str]:
+    """(data folder, relative paths, how they were chosen): the checkpoint's validation
+    files, else the freedoom songs in name order."""
+    split = read_split(checkpoint) or {}
+    data = musicgen.load(checkpoint).info.get("data", {}).get("data_dir")
+    if split.get("validation") and data:
+        folder = Path(data) if Path(data).is_absolute() else ROOT / data
+        return folder, list(split["validation"]), f"{shown(checkpoint)}/split.json validation"
+    names = sorted(p.name for p in REFERENCE.glob("*.mid"))
+    return REFERENCE, names, f"{shown(REFERENCE)} in name order (no split.json)"
+
+
+def choose_window(score: Score, removed: set[str], bars: int) -> int | None:
+    """First bar (0-based) of the window: 8 (bars 9-24) if bass and drums play in it,
+    else the first of 0, 4, 8, ... that does; None if none does."""
+    count = len(stats.bar_grid(score))
+    need = {DRUMS, "bass"} & removed or removed
+    playing = {
+        fam: bars_playing(
+            [n for p in score.parts if family(p.program) == fam for n in p.notes], score
+        )
+        for fam in need
+    }
+    for first in [8, *range(0, count - bars + 1, 4)]:
+        inside = set(range(first, first + bars))
+        if first + bars <= count and all(
+            len(b & inside) >= PLAYING * bars for b in playing.values()
+        ):
+            return first
+    return None
+
+
+def main_part(score: Score, fam: str) -> list[Note]:
+    """The notes of the part of family `fam` with the most notes (none: [])."""
+    parts = [p for p in score.parts if family(p.program) == fam]
+    return max(parts, key=lambda p: len(p.notes)).notes if parts else []
+
+
+def part_figures(score: Score, kept: list[Note], reference: Score) -> dict[str, dict[str, float]]:
+    """{"bass": bass_metrics, "drums": drum_metrics} of the parts of `score`; the
+    harmony and the bars are `reference`'s (the song's window)."""
+    return {
+        "bass": bass_metrics(main_part(score, "bass"), kept, reference),
+        "drums": drum_metrics([n.pitch for p in score.parts if p.is_drum for n in p.notes]),
+    }
+
+
+def accompany_songs(
+    model: musicgen.Model, args: argparse.Namespace, songs: list[Path], tmp: Path
+) -> list[dict]:
+    """Per usable song: its name, window, own figures and each arrangement's figures."""
+    removed = {family(p) for r in parse_instruments(args.add) for p in r}
+    results = []
+    for path in songs:
+        if len(results) >= args.songs:
+            break
+        try:
+            song = read_score(path, allow_drums_only=True)
+        except MusicError:
+            continue
+        fams = {family(p.program) for p in song.parts if p.notes}
+        if not removed <= fams or (first := choose_window(song, removed, args.bars)) is None:
+            continue
+        own = window(song, first, args.bars)
+        kept = Score([p for p in own.parts if family(p.program) not in removed],
+                     own.tempos, own.time_signatures, end=own.end)  # fmt: skip
+        write_midi(kept, tmp / path.name)
+        written = model.accompany(tmp / path.name, args.add, num=args.num, seed=args.seed)
+        kept_notes = [n for p in kept.parts for n in p.notes]
+        results.append({
+            "song": path.name,
+            "bars": f"{first + 1}-{first + args.bars}",
+            "own": part_figures(own, kept_notes, own),
+            "written": [part_figures(score_of(pm), kept_notes, own) for pm in written],
+        })  # fmt: skip
+    return results
+
+
+def _values(results: list[dict], who: str, part: str, key: str) -> np.ndarray:
+    """Per-piece values of a figure: the songs' own ("own") or every arrangement's."""
+    rows = [r["own"] for r in results] if who == "own" else [w for r in results for w in r[who]]
+    v = np.array([row[part][key] for row in rows], float)
+    return v[~np.isnan(v)]
+
+
+def _cell(v: np.ndarray, percent: bool) -> str:
+    """ "mean (min-max)" of per-piece values."""
+    if not len(v):
+        return "-"
+    show: Callable[[float], str] = (lambda x: f"{x:.0%}") if percent else (lambda x: fmt(x, 2))
+    return f"{show(float(v.mean()))} ({show(float(v.min()))}-{show(float(v.max()))})"
+
+
+def accompany_report(report: Report, results: list[dict]) -> None:
+    """The side-by-side table, the per-song table and the accompaniment targets."""
+    table = report.table(
+        "Accompaniment: the songs' own parts and the written ones (mean over pieces, range)",
+        ["figure", "the songs' own parts", "musicgen", "target"],
+    )
+    rows = [("bass", *row) for row in BASS_ROWS] + [("drums", *row) for row in DRUM_ROWS]
+    for part, figure, key, target, test, percent in rows:
+        own, written = (_values(results, who, part, key) for who in ("own", "written"))
+        table.add(figure, _cell(own, percent), _cell(written, percent), target)
+        if test is not None:
+            value = (
+                float(written.sum() if key == "off_kit" else written.mean())
+                if len(written)
+                else math.nan
+            )
+            shown_value = f"{value:.0%}" if percent else fmt(value, 2)
+            report.target(f"accompany: {figure}", shown_value, target, bool(test(value)))
+    ratios = bass_ratios(results)
+    table.add("bass notes per bar, written / own", "1", _cell(ratios, False), "0.5-2")
+    within = int(np.sum((ratios >= RATIO[0]) & (ratios <= RATIO[1])))
+    report.target("accompany: bass notes per bar within 0.5x-2x the song's own",
+                  f"{within} of {len(ratios)}", "all", within == len(ratios) > 0)  # fmt: skip
+    per_song = report.table(
+        "Accompaniment per song (own / written, written as the mean of its arrangements)",
+        ["song", "bars", "bass notes/bar", "bass on harmony", "bass chords", "hi-hat", "cymbals"],
+    )
+    for r in results:
+        per_song.add(r["song"], r["bars"], *(_pair(r, *c) for c in (
+            ("bass", "notes_per_bar", False), ("bass", "on_harmony", True),
+            ("bass", "chord_onsets", True), ("drums", "hat_share", True),
+            ("drums", "cymbal_share", True))))  # fmt: skip
+
+
+def bass_ratios(results: list[dict]) -> np.ndarray:
+    """Each arrangement's bass notes per bar over its song's own."""
+    return np.array([
+        w["bass"]["notes_per_bar"] / r["own"]["bass"]["notes_per_bar"]
+        for r in results for w in r["written"] if r["own"]["bass"]["notes_per_bar"]
+    ])  # fmt: skip
+
+
+def _pair(result: dict, part: str, key: str, percent: bool) -> str:
+    show = (lambda x: "-" if math.isnan(x) else f"{x:.0%}") if percent else (lambda x: fmt(x, 2))
+    written = (
+        np.nanmean([w[part][key] for w in result["written"]]) if result["written"] else math.nan
+    )
+    return f"{show(result['own'][part][key])} / {show(float(written))}"
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def band_like(fs: stats.FileStats) -> bool:
+    """Whether a piece has drums and at least 3 pitched parts."""
+    pitched = sum(v["parts"] for fam, v in fs.parts.items() if fam != DRUMS)
+    return DRUMS in fs.parts and pitched >= 3
+
+
+def generation_report(
+    report: Report, model: musicgen.Model, args: argparse.Namespace, out: Path
+) -> None:
+    """Plain generation: line-ups, and each family's statistics against the reference."""
+    model.write(out, num=args.pieces, bars=args.gen_bars, seed=args.seed, force=True,
+                on_note=lambda _: None)  # fmt: skip
+    made, ref = stats.collect(out, key=False), stats.collect(args.reference, key=False)
+    bands = sum(band_like(f) for f in made.files)
+    report.target(f"generate: pieces with drums and >= 3 pitched parts (of {args.pieces})",
+                  f"{bands} of {args.pieces}", ">= 9 in 10",
+                  bands >= PIECES_TARGET * args.pieces)  # fmt: skip
+    lineups = report.table("Generated pieces: their parts", ["piece", "families (parts)"])
+    for f in made.files:
+        lineups.add(f.path, ", ".join(f"{fam} {v['parts']:.0f}" for fam, v in f.parts.items()))
+    overlaps = stats.compare(made, ref)["parts"]
+    sa, sb = made.summary(), ref.summary()
+    table = report.table(
+        f"Generated ({args.pieces} x {args.gen_bars} bars) against {shown(args.reference)}: per family",
+        ["family statistic", "generated", "reference", "overlap"],
+    )
+    rows = []
+    for fam, by_stat in overlaps.items():
+        for name, overlap in by_stat.items():
+            table.add(f"{fam} {name}", _mean_std(sa, fam, name), _mean_std(sb, fam, name),
+                      "-" if overlap is None else f"{overlap:.2f}")  # fmt: skip
+            if name not in LENGTH_BOUND:
+                rows.append((overlap if overlap is not None else math.nan, f"{fam} {name}"))
+    low = [r for r in rows if not r[0] >= MIN_OVERLAP]
+    worst = min(rows, default=(math.nan, "-"))
+    report.target("generate: per-family statistics (not notes, hits) with overlap >= 0.7",
+                  f"{len(rows) - len(low)} of {len(rows)} (lowest {worst[0]:.2f}, {worst[1]})",
+                  "all", not low and bool(rows))  # fmt: skip
+    only = [f for f in made.families() if f not in overlaps]
+    if only:
+        report.notes.append(f"families only the generated pieces have: {', '.join(only)}")
+
+
+def _mean_std(summary: dict, fam: str, name: str) -> str:
+    entry = summary["parts"][fam][name]
+    return "-" if entry["mean"] is None else f"{fmt(entry['mean'], 3)} +- {fmt(entry['std'], 2)}"
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=BAND, help="band checkpoint folder")
+    parser.add_argument(
+        "--songs", type=int, default=12, help="held-out songs to accompany (at most)"
+    )
+    parser.add_argument("--bars", type=int, default=16, help="bars of each song")
+    parser.add_argument("--add", default="drums,bass", help="parts to take away and write back")
+    parser.add_argument("--num", type=int, default=2, help="arrangements per song")
+    parser.add_argument("--seed", type=int, default=1, help="accompany's and generate's seed")
+    parser.add_argument("--pieces", type=int, default=10, help="pieces of plain generation")
+    parser.add_argument("--gen-bars", type=int, default=16, help="bars of each generated piece")
+    parser.add_argument("--reference", type=Path, default=REFERENCE, help="corpus for stats")
+    parser.add_argument("--quick", action="store_true", help="2 songs, 8 bars, 2 pieces")
+    parser.add_argument("--json", help="also write the report here (for run_all.py)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.songs, args.bars, args.pieces, args.gen_bars = 2, 8, 2, 8
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    report = Report("Parts that sound like their instrument (issue 25)")
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint, label = band_checkpoint(Path(tmp), args.checkpoint)
+        model = musicgen.load(checkpoint)
+        folder, names, how = held_out_songs(checkpoint)
+        results = accompany_songs(model, args, [folder / n for n in names], Path(tmp))
+        report.notes += [
+            f"checkpoint: {label}",
+            f"songs: {len(results)} of {how} with {args.add} ({', '.join(r['song'] for r in results)}); "
+            f"{args.bars} bars each (bars 9-24, else the first window where they play)",
+            f"accompany: Model.accompany(song, {args.add!r}, num={args.num}, seed={args.seed}) "
+            f"= `musicgen accompany SONG --add {args.add} --num {args.num} --seed {args.seed}`",
+            f"generate: Model.write(num={args.pieces}, bars={args.gen_bars}, seed={args.seed}), "
+            f"no instruments; stats against {shown(args.reference)} (no key finding)",
+        ]
+        accompany_report(report, results)
+        generation_report(report, model, args, Path(tmp) / "generated")
+    report.print()
+    report.save(args.json)
+
+
+if __name__ == "__main__":
+    main()
