@@ -32,6 +32,7 @@ or more pitched parts; every per-family statistic's overlap >= 0.7. Run from the
 repository root:
 
     python benchmarks/bench_parts.py [--checkpoint DIR] [--songs N] [--seed 1] [--quick]
+        [--markdown] [--json FILE]
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from fixtures import BAND, ROOT, band_checkpoint, shown
 from part_metrics import bars_playing, bass_metrics, drum_metrics, score_of, window
-from run_all import Report, fmt
+from run_all import Report, _markdown_table, _target_rows, fmt
 
 import musicgen
 from musicgen import stats
@@ -80,14 +81,15 @@ PIECES_TARGET = 0.9  # share of generated pieces with drums and >= 3 pitched par
 # ----------------------------------------------------------------------------- songs
 
 
-def held_out_songs(checkpoint: Path) -> tuple[Path, list[str], str]:
-    """(data folder, relative paths, how they were chosen): the checkpoint's validation
-    files, else the freedoom songs in name order."""
-    split = read_split(checkpoint) or {}
-    data = musicgen.load(checkpoint).info.get("data", {}).get("data_dir")
+def held_out_songs(model: musicgen.Model) -> tuple[Path, list[str], str]:
+    """(data folder, relative paths, how they were chosen): the model's validation
+    files (its data folder relative to the repository root unless absolute), else the
+    freedoom songs in name order."""
+    split = read_split(model.path) or {}
+    data = model.info.get("data", {}).get("data_dir")
     if split.get("validation") and data:
         folder = Path(data) if Path(data).is_absolute() else ROOT / data
-        return folder, list(split["validation"]), f"{shown(checkpoint)}/split.json validation"
+        return folder, list(split["validation"]), f"{shown(model.path)}/split.json validation"
     names = sorted(p.name for p in REFERENCE.glob("*.mid"))
     return REFERENCE, names, f"{shown(REFERENCE)} in name order (no split.json)"
 
@@ -190,6 +192,8 @@ def accompany_report(report: Report, results: list[dict]) -> None:
                 else math.nan
             )
             shown_value = f"{value:.0%}" if percent else fmt(value, 2)
+            if key == "off_kit":
+                shown_value = f"{value:.0f} in {len(written)} arrangements"
             report.target(f"accompany: {figure}", shown_value, target, bool(test(value)))
     ratios = bass_ratios(results)
     table.add("bass notes per bar, written / own", "1", _cell(ratios, False), "0.5-2")
@@ -249,7 +253,8 @@ def generation_report(
     overlaps = stats.compare(made, ref)["parts"]
     sa, sb = made.summary(), ref.summary()
     table = report.table(
-        f"Generated ({args.pieces} x {args.gen_bars} bars) against {shown(args.reference)}: per family",
+        f"Generated ({args.pieces} x {args.gen_bars} bars) against {shown(args.reference)}: "
+        "per family",
         ["family statistic", "generated", "reference", "overlap"],
     )
     rows = []
@@ -291,11 +296,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gen-bars", type=int, default=16, help="bars of each generated piece")
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="corpus for stats")
     parser.add_argument("--quick", action="store_true", help="2 songs, 8 bars, 2 pieces")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--json", help="also write the report here (for run_all.py)")
     args = parser.parse_args(argv)
     if args.quick:
         args.songs, args.bars, args.pieces, args.gen_bars = 2, 8, 2, 8
     return args
+
+
+def markdown(report: Report) -> str:
+    """The report as Markdown: its notes as a list, each table, the targets."""
+    lines = [f"- {note}" for note in report.notes]
+    for table in report.tables:
+        lines += ["", f"**{table.title}**", "", _markdown_table(table.columns, table.rows)]
+    lines += ["", _markdown_table(*_target_rows(report.targets), align="lrrl")]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -304,12 +319,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint, label = band_checkpoint(Path(tmp), args.checkpoint)
         model = musicgen.load(checkpoint)
-        folder, names, how = held_out_songs(checkpoint)
+        folder, names, how = held_out_songs(model)
         results = accompany_songs(model, args, [folder / n for n in names], Path(tmp))
+        names = ", ".join(r["song"] for r in results)
         report.notes += [
             f"checkpoint: {label}",
-            f"songs: {len(results)} of {how} with {args.add} ({', '.join(r['song'] for r in results)}); "
-            f"{args.bars} bars each (bars 9-24, else the first window where they play)",
+            f"songs: {len(results)} of {how} that have {args.add} ({names}); {args.bars} bars "
+            f"each (bars 9-{8 + args.bars}, else the first window where they play)",
             f"accompany: Model.accompany(song, {args.add!r}, num={args.num}, seed={args.seed}) "
             f"= `musicgen accompany SONG --add {args.add} --num {args.num} --seed {args.seed}`",
             f"generate: Model.write(num={args.pieces}, bars={args.gen_bars}, seed={args.seed}), "
@@ -317,7 +333,10 @@ def main() -> None:
         ]
         accompany_report(report, results)
         generation_report(report, model, args, Path(tmp) / "generated")
-    report.print()
+    if args.markdown:
+        print(markdown(report))
+    else:
+        report.print()
     report.save(args.json)
 
 
