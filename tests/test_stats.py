@@ -395,6 +395,10 @@ def test_stats_command_compares_two_folders(tmp_path):
     data = json.loads(out.read_text())
     assert data["set"]["files"] == 2 and data["reference"]["files"] == 1
     assert data["comparison"]["copy"]["max_notes"] == 7
+    # a row per statistic of the family both sets have (piano), with its overlap
+    row = next(line for line in result.output.splitlines() if line.startswith("piano chord_onsets"))
+    overlap = data["comparison"]["parts"]["piano"]["chord_onsets"]
+    assert 0 <= overlap < 1 and row.endswith(f"{overlap:.2f}")  # a chord in one piece of 2
     assert [f["path"] for f in data["set"]["per_file"]] == ["0.mid", "1.mid"]
     assert (tmp_path / "plots" / "stats.png").stat().st_size > 1000
 
