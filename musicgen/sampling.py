@@ -51,16 +51,29 @@ def sample_next(
         )
     if not masks.any(axis=1).all():
         raise ValueError("a grammar mask allows no token")
-    probs = distribution(logits, masks, config)
+    # Only the ids some row allows take part: the rest have probability 0 in every row,
+    # and leaving them out (in id order, so ties still go to the lower id) changes no
+    # draw while sparing the sort and sums most of the vocabulary.
+    columns = np.flatnonzero(masks.any(axis=0))
+    probs = _distribution(logits[:, columns], masks[:, columns], config)
     draws = np.array([1.0 - rng.random() for rng in rngs])  # in (0, 1]
-    return _draw(probs, draws)
+    return columns[_draw(probs, draws)].astype(np.int64)
 
 
 def distribution(logits: np.ndarray, masks: np.ndarray, config: SampleConfig) -> np.ndarray:
     """The probabilities `sample_next` draws from: float64[b, vocab], each row sums to
     1 and is 0 wherever masks is False (steps 1-4 of the module docstring)."""
-    scores = _masked_scores(np.asarray(logits, dtype=np.float64), np.asarray(masks, dtype=bool))
+    return _distribution(
+        np.asarray(logits, dtype=np.float64), np.asarray(masks, dtype=bool), config
+    )
+
+
+def _distribution(logits: np.ndarray, masks: np.ndarray, config: SampleConfig) -> np.ndarray:
+    """`distribution` of float64 logits and bool masks of the same shape."""
+    scores = _masked_scores(logits, masks)
     scores = scores / config.temperature  # max is 0, so no overflow; -inf stays -inf
+    if not 0 < config.top_k < scores.shape[1] and config.top_p >= 1.0:
+        return _softmax(scores)  # nothing to cut: no need to rank
     # Most likely first; a stable sort breaks ties by the lower id.
     order = np.argsort(-scores, axis=1, kind="stable")
     ranked = np.take_along_axis(scores, order, axis=1)
