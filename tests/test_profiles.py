@@ -12,7 +12,7 @@ import pytest
 from musicgen.config import EncodingConfig
 from musicgen.encoding import EOS, get_encoding
 from musicgen.encoding.tracks import InstrumentsGrammar
-from musicgen.instruments import parse_instruments
+from musicgen.instruments import family, parse_instruments
 from musicgen.part_rules import PartsGrammar
 from musicgen.profiles import (
     DEFAULT_PROFILES,
@@ -121,23 +121,22 @@ def walk(encoding, grammar, rng, limit: int = 4000) -> list[int]:
     return ids
 
 
-def assert_held_to_profiles(score: Score, single_line: bool) -> None:
+def assert_held_to_profiles(
+    score: Score, single_line: bool, profiles: dict[str, PartProfile] = PROFILES
+) -> None:
     """Every part in its register or kit, at most `cap` notes struck together; with
-    `single_line` (steps, which lists what sounds) the bass never sounds two notes."""
+    `single_line` (steps, which lists what sounds) a cap-1 part never sounds two notes."""
     for part in score.parts:
+        profile = profiles[family(part.program)]
         starts = Counter(n.start for n in part.notes)
+        assert max(starts.values(), default=0) <= profile.cap
         if part.program == DRUM_PROGRAM:
-            assert {n.pitch for n in part.notes} <= {36, 38, 42, 46}
-            assert max(starts.values(), default=0) <= 2
-        elif 32 <= part.program < 40:
-            assert all(28 <= n.pitch <= 55 for n in part.notes)
-            assert max(starts.values(), default=0) <= 1
+            assert {n.pitch for n in part.notes} <= set(profile.kit)
+            continue
+        assert all(profile.low <= n.pitch <= profile.high for n in part.notes)
+        if single_line and profile.cap == 1:
             notes = part.notes
-            if single_line:
-                assert all(a.end <= b.start for a, b in zip(notes, notes[1:], strict=False))
-        elif part.program < 8:
-            assert all(48 <= n.pitch <= 84 for n in part.notes)
-            assert max(starts.values(), default=0) <= 2
+            assert all(a.end <= b.start for a, b in zip(notes, notes[1:], strict=False))
 
 
 @pytest.mark.parametrize("encoding", [STEPS, TRACKS], ids=["steps", "tracks"])
@@ -236,3 +235,34 @@ def test_accompany_puts_an_added_bass_on_the_song_harmony(tmp_path):
             assert n.pitch % 12 in chords[int(n.start // 4)]
             assert 23 <= n.pitch <= 67  # the default bass register of a checkpoint without profiles
         assert max(Counter(n.start for n in bass.notes).values()) == 1
+
+
+def test_train_stores_profiles_and_lineups_and_generate_draws_a_band(tmp_path):
+    from click.testing import CliRunner
+
+    from musicgen.checkpoint import read_config
+    from musicgen.cli import main
+    from musicgen.generate import GenerateRequest, sample_pieces
+    from musicgen.midi_io import write_midi
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):  # files differ (a file seen twice counts once)
+        write_midi(band_song(4 + i), data / f"song{i}.mid")
+    for i in range(4):  # grooves: more files than songs, as in band_corpus
+        write_midi(Score(parts=[groove(2 + i)], end=8.0 + 4 * i), data / f"groove{i}.mid")
+    out = tmp_path / "run"
+    tiny = ["--layers=1", "--units=16", "--embedding-dim=8", "--seq-len=16", "--batch-size=4"]
+    tiny += ["--epochs=1", "--steps-per-epoch=2", "--val-fraction=0.15"]
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(out), *tiny, "-q"])
+    assert result.exit_code == 0, result.output
+    _, meta = read_config(out)
+    profiles = stored_profiles(meta)
+    assert profiles["bass"].cap == 1 and (profiles["bass"].low, profiles["bass"].high) == (28, 48)
+    assert set(profiles["drums"].kit) <= {36, 38, 42, 49}
+    lineups = stored_lineups(meta)
+    assert ("piano", "bass", "drums") in lineups and ("drums",) in lineups
+    pieces = sample_pieces(out, GenerateRequest(num=4, bars=2))
+    for piece in pieces:  # the songs' line-up, never a groove alone (a part may be silent)
+        assert sorted(p.program for p in piece.score.parts) == [0, 33, DRUM_PROGRAM]
+        assert_held_to_profiles(piece.score, single_line=True, profiles=profiles)
