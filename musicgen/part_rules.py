@@ -114,6 +114,7 @@ class PartsGrammar(NarrowedGrammar):
         self.rules: dict[int, _Rule | None] = {}
         self.started = 0  # notes struck in the open group
         self.listed = 0  # notes listed (struck or held) in the open group
+        self._mask: np.ndarray | None = None
 
     @property
     def length(self) -> int | None:
@@ -131,9 +132,23 @@ class PartsGrammar(NarrowedGrammar):
     # ------------------------------------------------------------------ the mask
 
     def allowed(self) -> np.ndarray:
-        mask = self.inner.allowed()
-        out = self._narrow(mask)
-        return mask if out is None or not out.any() else out
+        if self._mask is None:  # computed once per token (advance reads it again)
+            mask = self.inner.allowed()
+            out = self._narrow(mask)
+            self._mask = mask if out is None or not out.any() else out
+        return self._mask
+
+    def advance(self, token_id: int) -> None:
+        token_id = int(token_id)
+        mask = self.allowed()
+        if not (0 <= token_id < mask.size and mask[token_id]):
+            raise ValueError(f"token id {token_id} is not allowed here")
+        if self.inner is self.g:  # our mask is a subset of the base grammar's own
+            self.g.advance_allowed(token_id)
+        else:
+            self.inner.advance(token_id)
+        self._mask = None
+        self._observe(token_id)
 
     def _narrow(self, mask: np.ndarray) -> np.ndarray | None:
         """The narrowed mask, or None where nothing is narrowed."""
