@@ -31,6 +31,7 @@ from musicgen.engine import (
     CheckpointLike,
     checkpoint_settings,
     default_sample,
+    hold_parts,
     load_model,
     resolve_engine,
     sample_ids,
@@ -46,6 +47,7 @@ from musicgen.instruments import (
 from musicgen.keep_steps import start_steps_grammar
 from musicgen.keep_tracks import start_tracks_grammar
 from musicgen.midi_io import read_pieces, write_midi
+from musicgen.profiles import PartProfile, stored_profiles
 from musicgen.score import DRUM_PROGRAM, MusicError, Part, Score
 from musicgen.songplan import (
     SongPlan,
@@ -53,6 +55,7 @@ from musicgen.songplan import (
     fit_around,
     forced_prefix,
     plan_song,
+    song_harmony,
     token_times,
 )
 
@@ -295,7 +298,7 @@ class _Context:
         tokens from `score_from` quarters on, 0 without it). What the plan forces before
         the first free choice (the header, an infill's bars before the window) is read
         once and stepped once, at batch 1, for every piece."""
-        first = _start_grammar(self.encoding, plan)
+        first = _start_grammar(self.encoding, plan, stored_profiles(self.meta))
         forced = forced_prefix(first)
         grammars = [first.clone() for _ in range(count)]
         model = load_model(self.checkpoint, self.engine)
@@ -368,11 +371,19 @@ def _same_times(song: Score, parts: list[Part]) -> Score:
     )
 
 
-def _start_grammar(encoding: TracksEncoding, plan: SongPlan) -> Grammar:
-    """The keep grammar of the encoding for `plan`, having read BOS."""
+def _start_grammar(
+    encoding: TracksEncoding, plan: SongPlan, profiles: dict[str, PartProfile]
+) -> Grammar:
+    """The keep grammar of the encoding for `plan`, having read BOS; the parts the model
+    writes held to their families' `profiles` (the song's kept parts never), an added
+    bass to the song's harmony (`songplan.song_harmony`)."""
     if isinstance(encoding, StepsEncoding):
-        return start_steps_grammar(encoding, plan)
-    return start_tracks_grammar(encoding, plan)
+        grammar = start_steps_grammar(encoding, plan)
+    else:
+        grammar = start_tracks_grammar(encoding, plan)
+    kept = [p for p in plan.user if p not in plan.rewrite]
+    harmony = song_harmony(plan, encoding.config.steps_per_quarter)
+    return hold_parts(grammar, encoding, profiles, exempt=kept, harmony=harmony)
 
 
 def choose_parts(parts: list[Part], tracks: str | None) -> list[int]:

@@ -55,7 +55,7 @@ from musicgen.errors import UsageError, UserError
 from musicgen.midi_io import SUPPORTED_SUFFIXES
 from musicgen.score import EmptyMusicError, MusicError, UnreadableFileError
 
-CACHE_FORMAT = 4  # bump when the cache entry layout or what a file parses to changes
+CACHE_FORMAT = 5  # bump when the cache entry layout or what a file parses to changes
 CACHE_ENV = "MUSICGEN_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path("~/.cache/musicgen")
 IN_PROCESS_MAX = 4  # this many misses or fewer are parsed without starting a pool

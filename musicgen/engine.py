@@ -18,7 +18,8 @@ Python API's `Model` run through here, on a checkpoint folder or one already loa
      shape - worth its start-up only on a GPU with a very large batch;
    both give the same logits to float rounding (~1e-6), hence the same pieces;
 3. one piece's grammar: `start_grammar` (the encoding's grammar for a length, narrowed
-   to asked parts and wrapped by steering controls, having read a primer);
+   to asked parts, each part held to its learned profile (`hold_parts`) and wrapped by
+   steering controls, having read a primer);
 4. sampling: `sample_ids` advances every piece of a batch together, one network step
    per token carrying the recurrent state (`step_function`; a prefix shared by every
    piece is stepped once), each piece with its own grammar and its own Generator
@@ -29,7 +30,7 @@ Python API's `Model` run through here, on a checkpoint folder or one already loa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ from musicgen.runtime import import_tensorflow
 
 if TYPE_CHECKING:
     from musicgen.constraints import Controls
+    from musicgen.profiles import PartProfile
 
 ENGINES = ("auto", "numpy", "keras")  # --engine values; auto = numpy
 DEFAULT_TEMPERATURE = 0.8  # the commands' and the API's; SampleConfig's own default is 1.0
@@ -150,12 +152,16 @@ def start_grammar(
     prefix: list[int],
     controls: Controls | None = None,
     instruments: list[tuple[int, ...]] | None = None,
+    *,
+    profiles: dict[str, PartProfile] | None = None,
+    known: Iterable[int] = (),
 ) -> Grammar:
     """One piece's grammar: it has read BOS and the primer (`prefix`), and is wrapped to
     impose `controls` and the asked parts (`instruments`: allowed programs per part, an
     encoding with parts). `length` is the new music's, bars or seconds
     (`Encoding.counts_bars`); the grammar's counts the primer too: its bars begun (the
-    primer's closing Bar excluded) or its seconds."""
+    primer's closing Bar excluded) or its seconds. With parts, the new music's parts
+    are held to `profiles` and the header to the `known` programs (`hold_parts`)."""
     probe = encoding.grammar()
     for token_id in [BOS, *prefix]:
         probe.advance(token_id)
@@ -165,7 +171,25 @@ def start_grammar(
         grammar = InstrumentsGrammar(grammar, encoding, instruments)
     for token_id in [BOS, *prefix]:
         grammar.advance(token_id)
+    grammar = hold_parts(grammar, encoding, profiles, known=known)
     return grammar if controls is None else controls.wrap(grammar, [BOS, *prefix])
+
+
+def hold_parts(
+    grammar: Grammar,
+    encoding: Encoding,
+    profiles: dict[str, PartProfile] | None,
+    **options: Any,
+) -> Grammar:
+    """`grammar` wrapped in a `part_rules.PartsGrammar` (each part held to its family's
+    profile; `options`: its `known`, `exempt`, `harmony`), for an encoding with parts
+    and given profiles; else `grammar` itself. The one place every sampling command
+    (generate, accompany, infill, harmonize, live) gets it from."""
+    if not encoding.has_parts or profiles is None:
+        return grammar
+    from musicgen.part_rules import PartsGrammar
+
+    return PartsGrammar(grammar, encoding, profiles, **options)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- 4. sample

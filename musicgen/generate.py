@@ -18,10 +18,12 @@ work without writing anything (`sample_scores` gives just the scores; the Python
    checkpoint's own model is reused), then `sample_ids`: all pieces advance together,
    one network step per token carrying the recurrent state (the primer is stepped
    once and its state copied to every piece). Each piece has its own grammar
-   (`start_grammar`: `Encoding.grammar(length)`, narrowed to --instruments' parts and
-   wrapped by `constraints.ForcedGrammar` to impose --key/--density/--time-signature/
-   --tempo) and its own Generator `default_rng([seed, piece])`, so piece i does not
-   change when --num does; a piece in which an asked part never plays is drawn again;
+   (`start_grammar`: `Encoding.grammar(length)`, narrowed to --instruments' parts - or,
+   without them, to a line-up of the training files drawn per piece (`_lineup`) - each
+   part held to its family's learned profile (`engine.hold_parts`), and wrapped by
+   `constraints.ForcedGrammar` to impose --key/--density/--time-signature/--tempo) and
+   its own Generator `default_rng([seed, piece])`, so piece i does not change when
+   --num does; a piece in which an asked part never plays is drawn again;
 4. decode ids -> Score and apply --tempo/--program (`Piece`); `generate` writes each
    with `midi_io.write_midi`.
 
@@ -55,12 +57,14 @@ from musicgen.engine import (
 from musicgen.errors import UsageError, UserError
 from musicgen.instruments import known_requests, parse_instruments, stored_programs
 from musicgen.midi_io import read_pieces, read_score, write_midi
+from musicgen.profiles import PartProfile, draw_lineup, stored_lineups, stored_profiles
 from musicgen.score import MusicError, Note, Part, Score
 
 DEFAULT_BARS = 16  # remi
 DEFAULT_SECONDS = 30.0  # performance
 MAX_PRIMER_BARS = 64  # a longer remi primer keeps only its last bars
 MAX_PRIMER_SECONDS = 120.0  # a longer performance primer keeps only its last seconds
+LINEUP_DRAW = 1  # the third seed word of a piece's line-up draw
 SILENT_PART_DRAWS = 3  # new draws of a piece in which a part --instruments asked for never plays
 TEMPO_RANGE = (10.0, 1000.0)  # beats per minute accepted by --tempo
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -233,19 +237,44 @@ def _sample_pieces(
     )
     primer = request.primer
     prefix = primer_ids(encoding, Path(primer), on_note) if primer is not None else []
-    parts = _instruments(plan, request, prefix)
+    asked = _instruments(plan, request, prefix)
+    parts = [asked or _lineup(plan, request, prefix, i) for i in range(request.num)]
 
-    def new_grammar() -> Grammar:
-        return start_grammar(encoding, plan.length, prefix, controls, parts)
+    def new_grammar(i: int) -> Grammar:
+        return start_grammar(
+            encoding,
+            plan.length,
+            prefix,
+            controls,
+            parts[i],
+            profiles=plan.profiles,
+            known=plan.programs,
+        )
 
-    grammars = [new_grammar() for _ in range(request.num)]
+    grammars = [new_grammar(i) for i in range(request.num)]
     model = load_model(plan.checkpoint, request.engine, which, verbose_tensorflow)
     max_steps = int(MAX_STEPS_PER_UNIT * max(plan.length, 1.0))
     new_ids = sample_ids(model, grammars, [BOS, *prefix], request.sample, max_steps)
     pieces = [_piece(plan, request, [BOS, *prefix, *ids], len(ids)) for ids in new_ids]
-    if parts:  # never with a primer (_instruments refuses one)
+    if any(parts):  # never with a primer (_instruments and _lineup give none)
         _redraw_silent(pieces, plan, request, model, new_grammar, max_steps, on_note)
     return pieces
+
+
+def _lineup(
+    plan: Plan, request: GenerateRequest, prefix: list[int], piece: int
+) -> list[tuple[int, ...]] | None:
+    """Piece `piece`'s parts when --instruments is not given: a line-up of the training
+    files (`profiles.draw_lineup`, seeded by `default_rng([seed, piece, LINEUP_DRAW])`)
+    as --instruments would ask for it; None without stored line-ups or with a primer."""
+    if prefix or not plan.lineups or not plan.encoding.has_parts:
+        return None
+    rng = np.random.default_rng([request.sample.seed, piece, LINEUP_DRAW])
+    families = draw_lineup(plan.lineups, rng)
+    if families is None:
+        return None
+    requests = known_requests(parse_instruments(",".join(families)), plan.programs)
+    return requests[: plan.encoding.config.max_parts]
 
 
 def _redraw_silent(
@@ -253,7 +282,7 @@ def _redraw_silent(
     plan: Plan,
     request: GenerateRequest,
     model: Any,
-    new_grammar: Callable[[], Grammar],
+    new_grammar: Callable[[int], Grammar],
     max_steps: int,
     on_note: Callable[[str], None] | None,
 ) -> None:
@@ -266,7 +295,7 @@ def _redraw_silent(
         if not silent:
             return
         rngs = [np.random.default_rng([request.sample.seed, i, draw]) for i in silent]
-        grammars = [new_grammar() for _ in silent]
+        grammars = [new_grammar(i) for i in silent]
         again = sample_ids(model, grammars, [BOS], request.sample, max_steps, rngs)
         for i, ids in zip(silent, again, strict=True):
             pieces[i] = _piece(plan, request, [BOS, *ids], len(ids))
@@ -333,6 +362,8 @@ class Plan:
     length: float  # bars (Encoding.counts_bars) or seconds of new music
     density_levels: dict[str, int]  # what --density's words mean (config.json data.controls)
     programs: dict[int, int] = field(default_factory=dict)  # known parts (data.programs)
+    profiles: dict[str, PartProfile] | None = None  # each family's (data.profiles)
+    lineups: dict[tuple[str, ...], int] = field(default_factory=dict)  # data.lineups
 
 
 def plan_request(checkpoint: CheckpointLike, request: GenerateRequest) -> Plan:
@@ -347,6 +378,8 @@ def plan_request(checkpoint: CheckpointLike, request: GenerateRequest) -> Plan:
         length=_length(settings.encoding, request.bars, request.seconds),
         density_levels=stored_density_choices(settings.meta),
         programs=stored_programs(settings.meta),
+        profiles=stored_profiles(settings.meta),
+        lineups=stored_lineups(settings.meta),
     )
 
 

@@ -140,6 +140,11 @@ class Network:
             cadence=closing,
         )
 
+    def held(self) -> dict[str, Any]:
+        """`start_grammar`'s part options: each part held to its learned profile, the
+        header to the programs the model knows."""
+        return {"profiles": self.plan.profiles, "known": self.plan.programs}
+
     def known(self, text: str) -> list[tuple[int, ...]]:
         """An --instruments/--add list narrowed to what the model knows."""
         return known_requests(parse_instruments(text), self.plan.programs)
@@ -232,7 +237,7 @@ class ContinueMusic:
             raise UsageError("--instruments needs a multi-track (tracks or steps) checkpoint")
         length = request.bars if request.bars is not None else ENDLESS_BARS
         controls = net.controls(closing=request.bars is not None)
-        grammar = start_grammar(net.encoding, length, [], controls, parts)
+        grammar = start_grammar(net.encoding, length, [], controls, parts, **net.held())
         self.stream = Stream(net, grammar, [BOS])
         self.stream.to_next_bar()  # the header and the first Bar
         self.programs = header_programs(net, self.stream.ids)
@@ -295,7 +300,7 @@ class AnswerMusic:
             return  # no note of the phrase fits the model's range
         bars = min(body.count(net.bar_id), MAX_PHRASE_BARS)
         prefix = [*body, net.bar_id]
-        grammar = start_grammar(encoding, bars, prefix, net.controls(closing=True))
+        grammar = start_grammar(encoding, bars, prefix, net.controls(closing=True), **net.held())
         stream = Stream(net, grammar, [BOS, *prefix])
         heard_until = encoding.decode([BOS, *body]).length
         done_until = heard_until
@@ -383,7 +388,7 @@ class AccompanyMusic:
         context = min(CONTEXT_BARS, int(start // length + 1e-9))
         window = start - context * length
         prefix = self._context_ids(heard, window, context)
-        grammar = start_grammar(net.encoding, 1, prefix, net.controls(closing=False))
+        grammar = start_grammar(net.encoding, 1, prefix, net.controls(closing=False), **net.held())
         grammar = AddedPartsGrammar(grammar, net.encoding, {self.player_part}, prefix)
         stream = Stream(net, grammar, [BOS, *prefix])
         while not stream.done:

@@ -75,6 +75,12 @@ PITCHED_CHANNELS = tuple(c for c in range(16) if c != DRUM_CHANNEL)
 # index into the piece's `RawPiece.parts`
 RawNote = tuple[int, float, float, int, bool, int]
 
+# Extended-kit drum notes outside General MIDI's kit (35-81) -> their GM equivalent:
+# electronic kits (Roland TD-11, as in the Groove dataset) send the hi-hat's edge on
+# 22 (closed) and 26 (open). Mapped when a file is read, counted in `dropped` as
+# `drum_notes_mapped_to_gm_kit` (kept, changed).
+GM_KIT_EQUIVALENT = {22: 42, 26: 46}
+
 
 class RawPiece(NamedTuple):
     """What a reader gives per piece, before `_finish_score` cleans it."""
@@ -188,6 +194,9 @@ def _read_midi(path: Path) -> list[RawPiece]:
         parts.append((DRUM_PROGRAM if is_drum else program, (inst.name or "").strip()))
         for note, (start, end) in zip(inst.notes, quarters.tolist(), strict=True):
             pitch, velocity = int(note.pitch), int(note.velocity)
+            if is_drum and pitch in GM_KIT_EQUIVALENT:
+                pitch = GM_KIT_EQUIVALENT[pitch]
+                changes["drum_notes_mapped_to_gm_kit"] += 1
             raw.append((pitch, start, end, velocity, is_drum, part))
 
     change_times, bpms = pm.get_tempo_changes()

@@ -8,7 +8,8 @@ the model has controls, its density where a bar is wholly the song's) and the us
 kept notes as (onset, part, value, velocity bin, steps) on the encoding's grid, in
 stream order. `SongPlan.free` says where the model may write: an added part everywhere,
 a part being rewritten inside an infill window; harmonize adds a `ceiling` the added
-parts stay under.
+parts stay under. `song_harmony` tells the pitch classes the kept parts sound in
+each beat (what an added bass is held to).
 
 `PlanGrammar` is what the encodings' keep grammars share (the header and the bar
 openings as planned); `musicgen.keep_tracks` and `musicgen.keep_steps` force the notes.
@@ -21,7 +22,7 @@ Pure Python and NumPy: `arrange.py` reads the song, runs the network and writes 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -170,6 +171,36 @@ def ceiling(plan: SongPlan, melody: Iterable[int]) -> np.ndarray | None:
     latest = np.maximum.accumulate(np.where(sounding, np.arange(total), -1))
     latest[latest < 0] = int(np.argmax(sounding))
     return low[latest]
+
+
+def song_harmony(
+    plan: SongPlan, steps_per_quarter: int
+) -> Callable[[int, int], frozenset[int] | None]:
+    """The pitch classes the song's kept pitched parts (not rewritten ones) sound during
+    each beat (a quarter note from the bar's start): a function (bar index from 0,
+    grid position in the bar) -> pitch classes, None where the beat sounds none. What
+    an added bass's new notes are held to (`part_rules.PartsGrammar`'s `harmony`)."""
+    bits = np.zeros(max(plan.end, 1), dtype=np.int64)
+    for note in plan.kept:
+        if note.part in plan.rewrite or plan.programs[note.part] == DRUM_PROGRAM:
+            continue
+        bits[note.onset : note.onset + max(note.steps, 1)] |= 1 << (note.value % 12)
+    cache: dict[tuple[int, int], frozenset[int] | None] = {}
+
+    def harmony(bar: int, position: int) -> frozenset[int] | None:
+        if not 0 <= bar < len(plan.bars):
+            return None
+        start, steps = plan.bars[bar]
+        beat = position // steps_per_quarter
+        if (bar, beat) not in cache:
+            a = start + beat * steps_per_quarter
+            b = min(a + steps_per_quarter, start + steps)
+            sounding = int(np.bitwise_or.reduce(bits[a:b])) if b > a else 0
+            pcs = frozenset(pc for pc in range(12) if sounding >> pc & 1)
+            cache[bar, beat] = pcs or None
+        return cache[bar, beat]
+
+    return harmony
 
 
 class PlanGrammar(NarrowedGrammar):

@@ -58,6 +58,7 @@ import keras  # noqa: E402  (after the quiet TensorFlow import)
 from musicgen import callbacks, distribute, feed, shards  # noqa: E402
 from musicgen.encoding import Encoding, get_encoding  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
+from musicgen.profiles import learn as learn_profiles  # noqa: E402
 
 # Settings that --resume may change; anything else would make a different run.
 RESUMABLE_CHANGES = (
@@ -308,6 +309,7 @@ def _load_data(run: RunContext) -> _Data:
         data.summary["controls"] = {"density": levels}
     if run.encoding.has_parts and chief:  # the parts --instruments may ask for
         data.summary["programs"] = _programs(run.encoding, data.ids(train))
+        data.summary.update(learn_profiles(run.encoding, data.ids(train)))  # profiles, lineups
     log(
         f"Data: {len(train)} training files ({_tokens(train):,} tokens), {len(validation)} "
         f"validation files ({_tokens(validation):,} tokens, {quarters:,.0f} quarter notes, "

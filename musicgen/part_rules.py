@@ -1,0 +1,224 @@
+"""The sampler holds each part to what its instrument plays in the training data.
+
+`PartsGrammar` wraps the grammar of a tracks or steps stream (alone, or narrowed by
+--instruments, a song to keep, controls) and narrows what the part being written may
+play to its family's `PartProfile` (`musicgen.profiles`):
+
+- a new note (Pitch) only inside the family's register, a drum hit (Drum) only on the
+  family's kit;
+- at most `cap` notes struck at one step (one group of the part); a single-line
+  family (cap 1, a bass) also lists nothing else at a step where it strikes or holds
+  a note (steps: no held note under a new one);
+- with `harmony` (accompany): a bass's new notes on the pitch classes the song's kept
+  parts sound in that beat, where they sound any and such a note fits;
+- in the header, only programs the model was trained on (`known`).
+
+A Velocity is offered only when a note that the part may strike can follow it. The
+wrapper never dead-ends: where its narrowing would leave nothing (a kept part's
+forced note, a held edge of an infill window), the inner grammar's own choices stand.
+Parts in `exempt` (the user's kept parts) are never narrowed. Holds are not narrowed
+by register: they go on with notes already struck.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from musicgen.encoding import EOS, Grammar, NarrowedGrammar
+from musicgen.encoding.remi import BAR, PITCH, POSITION, VELOCITY
+from musicgen.encoding.steps import StepsGrammar
+from musicgen.encoding.tracks import (
+    DRUM,
+    HOLD,
+    PHASE_HEADER,
+    PHASE_NOTE,
+    PHASE_POSITION,
+    PHASE_TRACK,
+    PHASE_VELOCITY,
+    PROGRAM,
+    TRACK,
+    TracksEncoding,
+    TracksGrammar,
+)
+from musicgen.instruments import family
+from musicgen.profiles import PartProfile
+from musicgen.score import DRUM_PROGRAM
+
+NOTE_PHASES = (PHASE_POSITION, PHASE_TRACK, PHASE_VELOCITY, PHASE_NOTE)
+HARMONY_FAMILIES = ("bass",)  # families held to the song's harmony in accompany
+
+# (bar index from 0, position in the bar in grid steps) -> pitch classes sounding in
+# that beat, or None where the song sounds none
+Harmony = Callable[[int, int], frozenset[int] | None]
+
+
+def base_grammar(grammar: Grammar) -> TracksGrammar:
+    """The tracks/steps grammar under any wrappers (`inner`, or a keep grammar's `g`)."""
+    while not isinstance(grammar, TracksGrammar):
+        grammar = getattr(grammar, "g", None) or grammar.inner  # type: ignore[attr-defined]
+    return grammar
+
+
+class _Rule:
+    """One header part's limits as boolean arrays over its note values (Pitch: pitch
+    - pitch_min; Drum: drum note)."""
+
+    def __init__(self, encoding: TracksEncoding, program: int, profile: PartProfile):
+        c = encoding.config
+        self.drum = program == DRUM_PROGRAM
+        self.cap = profile.cap
+        self.single = profile.cap == 1 and not self.drum
+        self.kind = DRUM if self.drum else PITCH
+        self.lo = 0 if self.drum else c.pitch_min  # value of the kind's first id
+        values = np.arange(128) if self.drum else np.arange(c.pitch_min, c.pitch_max + 1)
+        if self.drum:
+            self.ok = np.isin(values, profile.kit or range(profile.low, profile.high + 1))
+        else:
+            self.ok = (values >= profile.low) & (values <= profile.high)
+        if not self.ok.any():  # a register outside the model's range: leave it free
+            self.ok[:] = True
+        self.pcs = values % 12
+        self.harmony = not self.drum and family(program) in HARMONY_FAMILIES
+
+
+class PartsGrammar(NarrowedGrammar):
+    """See the module docstring. `profiles`: {family name: PartProfile} (a family
+    without one is free); `known`: programs the header may name (empty: any);
+    `exempt`: header indices never narrowed; `harmony`: see `Harmony`."""
+
+    def __init__(
+        self,
+        inner: Grammar,
+        encoding: TracksEncoding,
+        profiles: dict[str, PartProfile],
+        *,
+        known: Iterable[int] = (),
+        exempt: Iterable[int] = (),
+        harmony: Harmony | None = None,
+    ):
+        super().__init__(inner)
+        self.enc = encoding
+        self.g = base_grammar(inner)
+        self.steps = isinstance(self.g, StepsGrammar)
+        self.profiles = profiles
+        self.exempt = frozenset(exempt)
+        self.harmony = harmony
+        self.r = encoding.id_range
+        known = set(known)
+        self.known: np.ndarray | None = None
+        if known:
+            self.known = np.zeros(129, dtype=bool)
+            self.known[sorted(known)] = True
+        self.rules: dict[int, _Rule | None] = {}
+        self.started = 0  # notes struck in the open group
+        self.listed = 0  # notes listed (struck or held) in the open group
+        self._mask: np.ndarray | None = None
+
+    @property
+    def length(self) -> int | None:
+        """The inner grammar's length in bars (controls read it), None without one."""
+        return getattr(self.inner, "length", None)
+
+    def clone(self) -> PartsGrammar:
+        """An independent copy (the inner grammar's `clone`), the rules shared."""
+        twin = PartsGrammar.__new__(PartsGrammar)
+        twin.__dict__.update(self.__dict__)
+        twin.inner = self.inner.clone()  # type: ignore[attr-defined]
+        twin.g = base_grammar(twin.inner)
+        return twin
+
+    # ------------------------------------------------------------------ the mask
+
+    def allowed(self) -> np.ndarray:
+        if self._mask is None:  # computed once per token (advance reads it again)
+            mask = self.inner.allowed()
+            out = self._narrow(mask)
+            self._mask = mask if out is None or not out.any() else out
+        return self._mask
+
+    def advance(self, token_id: int) -> None:
+        token_id = int(token_id)
+        mask = self.allowed()
+        if not (0 <= token_id < mask.size and mask[token_id]):
+            raise ValueError(f"token id {token_id} is not allowed here")
+        if self.inner is self.g:  # our mask is a subset of the base grammar's own
+            self.g.advance_allowed(token_id)
+        else:
+            self.inner.advance(token_id)
+        self._mask = None
+        self._observe(token_id)
+
+    def _narrow(self, mask: np.ndarray) -> np.ndarray | None:
+        """The narrowed mask, or None where nothing is narrowed."""
+        g = self.g
+        if g.phase == PHASE_HEADER:
+            return self._header(mask)
+        part = g.part
+        if g.phase not in NOTE_PHASES or part is None or part in self.exempt:
+            return None
+        rule = self._rule(part)
+        if rule is None:
+            return None
+        out = mask.copy()
+        lo, hi = self.r[rule.kind]
+        full = self.started >= rule.cap or (rule.single and self.listed >= 1)
+        ok = self._values(rule)
+        if full:
+            out[lo:hi] = False
+        else:
+            out[lo:hi] &= ok
+        if self.steps and rule.single and self.listed >= 1:
+            hlo, hhi = self.r[HOLD]
+            out[hlo:hhi] = False
+        if full or not (ok & self._order(rule)).any():
+            vlo, vhi = self.r[VELOCITY]
+            out[vlo:vhi] = False
+        return out
+
+    def _header(self, mask: np.ndarray) -> np.ndarray | None:
+        if self.known is None:
+            return None
+        out = mask.copy()
+        lo, hi = self.r[PROGRAM]
+        out[lo:hi] &= self.known[: hi - lo]
+        return out
+
+    def _rule(self, part: int) -> _Rule | None:
+        if part not in self.rules:
+            program = self.g.programs[part]
+            profile = self.profiles.get(family(program))
+            self.rules[part] = None if profile is None else _Rule(self.enc, program, profile)
+        return self.rules[part]
+
+    def _order(self, rule: _Rule) -> np.ndarray:
+        """Note values that may come next in the group's order: below the last (steps,
+        pitches falling) or above it (tracks, rising)."""
+        values = np.arange(rule.ok.size) + rule.lo
+        if self.steps:
+            return values < self.g.below  # type: ignore[attr-defined]
+        return values - rule.lo > self.g.pitch
+
+    def _values(self, rule: _Rule) -> np.ndarray:
+        """The note values the part may strike now: its register or kit, narrowed to the
+        beat's harmony where some such note can still come."""
+        if not (rule.harmony and self.harmony is not None and self.g.bars):
+            return rule.ok
+        pcs = self.harmony(self.g.bars - 1, max(self.g.position, 0))
+        if not pcs:
+            return rule.ok
+        on = rule.ok & np.isin(rule.pcs, sorted(pcs))
+        return on if (on & self._order(rule)).any() else rule.ok
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _observe(self, token_id: int) -> None:
+        kind = self.enc.token_kind(token_id)
+        if kind in (POSITION, BAR, TRACK) or token_id == EOS:
+            self.started = self.listed = 0
+        elif kind in (PITCH, DRUM):
+            self.started += 1
+            self.listed += 1
+        elif kind == HOLD:
+            self.listed += 1

@@ -1,0 +1,223 @@
+"""What each part of the training music plays, learned from the data and kept in the
+checkpoint: per General MIDI family (program // 8) and for the drum kit, a `PartProfile`
+(register, notes struck together, notes per bar, the kit), and the line-up (families
+and drums) of every training file.
+
+`train` stores both in config.json beside `data.programs`: `data.profiles`
+({family: profile dict}) and `data.lineups` ({"guitar,bass,drums": files}); the
+sampler (`musicgen.part_rules.PartsGrammar`) holds each part to its family's profile,
+and `generate` without `--instruments` draws a line-up per piece (`draw_lineup`).
+
+A checkpoint trained before profiles existed has neither: `stored_profiles` then gives
+`DEFAULT_PROFILES` (a bass in MIDI 23-67 playing single notes, drums in the General
+MIDI kit 35-81) and every other family is free; `stored_lineups` gives none, so such a
+model writes the line-ups it likes.
+
+Pure Python and NumPy; reads Scores (decoded from a file's ids by `learn`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from musicgen.encoding import BOS, Encoding
+from musicgen.instruments import DRUMS, FAMILIES, family
+from musicgen.score import Part, Score
+
+GM_KIT = (35, 81)  # General MIDI's drum kit, lowest and highest note
+REGISTER_PERCENTILES = (0.5, 99.5)  # a family's register leaves stray notes out
+CAP_COVERAGE = 0.98  # the cap covers this share of a family's onsets
+KIT_SHARE = 0.005  # a drum note is in the kit with at least this share of the hits
+MIN_NOTES = 50  # fewer notes of a family teach no profile
+
+
+@dataclass(frozen=True)
+class PartProfile:
+    """What one family's parts play in the training data.
+
+    low, high:      register, MIDI pitches (inclusive); the kit's range for drums
+    cap:            notes struck together at one onset (the smallest n covering
+                    CAP_COVERAGE of the family's onsets)
+    notes_per_bar:  10th, 50th and 90th percentile of a part's notes per bar
+    kit:            drums: the drum notes with a real share of the hits (in GM_KIT)
+    notes:          notes counted
+    """
+
+    low: int
+    high: int
+    cap: int
+    notes_per_bar: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    kit: tuple[int, ...] = ()
+    notes: int = 0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["notes_per_bar"] = list(self.notes_per_bar)
+        out["kit"] = list(self.kit)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> PartProfile:
+        return cls(
+            low=int(raw["low"]),
+            high=int(raw["high"]),
+            cap=max(1, int(raw["cap"])),
+            notes_per_bar=tuple(float(x) for x in raw.get("notes_per_bar", (0, 0, 0))),
+            kit=tuple(int(x) for x in raw.get("kit", ())),
+            notes=int(raw.get("notes", 0)),
+        )
+
+
+# for checkpoints without data.profiles: a bass plays single notes in a bass register
+# (band_corpus's bass parts: 98.2% in MIDI 23-64), drums stay in the General MIDI kit
+DEFAULT_PROFILES = {
+    "bass": PartProfile(low=23, high=67, cap=1),
+    DRUMS: PartProfile(low=GM_KIT[0], high=GM_KIT[1], cap=4, kit=tuple(range(35, 82))),
+}
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+class _Tally:
+    """One family's notes, onset sizes and per-part densities, gathered piece by piece."""
+
+    def __init__(self) -> None:
+        self.pitches: Counter[int] = Counter()
+        self.onsets: Counter[int] = Counter()  # notes struck together -> onsets
+        self.per_bar: list[float] = []
+
+    def add(self, part: Part, bars: float) -> None:
+        self.pitches.update(n.pitch for n in part.notes)
+        self.onsets.update(Counter(n.start for n in part.notes).values())
+        self.per_bar.append(len(part.notes) / max(bars, 1.0))
+
+    def profile(self, drums: bool) -> PartProfile | None:
+        total = sum(self.pitches.values())
+        if total < MIN_NOTES:
+            return None
+        cap = _covering(self.onsets, CAP_COVERAGE)
+        density = tuple(round(float(x), 2) for x in np.percentile(self.per_bar, [10, 50, 90]))
+        if drums:
+            kit = tuple(
+                sorted(
+                    p
+                    for p, n in self.pitches.items()
+                    if GM_KIT[0] <= p <= GM_KIT[1] and n >= KIT_SHARE * total
+                )
+            ) or tuple(range(GM_KIT[0], GM_KIT[1] + 1))
+            return PartProfile(kit[0], kit[-1], cap, density, kit, total)
+        low, high = _percentiles(self.pitches, REGISTER_PERCENTILES)
+        return PartProfile(low, high, cap, density, (), total)
+
+
+def _covering(counts: Counter[int], share: float) -> int:
+    """The smallest key n whose keys <= n hold at least `share` of the counts."""
+    total, running = sum(counts.values()), 0
+    for n in sorted(counts):
+        running += counts[n]
+        if running >= share * total:
+            return max(1, n)
+    return max(counts, default=1)
+
+
+def _percentiles(counts: Counter[int], at: tuple[float, float]) -> tuple[int, int]:
+    """(low, high) pitches at the two percentiles of the counted pitches."""
+    values = np.array(sorted(counts))
+    cumulative = np.cumsum([counts[v] for v in values]) / sum(counts.values())
+    low = values[min(int(np.searchsorted(cumulative, at[0] / 100)), values.size - 1)]
+    high = values[min(int(np.searchsorted(cumulative, at[1] / 100)), values.size - 1)]
+    return int(low), int(high)
+
+
+def bars_of(score: Score) -> float:
+    """The score's length in bars of its first time signature."""
+    _, num, den = score.time_signatures[0]
+    return score.length / (num * 4 / den)
+
+
+def lineup(score: Score) -> tuple[str, ...]:
+    """The score's parts as family names, in the canonical order (pitched by family, the
+    drums last); a family with two parts appears twice."""
+    names = [family(part.program) for part in score.parts if part.notes]
+    return tuple(sorted(names, key=_family_order))
+
+
+def _family_order(name: str) -> int:
+    return len(FAMILIES) if name == DRUMS else FAMILIES.index(name)
+
+
+def learn_scores(files: Iterable[Sequence[Score]]) -> dict:
+    """{"profiles": {family: profile dict}, "lineups": {"bass,drums": files}} of the
+    training files, each given as its pieces (Scores). A file's line-up is its first
+    piece's with the most parts."""
+    tallies: dict[str, _Tally] = {}
+    lineups: Counter[str] = Counter()
+    for pieces in files:
+        best: tuple[str, ...] = ()
+        for score in pieces:
+            bars = bars_of(score)
+            for part in score.parts:
+                if part.notes:
+                    tallies.setdefault(family(part.program), _Tally()).add(part, bars)
+            if len(lineup(score)) > len(best):
+                best = lineup(score)
+        if best:
+            lineups[",".join(best)] += 1
+    profiles = {}
+    for name in sorted(tallies, key=_family_order):
+        profile = tallies[name].profile(drums=name == DRUMS)
+        if profile is not None:
+            profiles[name] = profile.to_dict()
+    return {"profiles": profiles, "lineups": dict(sorted(lineups.items()))}
+
+
+def learn(encoding: Encoding, arrays: Iterable[np.ndarray]) -> dict:
+    """`learn_scores` of training files given as their token ids (BOS..EOS pieces back to
+    back, as `dataset` writes them), decoded by `encoding`."""
+
+    def pieces(ids: np.ndarray) -> list[Score]:
+        ids = np.asarray(ids)
+        starts = np.flatnonzero(ids == BOS).tolist() or [0]
+        ends = [*starts[1:], ids.size]
+        return [encoding.decode(ids[a:b]) for a, b in zip(starts, ends, strict=True)]
+
+    return learn_scores(pieces(ids) for ids in arrays)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def stored_profiles(meta: dict) -> dict[str, PartProfile]:
+    """config.json `data.profiles` as {family: PartProfile}; DEFAULT_PROFILES for a
+    checkpoint that has none."""
+    raw = (meta.get("data") or {}).get("profiles")
+    if raw is None:
+        return dict(DEFAULT_PROFILES)
+    return {name: PartProfile.from_dict(p) for name, p in raw.items()}
+
+
+def stored_lineups(meta: dict) -> dict[tuple[str, ...], int]:
+    """config.json `data.lineups` as {families: files} ({} when absent)."""
+    raw = (meta.get("data") or {}).get("lineups") or {}
+    return {tuple(k.split(",")): int(v) for k, v in raw.items() if k}
+
+
+def draw_lineup(
+    lineups: dict[tuple[str, ...], int], rng: np.random.Generator
+) -> tuple[str, ...] | None:
+    """One training file's line-up, drawn in proportion to the files that have it: from
+    the multi-part line-ups when there are any (single-part files, drum grooves and
+    loops, teach their instrument but set no line-up), else from the single-part ones.
+    None when there are no line-ups."""
+    multi = {k: n for k, n in lineups.items() if len(k) > 1}
+    pool = multi or lineups
+    if not pool:
+        return None
+    keys = sorted(pool)
+    weights = np.array([pool[k] for k in keys], dtype=np.float64)
+    return keys[int(rng.choice(len(keys), p=weights / weights.sum()))]

@@ -1,0 +1,268 @@
+"""Part profiles learned from training music (musicgen.profiles), the sampler holding
+each part to them (musicgen.part_rules), line-ups drawn like the training files', and
+extended-kit drum notes read as General MIDI's."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from musicgen.config import EncodingConfig
+from musicgen.encoding import EOS, get_encoding
+from musicgen.encoding.tracks import InstrumentsGrammar
+from musicgen.instruments import family, parse_instruments
+from musicgen.part_rules import PartsGrammar
+from musicgen.profiles import (
+    DEFAULT_PROFILES,
+    PartProfile,
+    draw_lineup,
+    learn,
+    learn_scores,
+    stored_lineups,
+    stored_profiles,
+)
+from musicgen.score import DRUM_PROGRAM, Note, Part, Score
+
+STEPS = get_encoding(EncodingConfig(name="steps", controls=False))
+TRACKS = get_encoding(EncodingConfig(name="tracks", controls=False))
+
+
+def bass_line(bars: int, chord_at: int | None = None) -> Part:
+    """Eighth notes on E1 A1 D2 G2 C3 (28-48), one two-note chord at `chord_at`."""
+    notes = [Note(28 + (i * 5) % 25, i / 2, i / 2 + 0.5, 90) for i in range(bars * 8)]
+    if chord_at is not None:
+        notes.append(Note(60, chord_at / 2, chord_at / 2 + 0.5, 90))
+    return Part(33, sorted(notes, key=lambda n: (n.start, n.pitch)), "Bass")
+
+
+def groove(bars: int, stray: bool = False) -> Part:
+    """Kick and snare on the beats, closed hi-hat on eighths, a crash; `stray`: a 39."""
+    hits = []
+    for i in range(bars * 8):
+        t = i / 2
+        hits.append(Note(42, t, t + 0.25, 80))
+        if i % 2 == 0:
+            hits.append(Note(36 if i % 4 == 0 else 38, t, t + 0.25, 100))
+    hits += [Note(49, 0, 0.25, 100)] + [Note(39, 1.5, 1.75, 60)] * stray
+    return Part(DRUM_PROGRAM, sorted(hits, key=lambda n: (n.start, n.pitch)))
+
+
+def piano(bars: int) -> Part:
+    """Three-note chords on every beat (C4 E4 G4)."""
+    notes = [Note(p, b, b + 1, 70) for b in range(bars * 4) for p in (60, 64, 67)]
+    return Part(0, notes, "Piano")
+
+
+def band_song(bars: int = 8, chord_at: int | None = None) -> Score:
+    """Piano, bass and drums; the odd bass chord and drum note go with `chord_at`."""
+    parts = [piano(bars), bass_line(bars, chord_at), groove(bars, chord_at is not None)]
+    return Score(parts=parts, end=bars * 4.0)
+
+
+def test_profiles_learn_register_cap_density_and_kit():
+    songs = [[band_song(8, chord_at=3)]] + [[band_song(8)] for _ in range(3)]
+    learned = learn_scores(songs)
+    bass = PartProfile.from_dict(learned["profiles"]["bass"])
+    assert bass.cap == 1  # one chord in 256 onsets
+    assert (bass.low, bass.high) == (28, 48)  # the stray 60 is above the 99.5th percentile
+    assert bass.notes_per_bar[1] == pytest.approx(8.0, abs=0.2)
+    drums = PartProfile.from_dict(learned["profiles"]["drums"])
+    assert drums.kit == (36, 38, 42, 49)  # the one 39 in 393 hits is no part of the kit
+    assert drums.cap == 2
+    assert PartProfile.from_dict(learned["profiles"]["piano"]).cap == 3
+    assert learned["lineups"] == {"piano,bass,drums": 4}
+
+
+def test_profiles_are_learned_from_encoded_ids_as_train_does():
+    ids = np.concatenate([STEPS.encode(band_song(8)).ids, STEPS.encode(band_song(4)).ids])
+    learned = learn(STEPS, [ids])
+    assert learned["lineups"] == {"piano,bass,drums": 1}  # one file of two pieces
+    assert learned["profiles"]["bass"]["cap"] == 1
+
+
+def test_old_checkpoints_get_the_bass_and_drum_defaults_and_no_lineups():
+    assert stored_profiles({"data": {}}) == DEFAULT_PROFILES
+    assert stored_lineups({"data": {}}) == {}
+    assert stored_profiles({"data": {"profiles": {}}}) == {}
+
+
+def test_lineups_come_from_multi_part_files_when_there_are_any():
+    rng = np.random.default_rng(0)
+    mixed = {("drums",): 300, ("guitar", "bass", "drums"): 2, ("piano", "bass"): 1}
+    drawn = Counter(draw_lineup(mixed, rng) for _ in range(300))
+    assert set(drawn) == {("guitar", "bass", "drums"), ("piano", "bass")}
+    assert drawn["guitar", "bass", "drums"] > drawn["piano", "bass"]
+    grooves = {("drums",): 3, ("guitar",): 1}
+    assert {draw_lineup(grooves, rng) for _ in range(50)} == {("drums",), ("guitar",)}
+    assert draw_lineup({}, rng) is None
+
+
+# ----------------------------------------------------------------------------- the grammar
+
+PROFILES = {
+    "bass": PartProfile(low=28, high=55, cap=1),
+    "piano": PartProfile(low=48, high=84, cap=2),
+    "drums": PartProfile(low=36, high=46, cap=2, kit=(36, 38, 42, 46)),
+}
+
+
+def walk(encoding, grammar, rng, limit: int = 4000) -> list[int]:
+    """A random walk: every mask has an allowed id; EOS taken half the times allowed."""
+    ids = []
+    while not grammar.done and len(ids) < limit:
+        choices = np.flatnonzero(grammar.allowed())
+        assert choices.size, encoding.describe(ids[-20:])  # never a dead end
+        token = EOS if EOS in choices and rng.random() < 0.5 else int(rng.choice(choices))
+        grammar.advance(token)
+        ids.append(token)
+    assert grammar.done
+    return ids
+
+
+def assert_held_to_profiles(
+    score: Score, single_line: bool, profiles: dict[str, PartProfile] = PROFILES
+) -> None:
+    """Every part in its register or kit, at most `cap` notes struck together; with
+    `single_line` (steps, which lists what sounds) a cap-1 part never sounds two notes."""
+    for part in score.parts:
+        profile = profiles[family(part.program)]
+        starts = Counter(n.start for n in part.notes)
+        assert max(starts.values(), default=0) <= profile.cap
+        if part.program == DRUM_PROGRAM:
+            assert {n.pitch for n in part.notes} <= set(profile.kit)
+            continue
+        assert all(profile.low <= n.pitch <= profile.high for n in part.notes)
+        if single_line and profile.cap == 1:
+            notes = part.notes
+            assert all(a.end <= b.start for a, b in zip(notes, notes[1:], strict=False))
+
+
+@pytest.mark.parametrize("encoding", [STEPS, TRACKS], ids=["steps", "tracks"])
+def test_random_walks_keep_each_part_to_its_profile_and_never_dead_end(encoding):
+    rng = np.random.default_rng(1)
+    asked = parse_instruments("piano,bass,drums")
+    for i in range(12):
+        inner = encoding.grammar(2)
+        if i % 2:  # --instruments, or a header the model picks among known programs
+            inner = InstrumentsGrammar(inner, encoding, asked)
+        grammar = PartsGrammar(inner, encoding, PROFILES, known=(0, 33, DRUM_PROGRAM))
+        ids = walk(encoding, grammar, rng)
+        score = encoding.decode(ids)
+        assert not score.dropped
+        assert {p.program for p in score.parts} <= {0, 33, DRUM_PROGRAM}
+        assert_held_to_profiles(score, single_line=encoding is STEPS)
+
+
+def test_a_bass_is_held_to_the_harmony_where_the_song_sounds_some():
+    rng = np.random.default_rng(2)
+
+    def harmony(bar: int, position: int) -> frozenset[int] | None:
+        return frozenset({0, 7}) if bar == 0 else None  # C and G in the first bar
+
+    for _ in range(6):
+        inner = InstrumentsGrammar(STEPS.grammar(2), STEPS, parse_instruments("bass"))
+        grammar = PartsGrammar(inner, STEPS, PROFILES, harmony=harmony)
+        ids = walk(STEPS, grammar, rng)
+        second = ids.index(STEPS.vocab.id("Bar"), ids.index(STEPS.vocab.id("Bar")) + 1)
+        (bass,) = STEPS.decode(ids[:second] + [EOS]).parts
+        assert {n.pitch % 12 for n in bass.notes} <= {0, 7}
+
+
+def test_exempt_parts_are_never_narrowed():
+    # a kept bass chord high above the register: the user's part reads as it is
+    song = Score(parts=[Part(33, [Note(70, 0, 1, 90), Note(74, 0, 1, 90)])], end=4.0)
+    ids = STEPS.encode(song).ids.tolist()
+    kept = PartsGrammar(STEPS.grammar(), STEPS, PROFILES, exempt=(0,))
+    for token in ids:
+        kept.advance(token)
+    assert kept.done
+    free = PartsGrammar(STEPS.grammar(), STEPS, PROFILES)
+    pitch74 = ids.index(STEPS.vocab.id("Pitch_74"))
+    for token in ids[:pitch74]:
+        free.advance(token)
+    assert not free.allowed()[ids[pitch74]]  # out of a free bass's register
+
+
+def test_groove_extended_kit_notes_are_read_as_general_midi(tmp_path):
+    from musicgen.midi_io import read_score
+    from tests.music import Track, write_test_midi
+
+    hits = [(22, 0, 0.25, 80), (26, 0.5, 0.25, 80), (36, 0, 0.25, 100)]
+    write_test_midi(tmp_path / "g.mid", [Track(hits, channel=9)])
+    score = read_score(tmp_path / "g.mid", include_drums=True, allow_drums_only=True)
+    assert sorted(n.pitch for n in score.drums) == [36, 42, 46]
+    assert score.dropped["drum_notes_mapped_to_gm_kit"] == 2
+
+
+def test_song_harmony_is_what_the_kept_parts_sound_in_each_beat():
+    from musicgen.songplan import plan_song, song_harmony
+
+    chords = [Note(p, 0, 2, 80) for p in (60, 64, 67)] + [Note(62, 2, 3, 80)]
+    song = Score(parts=[Part(0, chords), groove(1)], end=4.0)
+    plan = plan_song(STEPS, song, [33])
+    harmony = song_harmony(plan, STEPS.config.steps_per_quarter)
+    assert harmony(0, 0) == harmony(0, 7) == frozenset({0, 4, 7})
+    assert harmony(0, 8) == frozenset({2})
+    assert harmony(0, 12) is None  # the beat sounds nothing: the bass is free
+
+
+def test_accompany_puts_an_added_bass_on_the_song_harmony(tmp_path):
+    from musicgen.arrange import accompany
+    from musicgen.config import SampleConfig
+    from musicgen.midi_io import read_score, write_midi
+    from tests.test_arrange import band
+
+    checkpoint = band(tmp_path / "band", "steps")  # untrained: close to uniform choices
+    bars = 4
+    chords = [(0, 4, 7), (5, 9, 0), (7, 11, 2), (0, 4, 7)]
+    piano_part = Part(
+        0, [Note(60 + pc, 4 * b, 4 * b + 4, 80) for b in range(bars) for pc in chords[b]]
+    )
+    write_midi(Score(parts=[piano_part], end=bars * 4.0), tmp_path / "song.mid")
+    for seed in range(2):
+        (out,) = accompany(
+            checkpoint,
+            tmp_path / "song.mid",
+            "bass",
+            tmp_path / f"o{seed}",
+            sample=SampleConfig(seed=seed),
+        )
+        (bass,) = [p for p in read_score(out.path).parts if 32 <= p.program < 40]
+        assert bass.notes
+        for n in bass.notes:
+            assert n.pitch % 12 in chords[int(n.start // 4)]
+            assert 23 <= n.pitch <= 67  # the default bass register of a checkpoint without profiles
+        assert max(Counter(n.start for n in bass.notes).values()) == 1
+
+
+def test_train_stores_profiles_and_lineups_and_generate_draws_a_band(tmp_path):
+    from click.testing import CliRunner
+
+    from musicgen.checkpoint import read_config
+    from musicgen.cli import main
+    from musicgen.generate import GenerateRequest, sample_pieces
+    from musicgen.midi_io import write_midi
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):  # files differ (a file seen twice counts once)
+        write_midi(band_song(4 + i), data / f"song{i}.mid")
+    for i in range(4):  # grooves: more files than songs, as in band_corpus
+        write_midi(Score(parts=[groove(2 + i)], end=8.0 + 4 * i), data / f"groove{i}.mid")
+    out = tmp_path / "run"
+    tiny = ["--layers=1", "--units=16", "--embedding-dim=8", "--seq-len=16", "--batch-size=4"]
+    tiny += ["--epochs=1", "--steps-per-epoch=2", "--val-fraction=0.15"]
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(out), *tiny, "-q"])
+    assert result.exit_code == 0, result.output
+    _, meta = read_config(out)
+    profiles = stored_profiles(meta)
+    assert profiles["bass"].cap == 1 and (profiles["bass"].low, profiles["bass"].high) == (28, 48)
+    assert set(profiles["drums"].kit) <= {36, 38, 42, 49}
+    lineups = stored_lineups(meta)
+    assert ("piano", "bass", "drums") in lineups and ("drums",) in lineups
+    pieces = sample_pieces(out, GenerateRequest(num=4, bars=2))
+    for piece in pieces:  # the songs' line-up, never a groove alone (a part may be silent)
+        assert sorted(p.program for p in piece.score.parts) == [0, 33, DRUM_PROGRAM]
+        assert_held_to_profiles(piece.score, single_line=True, profiles=profiles)
