@@ -29,7 +29,7 @@ from musicgen.api import (
 )
 from musicgen.atomic import atomic_write
 from musicgen.config import ENCODINGS, EncodingConfig, TrainOption, train_options
-from musicgen.errors import UsageError, UserError
+from musicgen.errors import UsageError, UserError, cli_message
 
 
 def _quiet_tensorflow() -> None:
@@ -71,12 +71,12 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except UsageError as exc:
             if debug:
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {cli_message(exc)}", err=True)
             sys.exit(2)
         except UserError as exc:
             if debug:
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {cli_message(exc)}", err=True)
             sys.exit(1)
         except OSError as exc:  # a full disk, a read-only folder, a vanished file
             if debug:
@@ -622,7 +622,7 @@ def generate(
         top_p=top_p, primer=primer, key=key, density=density, time_signature=time_signature,
         tempo=tempo, program=program, instruments=instruments, engine=engine,
     )  # fmt: skip
-    writable_folder(out, "--out")
+    writable_folder(out, "out")
     # only --engine keras imports TensorFlow (quietly unless --debug)
     model = load(checkpoint_dir, engine=request.engine, verbose_tensorflow=_debug())
     files = model.write(
@@ -954,7 +954,7 @@ def render(
         try:
             wav = render_wav(midi, target, soundfont, synth=synth)
         except UserError as exc:
-            echo(f"Error: {exc}", err=True)
+            echo(f"Error: {cli_message(exc)}", err=True)
             failed += 1
             continue
         echo(f"{wav}  {wav_seconds(wav):.1f} s", quiet)

@@ -40,7 +40,7 @@ from musicgen import checkpoint as ckpt
 from musicgen.config import RunConfig, SampleConfig
 from musicgen.encoding import BOS, PAD, Encoding, Grammar, get_encoding
 from musicgen.encoding.tracks import InstrumentsGrammar
-from musicgen.errors import UsageError, UserError
+from musicgen.errors import UsageError, UserError, param
 from musicgen.npmodel import NumpyRNN, one_blas_thread
 from musicgen.runtime import import_tensorflow
 
@@ -63,7 +63,9 @@ def default_sample() -> SampleConfig:
 def resolve_engine(engine: str) -> str:
     """The engine an --engine value names: "numpy" ("auto" too) or "keras"; else UsageError."""
     if engine not in ENGINES:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        raise UsageError(
+            f"{{engine}} must be one of {', '.join(ENGINES)}", engine=param("engine", engine)
+        )
     return "numpy" if engine == "auto" else engine
 
 
@@ -86,7 +88,8 @@ def checkpoint_folder(path: str | Path) -> Path:
     if not folder.is_dir():
         raise UsageError(
             f"no checkpoint folder at {folder}; train one with "
-            f"`musicgen train DATA_DIR --out {folder}` or pass --checkpoint"
+            f"`musicgen train DATA_DIR --out {folder}` or pass {{checkpoint}}",
+            checkpoint=param("checkpoint"),
         )
     return folder
 
