@@ -514,6 +514,7 @@ def _write(
     out = Score(
         tempos=list(song.tempos),
         time_signatures=list(song.time_signatures),
+        key_signatures=list(song.key_signatures),
         end=max(decoded.length, song.length),
         parts=parts,
     )

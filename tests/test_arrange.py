@@ -407,3 +407,28 @@ def test_encodings_that_cannot_keep_a_song_are_refused_in_one_line(name, song_fi
         with pytest.raises(UsageError, match=want) as caught:
             run()
         assert "\n" not in str(caught.value)
+
+
+def test_every_arrangement_keeps_the_songs_keys_tempos_and_metre(keeping_checkpoint, tmp_path):
+    """accompany, infill and harmonize write the song's key signatures, tempo map and
+    time signatures back, as the song has them."""
+    from musicgen.arrange import accompany, harmonize, infill
+    from musicgen.midi_io import read_score, write_midi
+
+    s = song(4)
+    s.key_signatures = [(0.0, 2), (8.0, 21)]  # D major, then A minor
+    s.time_signatures = [(0.0, 4, 4), (12.0, 3, 4)]
+    path = tmp_path / "keyed.mid"
+    write_midi(s, path)
+    read = read_score(path)
+    assert read.key_signatures == [(0.0, 2), (8.0, 21)]
+    outs = [
+        accompany(keeping_checkpoint, path, "drums", tmp_path / "a")[0],
+        infill(keeping_checkpoint, path, "2-3", tmp_path / "i", candidates=1)[0],
+        harmonize(keeping_checkpoint, path, tmp_path / "h", voices=1)[0],
+    ]
+    for out in outs:
+        back = read_score(out.path, allow_drums_only=True)
+        assert back.key_signatures == read.key_signatures
+        assert back.tempos == read.tempos
+        assert back.time_signatures == read.time_signatures
