@@ -76,9 +76,13 @@ class Arrangement:
         if self.score is not None:  # infill: the written parts are kept outside the window
             return (
                 f"{self.path}  {self.bars} bars  rewrote bars {self.window} of {wrote} "
-                f"({self.notes} new notes); every other note kept"
+                f"({self.notes} new notes, drums included); every other note kept"
             )
-        return f"{self.path}  {self.bars} bars  kept {', '.join(self.kept) or '-'}  wrote {wrote} ({self.notes} notes)"
+        kept = ", ".join(self.kept) or "-"
+        return (
+            f"{self.path}  {self.bars} bars  kept {kept}  wrote {wrote} "
+            f"({self.notes} notes, drums included)"
+        )
 
 
 def accompany(

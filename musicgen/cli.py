@@ -704,10 +704,13 @@ def _prepare_lines(s: dict[str, Any], val_fraction: float, seed: int) -> list[st
     """The human report of `musicgen prepare` from `PreparedData.summary()`."""
     skipped = s["files_skipped"]
     pieces = f"{s['pieces']:,} pieces, " if s["pieces"] != s["files_ok"] else ""
+    # the encoding leaves the drums out only where reading counted them as dropped
+    drums = "drums left out" if s["dropped"].get("drum_notes") else "drums included"
     lines = [
         f"{s['data_dir']}: {s['files_ok']:,} file(s) used, {len(skipped):,} skipped "
         f"({s['encoding']} encoding; {s['cached']:,} from the cache, {s['parsed']:,} parsed)",
-        f"  {pieces}{s['notes']:,} notes, {s['tokens']:,} tokens, {s['hours']:.2f} hours of music",
+        f"  {pieces}{s['notes']:,} notes ({drums}), {s['tokens']:,} tokens, "
+        f"{s['hours']:.2f} hours of music",
         f"  split by file (validation {val_fraction:g}, seed {seed}): "
         f"{s['split']['train']:,} training / {s['split']['validation']:,} validation files",
     ]

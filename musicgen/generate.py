@@ -131,7 +131,7 @@ class GeneratedFile:
     def summary(self) -> str:
         """One line for people, e.g. "generated/bach-0-01.mid  32 bars  412 notes  C2-A5"."""
         pitches = f"{pitch_name(self.lowest)}-{pitch_name(self.highest)}" if self.notes else "-"
-        return f"{self.path}  {self.bars} bars  {self.notes} notes  {pitches}"
+        return f"{self.path}  {self.bars} bars  {self.notes} notes (drums included)  {pitches}"
 
 
 def pitch_name(pitch: int | None) -> str:

@@ -65,7 +65,7 @@ def test_remi_pieces_have_exact_bars_and_valid_tokens(remi_ckpt, tmp_path):
         assert f.lowest == min(n.pitch for n in score.notes)
         assert f.seconds == pytest.approx(score.duration_seconds)
         assert_daw_ready(f.path, length_quarters=score.length)
-        assert f.summary().startswith(f"{f.path}  3 bars  {f.notes} notes  ")
+        assert f.summary().startswith(f"{f.path}  3 bars  {f.notes} notes (drums included)  ")
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(remi_ckpt, tmp_path):
