@@ -241,7 +241,10 @@ def _sample_loop(
         return new_ids
     raise UserError(
         f"generation did not finish within {max_steps} tokens (the model keeps adding "
-        "notes); try a lower --temperature, --top-k or --top-p"
+        "notes); try a lower {temperature}, {top_k} or {top_p}",
+        temperature=param("temperature"),
+        top_k=param("top_k"),
+        top_p=param("top_p"),
     )
 
 

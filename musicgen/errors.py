@@ -4,7 +4,7 @@
 `UsageError`: the request itself is wrong (exit 2): missing path, bad option, ...
 
 An error that names a setting says it in the words of whoever asked: a message may hold
-`{name}` fields filled with `Words` (`param("bars", (40, 44), "40-44")`): `str(error)`
+`{name}` fields (only those given are filled; other braces stay) filled with `Words` (`param("bars", (40, 44), "40-44")`): `str(error)`
 speaks to a Python caller (`bars=(40, 44)`, `force=True`, `checkpoint=`) and
 `error.cli_message()` to a shell user (`--bars 40-44`, `--force`, `--checkpoint`);
 cli.py prints the latter.
@@ -51,7 +51,12 @@ class UserError(Exception):
         super().__init__(self._render("api") if words else message)
 
     def _render(self, side: str) -> str:
-        return self.template.format(**{k: getattr(w, side) for k, w in self.words.items()})
+        """The template with each `{name}` of `words` filled in (nothing else is read
+        as a field, so a path with braces in it stays as it is)."""
+        text = self.template
+        for name, words in self.words.items():
+            text = text.replace("{" + name + "}", getattr(words, side))
+        return text
 
     def cli_message(self) -> str:
         """The message in the command line's words (options, not keywords)."""

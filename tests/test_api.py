@@ -359,3 +359,24 @@ def test_the_cli_commands_are_the_api_calls(tmp_path, monkeypatch):
     out, request = calls["write"]
     assert request == api.generate_request(num=2, top_k=5, key="Dm")
     assert out == tmp_path / "gen"
+
+
+def test_an_error_names_a_setting_in_each_sides_words():
+    from musicgen.errors import Words, param
+
+    error = UsageError(
+        "/tmp/{x}/a.mid exists; use {force} after {bars}, see {doc}",
+        force=param("force", True),
+        bars=param("bars", (40, 44), "40-44"),
+        doc=Words("Model.infill", "`musicgen infill --help`"),
+    )
+    assert str(error) == (
+        "/tmp/{x}/a.mid exists; use force=True after bars=(40, 44), see Model.infill"
+    )
+    assert error.cli_message() == (
+        "/tmp/{x}/a.mid exists; use --force after --bars 40-44, see `musicgen infill --help`"
+    )
+    assert UsageError("plain {braces}").cli_message() == "plain {braces}"
+    assert (
+        param("batch_size", 0).cli == "--batch-size 0" and param("checkpoint").api == "checkpoint="
+    )
