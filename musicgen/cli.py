@@ -893,8 +893,8 @@ def accompany(
 @click.option("--bars", "bars", required=True, metavar="A-B",
               help="The bars to rewrite, counted from 1, e.g. 9-12.")  # fmt: skip
 @click.option("--tracks", metavar="LIST",
-              help="Rewrite only these parts (track names or families, comma-separated); "
-                   "default: every part.")  # fmt: skip
+              help="Rewrite these parts (track names or families, comma-separated; a "
+                   "part resting in the bars too); default: the parts that play in them.")  # fmt: skip
 @click.option("--candidates", type=click.IntRange(1, 256), default=16, show_default=True,
               help="Versions sampled per file; the one that leads best into the following "
                    "bars is kept.")  # fmt: skip
@@ -908,6 +908,9 @@ def infill(
     """Rewrite bars A-B of your song SONG, keeping every note outside them.
 
     \b
+    The parts that play in the bars are rewritten (or those named in --tracks); a part
+    that rests there keeps resting, and each rewritten part stays in its register (its
+    lowest to highest note in the song, two semitones wider).
     The model hears the song up to the bars, writes them, and of --candidates versions
     the one under which the song's following bars are most likely is kept, so the new
     bars lead into what comes next. Files are OUT/SONG-infill-SEED-NN.mid.
@@ -1032,8 +1035,8 @@ def live(
     report = play(checkpoint_dir, request, port=port, clock=clock, in_port=in_port,
                   record=record, silence=silence, on_ready=lambda line: echo(line, quiet))  # fmt: skip
     ended = "stopped" if report.interrupted else "done"
-    echo(f"{ended}: {report.notes_played} notes" + (f", recorded in {record}" if record else ""),
-         quiet)  # fmt: skip
+    echo(f"{ended}: {report.notes_played} notes (drums included)"
+         + (f", recorded in {record}" if record else ""), quiet)  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover
