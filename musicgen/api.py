@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from musicgen.errors import UsageError
+from musicgen.errors import UsageError, param
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,14 +59,16 @@ def existing_path(value: str | Path) -> Path:
 
 def writable_folder(path: Path, option: str) -> None:
     """UsageError unless `path` is, or could be made, a folder we may write in; checked
-    before slow work starts (nothing is created). `option` names it in the message."""
+    before slow work starts (nothing is created). `option` is the setting's keyword
+    ("out"), named in the message in the caller's words (`out='x'`, `--out x`)."""
     probe = Path(path)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
+    named = param(option.lstrip("-").replace("-", "_"), str(path))
     if probe.exists() and not probe.is_dir():
-        raise UsageError(f"cannot write to {option} {path}: {probe} is not a folder")
+        raise UsageError(f"cannot write to {{out}}: {probe} is not a folder", out=named)
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to {option} {path}: {probe} is not writable")
+        raise UsageError(f"cannot write to {{out}}: {probe} is not writable", out=named)
 
 
 # ----------------------------------------------------------------------------- prepare
@@ -360,10 +362,9 @@ class Model:
         Returns `pretty_midi.PrettyMIDI`s, the same notes as `musicgen infill` writes."""
         from musicgen.arrange import infill
 
-        span = bars if isinstance(bars, str) else f"{bars[0]}-{bars[1]}"
         names = tracks if tracks is None or isinstance(tracks, str) else ",".join(tracks)
         return self._arranged(
-            infill, existing_path(song), span, tracks=names, num=num, candidates=candidates,
+            infill, existing_path(song), bars, tracks=names, num=num, candidates=candidates,
             sample=_sample(seed, temperature, top_k, top_p),
         )  # fmt: skip
 
@@ -398,7 +399,9 @@ class Model:
         its validation files (split.json) are scored, or every file with all_files.
         Imports TensorFlow."""
         if batch_size < 1:
-            raise UsageError("--batch-size must be >= 1")
+            raise UsageError(
+                "{batch_size} must be >= 1", batch_size=param("batch_size", batch_size)
+            )
         if data_dir is not None:
             existing_path(data_dir)
         from musicgen.runtime import import_tensorflow
@@ -482,7 +485,7 @@ def train_checkpoint(
     run_config = train_settings(out, resume=resume, config=config, **settings)
     if data_dir is not None:
         existing_path(data_dir)
-    writable_folder(out, "--out")
+    writable_folder(out, "out")
     if data_dir is None:
         data_dir = _stored_data_dir(out) if resume else DEFAULT_DATA_DIR
 
@@ -523,7 +526,7 @@ def train_settings(
     try:
         from_file = read_settings_file(config) if config is not None else None
     except ConfigError as exc:
-        raise UsageError(f"--config: {exc}") from exc
+        raise UsageError(f"{{config}}: {exc}", config=param("config", str(config))) from exc
     try:
         run_config = resolve_settings(checkpoint=stored, config_file=from_file, flags=settings)
         check_config(run_config.encoding)

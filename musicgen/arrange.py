@@ -36,7 +36,7 @@ from musicgen.engine import (
     resolve_engine,
     sample_ids,
 )
-from musicgen.errors import UsageError, UserError
+from musicgen.errors import UsageError, UserError, Words, param
 from musicgen.instruments import (
     family,
     known_requests,
@@ -79,9 +79,13 @@ class Arrangement:
         if self.score is not None:  # infill: the written parts are kept outside the window
             return (
                 f"{self.path}  {self.bars} bars  rewrote bars {self.window} of {wrote} "
-                f"({self.notes} new notes); every other note kept"
+                f"({self.notes} new notes, drums included); every other note kept"
             )
-        return f"{self.path}  {self.bars} bars  kept {', '.join(self.kept) or '-'}  wrote {wrote} ({self.notes} notes)"
+        kept = ", ".join(self.kept) or "-"
+        return (
+            f"{self.path}  {self.bars} bars  kept {kept}  wrote {wrote} "
+            f"({self.notes} notes, drums included)"
+        )
 
 
 def accompany(
@@ -108,7 +112,10 @@ def accompany(
     requests = parse_instruments(add)
     if any(DRUM_PROGRAM in r for r in requests) and any(p.is_drum for p in song.parts):
         if not force:
-            raise UsageError(f"{Path(song_path).name} already has drums; --force replaces them")
+            raise UsageError(
+                f"{Path(song_path).name} already has drums; {{force}} replaces them",
+                force=param("force", True),
+            )
         song.parts = [p for p in song.parts if not p.is_drum]
     added = [context.known_program(r) for r in requests]
     paths = _paths(song_path, out_dir, "accompany", num, sample.seed, force)
@@ -156,7 +163,7 @@ def harmonize(
 def infill(
     checkpoint: CheckpointLike,
     song_path: str | Path,
-    bars: str,
+    bars: str | tuple[int, int],
     out_dir: str | Path | None,
     *,
     tracks: str | None = None,
@@ -168,27 +175,40 @@ def infill(
     on_file: Callable[[Arrangement], None] | None = None,
     on_note: Callable[[str], None] | None = None,
 ) -> list[Arrangement]:
-    """Rewrite bars A..B (`bars` = "A-B", 1-based, inclusive) of the song's parts
-    (all, or those named in `tracks`: track names or families), keeping every note
-    outside them. A one-directional model hears only what comes before, so for each
-    piece `candidates` versions are sampled and the one under which the model finds the
-    song's following bars most likely is kept (see checkpoints/README.md for the
-    measurement behind this choice). Files: f"{song stem}-infill-{seed}-{i:02d}.mid"."""
+    """Rewrite bars A..B (`bars` = "A-B" or (A, B), 1-based, inclusive) of the song's
+    parts, keeping every note outside them. The parts rewritten are those named in
+    `tracks` (track names or families), by default those that play in the bars (a note
+    sounds there): a part that rests there keeps resting. Each rewritten part's new
+    notes keep to its register in the song (`songplan.part_register`). A one-directional
+    model hears only what comes before, so for each piece `candidates` versions are
+    sampled and the one under which the model finds the song's following bars most
+    likely is kept (see checkpoints/README.md for the measurement behind this choice).
+    Files: f"{song stem}-infill-{seed}-{i:02d}.mid"."""
     sample = sample or default_sample()
     if candidates < 1:
-        raise UsageError("--candidates must be at least 1")
+        raise UsageError(
+            "{candidates} must be at least 1", candidates=param("candidates", candidates)
+        )
     context = _Context.open(checkpoint, engine)
     song = read_song(song_path, on_note)
     parts = canonical_parts(song)
     first, last = parse_bars(bars)
     starts = bar_starts(context.encoding, song)
     if last > len(starts):
-        raise UsageError(f"--bars {bars}: the song has {len(starts)} bars")
+        raise UsageError(
+            f"{{bars}}: the song has {len(starts)} bars", bars=_bars_param(bars, first, last)
+        )
     window = (
         starts[first - 1],
         starts[last] if last < len(starts) else song_end(context.encoding, song),
     )
-    chosen = choose_parts(parts, tracks)
+    chosen = choose_parts(parts, tracks, window)
+    if not chosen:
+        raise UsageError(
+            f"no part plays in bars {first}-{last}; name the parts to write there with {{tracks}}",
+            tracks=param("tracks"),
+        )
+    bars = f"{first}-{last}"
     paths = _paths(song_path, out_dir, "infill", num, sample.seed, force)
     plan = context.plan(song, [], window=window, rewrite=chosen, on_note=on_note)
     pieces = context.sample(plan, num * candidates, sample, score_from=window[1])
@@ -329,16 +349,32 @@ def read_song(path: str | Path, on_note: Callable[[str], None] | None = None) ->
     return pieces[0]
 
 
-def parse_bars(text: str) -> tuple[int, int]:
-    """ "9-12" -> (9, 12); "5" -> (5, 5). Bars count from 1. UsageError otherwise."""
-    pieces = text.replace(" ", "").split("-")
-    try:
-        first, last = (int(pieces[0]), int(pieces[-1])) if len(pieces) <= 2 else (0, 0)
-    except ValueError:
-        first = last = 0
+def parse_bars(bars: str | tuple[int, int]) -> tuple[int, int]:
+    """ "9-12" or (9, 12) -> (9, 12); "5" -> (5, 5). Bars count from 1. UsageError
+    otherwise (in the caller's words: `bars=(0, 2)` or `--bars 0-2`)."""
+    if isinstance(bars, str):
+        pieces = bars.replace(" ", "").split("-")
+        try:
+            first, last = (int(pieces[0]), int(pieces[-1])) if len(pieces) <= 2 else (0, 0)
+        except ValueError:
+            first = last = 0
+    else:
+        try:
+            first, last = (int(b) for b in bars)
+        except (TypeError, ValueError):
+            first = last = 0
     if not 1 <= first <= last:
-        raise UsageError(f"--bars must be A-B with 1 <= A <= B, not {text!r}")
+        raise UsageError(
+            "{bars}: bars go from A to B, counted from 1, with A <= B",
+            bars=_bars_param(bars, first, last),
+        )
     return first, last
+
+
+def _bars_param(bars: str | tuple[int, int], first: int, last: int) -> Words:
+    """The bars asked for as the caller gave them (`bars=(40, 44)`, `--bars 40-44`)."""
+    shown = bars if isinstance(bars, str) else f"{first}-{last}"
+    return param("bars", bars, shown)
 
 
 def bar_starts(encoding: TracksEncoding, song: Score) -> list[float]:
@@ -386,11 +422,19 @@ def _start_grammar(
     return hold_parts(grammar, encoding, profiles, exempt=kept, harmony=harmony)
 
 
-def choose_parts(parts: list[Part], tracks: str | None) -> list[int]:
-    """Indices of the parts `--tracks` names (track names or families, comma-separated;
-    all parts without it). UsageError naming the song's parts for an unknown name."""
+def choose_parts(
+    parts: list[Part], tracks: str | None, window: tuple[float, float] | None = None
+) -> list[int]:
+    """Indices of the parts `tracks` names (track names or families, comma-separated);
+    without it, the parts with a note sounding in `window` (quarters; every part when
+    no window is given). UsageError naming the song's parts for an unknown name."""
     if tracks is None:
-        return list(range(len(parts)))
+        if window is None:
+            return list(range(len(parts)))
+        start, end = window
+        return [
+            i for i, p in enumerate(parts) if any(n.start < end and n.end > start for n in p.notes)
+        ]
     names = [p.name or track_names([q.program for q in parts])[i] for i, p in enumerate(parts)]
     chosen = []
     for raw in tracks.split(","):
@@ -402,7 +446,10 @@ def choose_parts(parts: list[Part], tracks: str | None) -> list[int]:
             listed = ", ".join(
                 f"{n} ({family(p.program)})" for n, p in zip(names, parts, strict=True)
             )
-            raise UsageError(f"--tracks: no part {raw.strip()!r} in the song; it has {listed}")
+            raise UsageError(
+                f"{{tracks}}: no part {raw.strip()!r} in the song; it has {listed}",
+                tracks=param("tracks", tracks),
+            )
         chosen += [i for i in hits if i not in chosen]
     return chosen
 
@@ -482,6 +529,7 @@ def _write(
     out = Score(
         tempos=list(song.tempos),
         time_signatures=list(song.time_signatures),
+        key_signatures=list(song.key_signatures),
         end=max(decoded.length, song.length),
         parts=parts,
     )

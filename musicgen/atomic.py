@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from musicgen.errors import UsageError
+from musicgen.errors import UsageError, param
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -81,4 +81,6 @@ def check_free(paths: list[Path], force: bool) -> None:
     existing = [p for p in paths if p.exists()]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise UsageError(f"{existing[0]} exists{more}; use --force to overwrite")
+        raise UsageError(
+            f"{existing[0]} exists{more}; use {{force}} to overwrite", force=param("force", True)
+        )

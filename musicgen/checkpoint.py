@@ -37,7 +37,7 @@ import numpy as np
 from musicgen import __version__
 from musicgen.atomic import TEMP_PREFIX, atomic_write
 from musicgen.config import METADATA_KEYS, ConfigError, RunConfig, read_json_object
-from musicgen.errors import UserError
+from musicgen.errors import UserError, param
 
 CONFIG_FILE = "config.json"
 BEST_WEIGHTS_FILE = "best.weights.h5"
@@ -212,7 +212,8 @@ def clear(folder: Path) -> None:
     if strangers:
         raise UserError(
             f"{folder} holds files that are not part of a checkpoint "
-            f"({', '.join(strangers[:3])}); choose another --out"
+            f"({', '.join(strangers[:3])}); choose another {{out}}",
+            out=param("out"),
         )
     for path in folder.iterdir():
         if path.is_dir():

@@ -29,7 +29,7 @@ from musicgen.api import (
 )
 from musicgen.atomic import atomic_write
 from musicgen.config import ENCODINGS, EncodingConfig, TrainOption, train_options
-from musicgen.errors import UsageError, UserError
+from musicgen.errors import UsageError, UserError, cli_message
 
 
 def _quiet_tensorflow() -> None:
@@ -71,12 +71,12 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except UsageError as exc:
             if debug:
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {cli_message(exc)}", err=True)
             sys.exit(2)
         except UserError as exc:
             if debug:
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {cli_message(exc)}", err=True)
             sys.exit(1)
         except OSError as exc:  # a full disk, a read-only folder, a vanished file
             if debug:
@@ -623,7 +623,7 @@ def generate(
         top_p=top_p, primer=primer, key=key, density=density, time_signature=time_signature,
         tempo=tempo, program=program, instruments=instruments, engine=engine,
     )  # fmt: skip
-    writable_folder(out, "--out")
+    writable_folder(out, "out")
     # only --engine keras imports TensorFlow (quietly unless --debug)
     model = load(checkpoint_dir, engine=request.engine, verbose_tensorflow=_debug())
     files = model.write(
@@ -705,10 +705,13 @@ def _prepare_lines(s: dict[str, Any], val_fraction: float, seed: int) -> list[st
     """The human report of `musicgen prepare` from `PreparedData.summary()`."""
     skipped = s["files_skipped"]
     pieces = f"{s['pieces']:,} pieces, " if s["pieces"] != s["files_ok"] else ""
+    # the encoding leaves the drums out only where reading counted them as dropped
+    drums = "drums left out" if s["dropped"].get("drum_notes") else "drums included"
     lines = [
         f"{s['data_dir']}: {s['files_ok']:,} file(s) used, {len(skipped):,} skipped "
         f"({s['encoding']} encoding; {s['cached']:,} from the cache, {s['parsed']:,} parsed)",
-        f"  {pieces}{s['notes']:,} notes, {s['tokens']:,} tokens, {s['hours']:.2f} hours of music",
+        f"  {pieces}{s['notes']:,} notes ({drums}), {s['tokens']:,} tokens, "
+        f"{s['hours']:.2f} hours of music",
         f"  split by file (validation {val_fraction:g}, seed {seed}): "
         f"{s['split']['train']:,} training / {s['split']['validation']:,} validation files",
     ]
@@ -891,8 +894,8 @@ def accompany(
 @click.option("--bars", "bars", required=True, metavar="A-B",
               help="The bars to rewrite, counted from 1, e.g. 9-12.")  # fmt: skip
 @click.option("--tracks", metavar="LIST",
-              help="Rewrite only these parts (track names or families, comma-separated); "
-                   "default: every part.")  # fmt: skip
+              help="Rewrite these parts (track names or families, comma-separated; a "
+                   "part resting in the bars too); default: the parts that play in them.")  # fmt: skip
 @click.option("--candidates", type=click.IntRange(1, 256), default=16, show_default=True,
               help="Versions sampled per file; the one that leads best into the following "
                    "bars is kept.")  # fmt: skip
@@ -906,6 +909,9 @@ def infill(
     """Rewrite bars A-B of your song SONG, keeping every note outside them.
 
     \b
+    The parts that play in the bars are rewritten (or those named in --tracks); a part
+    that rests there keeps resting, and each rewritten part stays in its register (its
+    lowest to highest note in the song, two semitones wider).
     The model hears the song up to the bars, writes them, and of --candidates versions
     the one under which the song's following bars are most likely is kept, so the new
     bars lead into what comes next. Files are OUT/SONG-infill-SEED-NN.mid.
@@ -955,7 +961,7 @@ def render(
         try:
             wav = render_wav(midi, target, soundfont, synth=synth)
         except UserError as exc:
-            echo(f"Error: {exc}", err=True)
+            echo(f"Error: {cli_message(exc)}", err=True)
             failed += 1
             continue
         echo(f"{wav}  {wav_seconds(wav):.1f} s", quiet)
@@ -1030,8 +1036,8 @@ def live(
     report = play(checkpoint_dir, request, port=port, clock=clock, in_port=in_port,
                   record=record, silence=silence, on_ready=lambda line: echo(line, quiet))  # fmt: skip
     ended = "stopped" if report.interrupted else "done"
-    echo(f"{ended}: {report.notes_played} notes" + (f", recorded in {record}" if record else ""),
-         quiet)  # fmt: skip
+    echo(f"{ended}: {report.notes_played} notes (drums included)"
+         + (f", recorded in {record}" if record else ""), quiet)  # fmt: skip
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -74,7 +74,7 @@ from musicgen.encoding.remi import (
     density_range,
 )
 from musicgen.encoding.tracks import DRUM, HOLD, PROGRAM, TRACK
-from musicgen.errors import UsageError
+from musicgen.errors import UsageError, Words, param
 from musicgen.score import DRUM_PROGRAM
 
 PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
@@ -262,14 +262,20 @@ class Controls:
         if not isinstance(encoding, RemiEncoding):
             if key is not None or density is not None or time_signature is not None:
                 raise UsageError(
-                    "--key, --density and --time-signature need a remi checkpoint; "
-                    f"this one uses the {encoding.name} encoding"
+                    "{key}, {density} and {time_signature} need a remi checkpoint; "
+                    f"this one uses the {encoding.name} encoding",
+                    key=param("key"),
+                    density=param("density"),
+                    time_signature=param("time_signature"),
                 )
             return cls()
         if (key is not None or density is not None) and not encoding.config.controls:
             raise UsageError(
-                "this model was trained without controls, so --key and --density cannot "
-                "steer it; retrain with `musicgen train --controls`"
+                "this model was trained without controls, so {key} and {density} cannot "
+                "steer it; retrain with {controls}",
+                key=param("key"),
+                density=param("density"),
+                controls=Words("controls=True", "`musicgen train --controls`"),
             )
         r, first = encoding.id_range, encoding.first_id
         empty = (0, 0)

@@ -55,7 +55,7 @@ from musicgen.errors import UsageError, UserError
 from musicgen.midi_io import SUPPORTED_SUFFIXES
 from musicgen.score import EmptyMusicError, MusicError, UnreadableFileError
 
-CACHE_FORMAT = 5  # bump when the cache entry layout or what a file parses to changes
+CACHE_FORMAT = 6  # bump when the cache entry layout or what a file parses to changes
 CACHE_ENV = "MUSICGEN_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path("~/.cache/musicgen")
 IN_PROCESS_MAX = 4  # this many misses or fewer are parsed without starting a pool
@@ -518,11 +518,16 @@ def _parse_file(path: str, config_json: str) -> ParseResult:
     try:
         config = EncodingConfig.from_dict(json.loads(config_json))
         sequences, notes, seconds, dropped = [], 0, 0.0, Counter()
-        drums_only = _encoding(config_json).has_parts  # a drum groove is music with parts
-        for score in read_pieces(path, config.include_drums, allow_drums_only=drums_only):
+        # a part encoding (steps, tracks) trains on the drum part: its drums are kept, and
+        # a drum groove is music with parts
+        has_parts = _encoding(config_json).has_parts
+        for score in read_pieces(path, config.include_drums, allow_drums_only=has_parts):
             encoded = _encoding(config_json).encode(score)
             ids = np.asarray(encoded.ids, dtype=np.int32)
-            dropped.update(score.dropped)
+            read = Counter(score.dropped)
+            if has_parts:
+                read.pop("drum_notes", None)
+            dropped.update(read)
             piece_notes = int(np.isin(ids, _note_ids(config_json)).sum())
             if piece_notes == 0:
                 dropped["empty_pieces"] += 1

@@ -41,7 +41,7 @@ from musicgen import checkpoint as ckpt
 from musicgen.config import RunConfig, SampleConfig
 from musicgen.encoding import BOS, PAD, Encoding, Grammar, get_encoding
 from musicgen.encoding.tracks import InstrumentsGrammar
-from musicgen.errors import UsageError, UserError
+from musicgen.errors import UsageError, UserError, param
 from musicgen.npmodel import NumpyRNN, one_blas_thread
 from musicgen.runtime import import_tensorflow
 
@@ -65,7 +65,9 @@ def default_sample() -> SampleConfig:
 def resolve_engine(engine: str) -> str:
     """The engine an --engine value names: "numpy" ("auto" too) or "keras"; else UsageError."""
     if engine not in ENGINES:
-        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        raise UsageError(
+            f"{{engine}} must be one of {', '.join(ENGINES)}", engine=param("engine", engine)
+        )
     return "numpy" if engine == "auto" else engine
 
 
@@ -88,7 +90,8 @@ def checkpoint_folder(path: str | Path) -> Path:
     if not folder.is_dir():
         raise UsageError(
             f"no checkpoint folder at {folder}; train one with "
-            f"`musicgen train DATA_DIR --out {folder}` or pass --checkpoint"
+            f"`musicgen train DATA_DIR --out {folder}` or pass {{checkpoint}}",
+            checkpoint=param("checkpoint"),
         )
     return folder
 
@@ -262,7 +265,10 @@ def _sample_loop(
         return new_ids
     raise UserError(
         f"generation did not finish within {max_steps} tokens (the model keeps adding "
-        "notes); try a lower --temperature, --top-k or --top-p"
+        "notes); try a lower {temperature}, {top_k} or {top_p}",
+        temperature=param("temperature"),
+        top_k=param("top_k"),
+        top_p=param("top_p"),
     )
 
 

@@ -338,7 +338,7 @@ REPORT_ROWS = (  # (label, key of the result, format); the lead figure first
     ("accuracy (top-1)", "accuracy", "{:.2%}"),
     ("tokens", "tokens", "{:,}"),
     ("quarter notes", "quarters", "{:,.1f}"),
-    ("notes", "notes", "{:,}"),
+    ("notes (drums incl.)", "notes", "{:,}"),
 )
 
 

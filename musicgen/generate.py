@@ -54,7 +54,7 @@ from musicgen.engine import (
     sample_ids,
     start_grammar,
 )
-from musicgen.errors import UsageError, UserError
+from musicgen.errors import UsageError, UserError, Words, param
 from musicgen.instruments import known_requests, parse_instruments, stored_programs
 from musicgen.midi_io import read_pieces, read_score, write_midi
 from musicgen.profiles import PartProfile, draw_lineup, stored_lineups, stored_profiles
@@ -96,11 +96,14 @@ class GenerateRequest:
     def check(self) -> None:
         """UsageError (the CLI's message) for a setting out of range."""
         if self.num < 1:
-            raise UsageError("--num must be at least 1")
+            raise UsageError("{num} must be at least 1", num=param("num", self.num))
         if self.tempo is not None and not TEMPO_RANGE[0] <= self.tempo <= TEMPO_RANGE[1]:
-            raise UsageError(f"--tempo must lie in {TEMPO_RANGE[0]:g}..{TEMPO_RANGE[1]:g} bpm")
+            raise UsageError(
+                f"{{tempo}} must lie in {TEMPO_RANGE[0]:g}..{TEMPO_RANGE[1]:g} bpm",
+                tempo=param("tempo", self.tempo, f"{self.tempo:g}"),
+            )
         if self.program is not None and not 0 <= self.program <= 127:
-            raise UsageError("--program must lie in 0..127")
+            raise UsageError("{program} must lie in 0..127", program=param("program", self.program))
         check_sample(self.sample)
         resolve_engine(self.engine)
 
@@ -132,7 +135,7 @@ class GeneratedFile:
     def summary(self) -> str:
         """One line for people, e.g. "generated/bach-0-01.mid  32 bars  412 notes  C2-A5"."""
         pitches = f"{pitch_name(self.lowest)}-{pitch_name(self.highest)}" if self.notes else "-"
-        return f"{self.path}  {self.bars} bars  {self.notes} notes  {pitches}"
+        return f"{self.path}  {self.bars} bars  {self.notes} notes (drums included)  {pitches}"
 
 
 def pitch_name(pitch: int | None) -> str:
@@ -317,18 +320,25 @@ def _instruments(
     not asked. UsageError for a checkpoint without parts, or with a primer (whose own
     parts a continuation keeps)."""
     if request.program is not None and plan.encoding.has_parts:
-        raise UsageError("--program sets a one-part piece's instrument; use --instruments here")
+        raise UsageError(
+            "{program} sets a one-part piece's instrument; use {instruments} here",
+            program=param("program", request.program),
+            instruments=param("instruments"),
+        )
     if request.instruments is None:
         return None
     if not plan.encoding.has_parts:
         with_parts = " or ".join(name for name, cls in REGISTRY.items() if cls.has_parts)
         raise UsageError(
-            f"--instruments needs a multi-track ({with_parts}) checkpoint; {plan.name} uses the "
-            f"{plan.encoding.name} encoding, which writes one part"
+            f"{{instruments}} needs a multi-track ({with_parts}) checkpoint; {plan.name} uses "
+            f"the {plan.encoding.name} encoding, which writes one part",
+            instruments=param("instruments", request.instruments),
         )
     if prefix:
         raise UsageError(
-            "--instruments cannot change a primer's parts; use `musicgen accompany` to add parts"
+            "{instruments} cannot change a primer's parts; use {accompany} to add parts",
+            instruments=param("instruments", request.instruments),
+            accompany=Words("Model.accompany", "`musicgen accompany`"),
         )
     requests = known_requests(parse_instruments(request.instruments), plan.programs)
     if len(requests) > plan.encoding.config.max_parts:
@@ -386,7 +396,7 @@ def plan_request(checkpoint: CheckpointLike, request: GenerateRequest) -> Plan:
 def check_sample(sample: SampleConfig) -> None:
     """UsageError (the CLI's message) for sampling settings out of range."""
     if sample.seed < 0:
-        raise UsageError("--seed must be at least 0")
+        raise UsageError("{seed} must be at least 0", seed=param("seed", sample.seed))
     try:
         sample.validate()
     except ConfigError as exc:
@@ -398,19 +408,27 @@ def _length(encoding: Encoding, bars: int | None, seconds: float | None) -> floa
     if encoding.counts_bars:
         if seconds is not None:
             raise UsageError(
-                f"this checkpoint's {encoding.name} encoding counts bars: use --bars, not --seconds"
+                f"this checkpoint's {encoding.name} encoding counts bars: use {{bars}}, not "
+                "{seconds}",
+                bars=param("bars"),
+                seconds=param("seconds", seconds, f"{seconds:g}"),
             )
         length = DEFAULT_BARS if bars is None else bars
         if length < 1:
-            raise UsageError("--bars must be at least 1")
+            raise UsageError("{bars} must be at least 1", bars=param("bars", length))
         return float(length)
     if bars is not None:
         raise UsageError(
-            f"this checkpoint's {encoding.name} encoding counts seconds: use --seconds, not --bars"
+            f"this checkpoint's {encoding.name} encoding counts seconds: use {{seconds}}, not "
+            "{bars}",
+            seconds=param("seconds"),
+            bars=param("bars", bars),
         )
     length = DEFAULT_SECONDS if seconds is None else seconds
     if length <= 0:
-        raise UsageError("--seconds must be more than 0")
+        raise UsageError(
+            "{seconds} must be more than 0", seconds=param("seconds", length, f"{length:g}")
+        )
     return float(length)
 
 

@@ -97,7 +97,7 @@ def parse_instruments(text: str) -> list[tuple[int, ...]]:
             words = ", ".join((*FAMILIES, DRUMS))
             raise UsageError(f"unknown instrument {raw.strip()!r}: use {words} or 0-127")
     if not parts:
-        raise UsageError("--instruments needs at least one instrument")
+        raise UsageError(f"the instrument list {text!r} names no instrument")
     return parts
 
 

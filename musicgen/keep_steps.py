@@ -12,6 +12,8 @@ limits:
 - a rewritten part holds the song's notes that began before the window and sound into
   it, to their own end; at the window's end the part is listed again with the song's
   own sounding notes when what it sounds differs (what the model wrote there ends);
+- a rewritten pitched part's new notes keep to its register in the song (the plan's
+  `register`: pitches its own notes span, a little wider), so a vocal stays a vocal;
 - an added pitched part stays under the plan's ceiling (harmonize): its held and new
   pitches are below the ceiling at each step, and it is listed (to drop the notes) at
   a step where the ceiling falls to what it holds;
@@ -333,14 +335,15 @@ class StepsKeepGrammar(PlanGrammar):
         floor = max((p for p in must if p not in listed), default=-1)  # holds not to skip
         top = self.rules.ceiling_at(step) if part in self.rules.ceiled else 1 << 30
         c = self.enc.config
-        low, high = max(floor, c.pitch_min), min(top - 1, c.pitch_max)
+        bottom, roof = self.plan.register.get(part, (c.pitch_min, c.pitch_max))
+        low, high = max(floor, c.pitch_min, bottom), min(top - 1, c.pitch_max, roof)
         if low <= high:
             out[self.hold0 + low : self.hold0 + high + 1] = mask[
                 self.hold0 + low : self.hold0 + high + 1
             ]
             for pitch in ended:
                 out[self.hold0 + pitch] = False
-            first = max(floor + 1, c.pitch_min)
+            first = max(floor + 1, c.pitch_min, bottom)
             if first <= high:
                 out[self.pitch0 + first : self.pitch0 + high + 1] = mask[
                     self.pitch0 + first : self.pitch0 + high + 1

@@ -3,7 +3,8 @@ tracks checkpoints): each kept note at its onset, with its duration.
 
 `TracksKeepGrammar` narrows the tracks grammar to a `SongPlan` (musicgen.songplan): the
 header and bar openings as planned, the user's notes at their places, new notes only
-where a part is free, an added part's pitches under the plan's ceiling (harmonize).
+where a part is free, an added part's pitches under the plan's ceiling (harmonize), a
+rewritten part's new pitches in its register in the song (infill).
 """
 
 from __future__ import annotations
@@ -75,14 +76,30 @@ class TracksKeepGrammar(PlanGrammar):
             forced = self._openings_mask(out)
             if not forced:
                 self._open_end(out, phase == PHASE_NOTE)
-        if self.plan.ceiling is not None and phase in (
-            PHASE_POSITION,
-            PHASE_TRACK,
-            PHASE_VELOCITY,
-            PHASE_NOTE,
-        ):
-            self._under_ceiling(out)
+        if phase in (PHASE_POSITION, PHASE_TRACK, PHASE_VELOCITY, PHASE_NOTE):
+            if self.plan.ceiling is not None:
+                self._under_ceiling(out)
+            if self.plan.register:
+                self._in_register(out)
         return out if out.any() else mask
+
+    def _in_register(self, out: np.ndarray) -> None:
+        """A rewritten part's next pitch in the window keeps to its register in the song
+        (pitches rise within a part's notes at a position); a Velocity that could lead
+        to no such pitch is not offered."""
+        part = self.g.part
+        if part not in self.plan.register or not self.plan.free(part, self._now()):
+            return
+        low, high = self.plan.register[part]
+        lo, hi = self.r[PITCH]
+        pitch_min = self.enc.config.pitch_min
+        out[lo : lo + low - pitch_min] = False
+        out[lo + high - pitch_min + 1 : hi] = False
+        if self.g.phase != PHASE_VELOCITY:
+            above = self.g.pitch + pitch_min if self.g.phase == PHASE_NOTE else -1
+            if above >= high:
+                vlo, vhi = self.r[VELOCITY]
+                out[vlo:vhi] = False
 
     def _under_ceiling(self, out: np.ndarray) -> None:
         """An added pitched part's next pitch stays below the plan's ceiling here; a

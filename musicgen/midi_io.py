@@ -90,6 +90,7 @@ class RawPiece(NamedTuple):
     tempos: list[tuple[float, float]]  # (quarters, bpm)
     time_signatures: list[tuple[float, int, int]]  # (quarters, numerator, denominator)
     changes: Counter[str]  # what the reader changed on the way
+    key_signatures: tuple[tuple[float, int], ...] = ()  # (quarters, key number 0..23)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -207,7 +208,11 @@ def _read_midi(path: Path) -> list[RawPiece]:
         (float(to_quarters(np.array([ts.time]))[0]), ts.numerator, ts.denominator)
         for ts in pm.time_signature_changes
     ]
-    return [RawPiece(raw, parts, tempos, signatures, changes)]
+    keys = tuple(
+        (float(to_quarters(np.array([ks.time]))[0]), int(ks.key_number))
+        for ks in pm.key_signature_changes
+    )
+    return [RawPiece(raw, parts, tempos, signatures, changes, keys)]
 
 
 def count_midi_events(data: bytes, limit: int) -> int:
@@ -372,7 +377,7 @@ def _music21_piece(parsed, max_notes: int) -> RawPiece:
     """One music21 score -> a piece with a part per music21 part (no changes);
     UnreadableFileError past `max_notes` notes. The parts carry their programs
     (`_music21_part_info`); `dropped` counts no note as a drum note."""
-    from music21 import meter, note, tempo
+    from music21 import key, meter, note, tempo
 
     parsed = parsed.stripTies()
     parts = list(getattr(parsed, "parts", [])) or [parsed]
@@ -400,7 +405,20 @@ def _music21_piece(parsed, max_notes: int) -> RawPiece:
         (float(ts.offset) + shift if ts.offset else 0.0, int(ts.numerator), int(ts.denominator))
         for ts in flat.getElementsByClass(meter.TimeSignature)
     ]
-    return RawPiece(raw, infos, tempos, signatures, Counter())
+    keys = tuple(
+        (float(ks.offset) + shift if ks.offset else 0.0, _key_number(ks))
+        for ks in flat.getElementsByClass(key.KeySignature)
+    )
+    return RawPiece(raw, infos, tempos, signatures, Counter(), keys)
+
+
+def _key_number(signature) -> int:
+    """A music21 KeySignature (or Key) as a MIDI key number: the tonic's pitch class,
+    plus 12 for minor; a bare signature of sharps or flats reads as its major key."""
+    from music21 import key
+
+    found = signature if isinstance(signature, key.Key) else signature.asKey("major")
+    return found.tonic.pitchClass + (12 if found.mode == "minor" else 0)
 
 
 def _music21_part_info(part) -> tuple[int, str]:
@@ -468,6 +486,7 @@ def _finish_score(piece: RawPiece, include_drums: bool, allow_drums_only: bool) 
         parts=_tidy_parts(parts, dropped, count_drum_overlaps=bool(drums)),
         tempos=_clean_tempos(piece.tempos),
         time_signatures=_clean_time_signatures(piece.time_signatures),
+        key_signatures=_clean_key_signatures(piece.key_signatures),
         dropped=dropped,
     )
 
@@ -565,7 +584,26 @@ def _clean_time_signatures(signatures: list) -> list[tuple[float, int, int]]:
     return out or [(0.0, 4, 4)]
 
 
+def _clean_key_signatures(keys) -> list[tuple[float, int]]:
+    """Sorted, valid (0..23), one per time (the last wins), no repeats."""
+    by_time: dict[float, int] = {}
+    for q, number in sorted(keys, key=lambda k: k[0]):
+        if math.isfinite(q) and q >= 0 and 0 <= number < 24:
+            by_time[q] = int(number)
+    out: list[tuple[float, int]] = []
+    for q, number in by_time.items():
+        if not out or number != out[-1][1]:
+            out.append((q, number))
+    return out
+
+
 # ----------------------------------------------------------------------------- writing
+
+# a MIDI key number (0..11 major, 12..23 minor on tonic n - 12) as mido names it
+KEY_NAMES = (
+    *("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"),
+    *("Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm"),
+)
 
 
 def write_midi(
@@ -693,7 +731,8 @@ def _ticks(quarters: float) -> int:
 
 
 def _conductor_track(score: Score, end_tick: int) -> mido.MidiTrack:
-    """Tempo and time-signature events (the first at tick 0), then end_of_track."""
+    """Tempo and time-signature events (the first at tick 0), the key signatures, then
+    end_of_track."""
     events: list[tuple[int, int, mido.MetaMessage]] = []
     for q, bpm in score.tempos:
         tick = _ticks(q)
@@ -707,6 +746,10 @@ def _conductor_track(score: Score, end_tick: int) -> mido.MidiTrack:
             events.append((tick, 1, message))
     if not any(t == 0 and order == 1 for t, order, _ in events):  # an unwritable first metre
         events.append((0, 1, mido.MetaMessage("time_signature", numerator=4, denominator=4)))
+    for q, number in score.key_signatures:
+        tick = _ticks(q)
+        if tick == 0 or tick < end_tick:
+            events.append((tick, 2, mido.MetaMessage("key_signature", key=KEY_NAMES[number])))
     # one event per kind and tick: the last given wins (stable sort keeps input order)
     last: dict[tuple[int, int], mido.MetaMessage] = {}
     for tick, order, message in sorted(events, key=lambda e: (e[0], e[1])):

@@ -89,6 +89,10 @@ class Score:
                       part, see `Score.of`
     tempos:           (time in quarters, beats per minute), sorted, the first at 0
     time_signatures:  (time in quarters, numerator, denominator), sorted, the first at 0
+    key_signatures:   (time in quarters, key number), sorted: as MIDI files and
+                      pretty_midi number keys, 0..11 the major key on that tonic pitch
+                      class (0 = C), 12..23 the minor key on tonic (n - 12); empty when
+                      the file names no key (nothing is guessed)
     end:              length in quarters when it is known exactly (e.g. a whole number
                       of bars from a decoder); None means "just after the last note"
     dropped:          what reading or encoding had to leave out, by reason
@@ -102,6 +106,7 @@ class Score:
     tempos: list[tuple[float, float]] = field(default_factory=lambda: [(0.0, 120.0)])
     time_signatures: list[tuple[float, int, int]] = field(default_factory=lambda: [(0.0, 4, 4)])
     end: float | None = None
+    key_signatures: list[tuple[float, int]] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -125,6 +130,7 @@ class Score:
         time_signatures: list[tuple[float, int, int]] | None = None,
         end: float | None = None,
         dropped: Counter[str] | None = None,
+        key_signatures: list[tuple[float, int]] | None = None,
     ) -> Score:
         """A one-stream piece from a plain note list: one pitched part of `program`
         (0..127) holding `notes` (kept even when empty, so that the program is), plus
@@ -134,7 +140,12 @@ class Score:
         parts = [Part(program, _sorted(notes), None)]
         if drum_notes := _sorted(drums):
             parts.append(Part(DRUM_PROGRAM, drum_notes))
-        maps = {"tempos": tempos, "time_signatures": time_signatures, "dropped": dropped}
+        maps = {
+            "tempos": tempos,
+            "time_signatures": time_signatures,
+            "dropped": dropped,
+            "key_signatures": key_signatures,
+        }
         return cls(parts, end=end, **{k: v for k, v in maps.items() if v is not None})
 
     @property

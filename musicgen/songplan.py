@@ -33,6 +33,8 @@ from musicgen.encoding.tracks import PROGRAM, TracksEncoding
 from musicgen.score import DRUM_PROGRAM, Note, Part, Score
 
 INFILL_HORIZON_BARS = 4  # bars after an infill window that score its candidates
+# semitones a rewritten part's register reaches past its lowest and highest note in the song
+REGISTER_MARGIN = 2
 
 
 @dataclass(frozen=True, order=True)
@@ -60,6 +62,9 @@ class SongPlan:
     skipped:    user notes that no token can hold (out of the pitch range): they are
                 still written, the model just does not hear them
     ceiling:    per grid step, the pitch added pitched parts stay below (harmonize), or None
+    register:   header index -> (lowest, highest) MIDI pitch a rewritten pitched part's
+                new notes may take: its own range in the whole song, REGISTER_MARGIN
+                semitones wider each way, within the model's pitch range (infill)
     """
 
     programs: list[int]
@@ -72,6 +77,7 @@ class SongPlan:
     skipped: int = 0
     song: Score = field(default_factory=Score)
     ceiling: np.ndarray | None = None
+    register: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def end(self) -> int:
@@ -99,7 +105,8 @@ def plan_song(
     """The plan for writing `added` programs against `song` (accompany), or for
     rewriting song parts `rewrite` (indices into `canonical_parts(song)`) inside
     `window` (quarters, infill). The song's parts keep their canonical order; an added
-    part goes after the song's parts of the same program."""
+    part goes after the song's parts of the same program. A rewritten pitched part's new
+    notes keep to its register in the song (`SongPlan.register`)."""
     dropped: Counter = Counter()
     layout = encoding.layout(song, dropped)
     slots = [(p.program, 0, i) for i, p in enumerate(layout.parts)]
@@ -115,9 +122,15 @@ def plan_song(
     spq = encoding.config.steps_per_quarter
     in_window, chosen = (0, 0), frozenset()
     counts: list[int | None] = [None] * len(bars)
+    register: dict[int, tuple[int, int]] = {}
     if window is not None:
         in_window = (round(window[0] * spq), round(window[1] * spq))
         chosen = frozenset(header_of[i] for i in (rewrite or range(len(layout.parts))))
+        register = {
+            header_of[i]: part_register(encoding, part)
+            for i, part in enumerate(layout.parts)
+            if header_of[i] in chosen and not part.is_drum and part.notes
+        }
         counts = _known_counts(bars, kept, in_window)
         kept = [
             n for n in kept if not (n.part in chosen and in_window[0] <= n.onset < in_window[1])
@@ -137,7 +150,19 @@ def plan_song(
         rewrite=chosen,
         skipped=dropped.get("pitch_out_of_range", 0),
         song=song,
+        register=register,
     )
+
+
+def part_register(encoding: TracksEncoding, part: Part) -> tuple[int, int]:
+    """(lowest, highest) MIDI pitch a rewritten part's new notes may take: the part's
+    lowest and highest note in the song, REGISTER_MARGIN semitones wider each way, held
+    within the model's pitch range (a part wholly outside it: the nearest edge)."""
+    c = encoding.config
+    pitches = [n.pitch for n in part.notes]
+    low = min(max(min(pitches) - REGISTER_MARGIN, c.pitch_min), c.pitch_max)
+    high = max(min(max(pitches) + REGISTER_MARGIN, c.pitch_max), c.pitch_min)
+    return low, high
 
 
 def _known_counts(

@@ -7,8 +7,10 @@ How the pieces relate:
   (`bar_grid`); beats are the time signature's denominator unit. Per instrument family
   (`instruments.family`: "piano", "bass", ..., "drums") it also measures the parts
   (`part_stats`: `PITCHED_PART_STATS`, `DRUM_PART_STATS`); the piece-wide statistics
-  read `Score.notes`, every pitched part as one stream. A drums-only piece has parts
-  but no pitched statistics (NaN).
+  read `Score.notes`, every pitched part as one stream, but for the note counts
+  (`notes`, `notes_per_bar`): those count every note, drums included, as `generate`,
+  `prepare` and `evaluate` do. A drums-only piece has parts and note counts but no
+  pitched statistics (NaN).
 - `collect(folder)` reads every music file under a folder (recursively, through
   `midi_io.read_score`), measures each, and returns a `SetStats` with per-file values,
   set means and standard deviations (`SetStats.summary`).
@@ -36,8 +38,10 @@ from musicgen.errors import UsageError, UserError
 from musicgen.instruments import DRUMS, FAMILIES, family
 from musicgen.score import EmptyMusicError, MusicError, Note, Part, Score
 
+LABEL = 24  # width of the report's first column
+STAT_LABELS = {"notes": "notes (drums incl.)", "notes_per_bar": "notes/bar (drums incl.)"}
 SCALAR_STATS: dict[str, str] = {  # name -> what it measures (unit)
-    "notes": "notes in the piece",
+    "notes": "notes in the piece, drums included (`Score.note_count`)",
     "pitch_range": "highest minus lowest pitch (semitones)",
     "pitch_classes": "distinct pitch classes used (of 12)",
     "pitch_class_entropy": "entropy of the pitch-class histogram (bits)",
@@ -45,7 +49,7 @@ SCALAR_STATS: dict[str, str] = {  # name -> what it measures (unit)
     "scale_consistency": "share of notes in the best-fitting major/minor scale",
     "empty_beat_rate": "share of beats with no note onset",
     "groove_consistency": "1 - mean Hamming distance of consecutive bars' onset patterns",
-    "notes_per_bar": "note onsets per bar",
+    "notes_per_bar": "notes per bar, drums included",
 }
 
 # Note lengths and inter-onset intervals share log2-spaced bins centred on these values
@@ -150,7 +154,7 @@ def file_stats(score: Score, path: str = "", *, key: bool = True) -> FileStats:
     bars = bar_grid(score)
     pc_counts = np.bincount(pitches % 12, minlength=12).astype(float)
     values = {
-        "notes": float(len(pitches)),
+        "notes": float(score.note_count),
         "pitch_range": float(pitches.max() - pitches.min()),
         "pitch_classes": float(np.count_nonzero(pc_counts)),
         "pitch_class_entropy": _entropy_bits(pc_counts),
@@ -158,7 +162,7 @@ def file_stats(score: Score, path: str = "", *, key: bool = True) -> FileStats:
         "scale_consistency": _scale_consistency(pc_counts),
         "empty_beat_rate": _empty_beat_rate(onsets, bars),
         "groove_consistency": _groove_consistency(onsets, bars),
-        "notes_per_bar": len(pitches) / max(len(bars), 1),
+        "notes_per_bar": score.note_count / max(len(bars), 1),
     }
     distinct_onsets = np.unique(np.round(onsets, 6))
     histograms = {
@@ -170,9 +174,11 @@ def file_stats(score: Score, path: str = "", *, key: bool = True) -> FileStats:
 
 
 def _drums_only_stats(score: Score, path: str, parts: dict[str, dict[str, float]]) -> FileStats:
-    """FileStats of a piece without pitched notes: pitched statistics NaN, empty
-    histograms, no key."""
+    """FileStats of a piece without pitched notes: its note counts, pitched statistics
+    NaN, empty histograms, no key."""
     values = {name: math.nan for name in SCALAR_STATS}
+    bars = max(len(bar_grid(score)), 1)
+    values.update(notes=float(score.note_count), notes_per_bar=score.note_count / bars)
     histograms = {name: np.zeros(len(HISTOGRAM_CENTRES), int) for name in HISTOGRAMS}
     return FileStats(path, values, histograms, None, _metre(bar_grid(score)), parts)
 
@@ -690,12 +696,12 @@ def report_lines(
     cols = [f"{a.root} ({len(a.files)} pieces)"]
     if sb is not None:
         cols.append(f"{b.root} ({len(b.files)} pieces)")
-    width = max(22, *(len(c) + 2 for c in cols))
-    lines = [f"{'statistic':<22}" + "".join(f"{c:>{width}}" for c in cols)]
+    width = max(LABEL, *(len(c) + 2 for c in cols))
+    lines = [f"{'statistic':<{LABEL}}" + "".join(f"{c:>{width}}" for c in cols)]
     if comparison is not None:
         lines[0] += f"{'overlap':>9}"
     for name in SCALAR_STATS:
-        line = f"{name:<22}" + "".join(
+        line = f"{STAT_LABELS.get(name, name):<{LABEL}}" + "".join(
             f"{_mean_std(s['stats'][name]):>{width}}" for s in [sa, sb] if s is not None
         )
         if comparison is not None:
@@ -706,7 +712,9 @@ def report_lines(
             label = f"{name} histogram"
             overlap = _fmt(comparison["overlap"][name], "{:.2f}")
             lines.append(
-                f"{label:<22}" + "".join(f"{'(pooled)':>{width}}" for _ in cols) + f"{overlap:>9}"
+                f"{label:<{LABEL}}"
+                + "".join(f"{'(pooled)':>{width}}" for _ in cols)
+                + f"{overlap:>9}"
             )
     lines += _parts_lines(sa, sb, comparison)
     if comparison is not None:

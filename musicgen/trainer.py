@@ -49,7 +49,7 @@ import numpy as np
 
 from musicgen import checkpoint as ckpt
 from musicgen.config import RunConfig
-from musicgen.errors import UsageError, UserError
+from musicgen.errors import UsageError, UserError, param
 from musicgen.runtime import import_tensorflow
 
 tf = import_tensorflow()
@@ -202,23 +202,28 @@ def _open_out_dir(out: Path, config: RunConfig, *, resume: bool, force: bool) ->
         resume = False
     if resume:
         if not ckpt.is_checkpoint(out):
-            raise UsageError(f"--resume: {out} is not a checkpoint folder")
+            raise UsageError(
+                f"{{resume}}: {out} is not a checkpoint folder", resume=param("resume", True)
+            )
         stored, _ = ckpt.read_config(out)
         ckpt.remove_stale_temporaries(out)  # what a killed run was writing
         changed = _differences(stored.to_dict(), config.to_dict())
         refused = [key for key in changed if key not in RESUMABLE_CHANGES]
         if refused:
             raise UsageError(
-                f"--resume: {', '.join(refused)} differ from the checkpoint's "
-                f"config (only epochs, patience, max_minutes, device and distribute may change)"
+                f"{{resume}}: {', '.join(refused)} differ from the checkpoint's "
+                f"config (only epochs, patience, max_minutes, device and distribute may change)",
+                resume=param("resume", True),
             )
         return _read_previous(out, resume=True)
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file")
+        raise UsageError("{out} is a file", out=param("out", str(out)))
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise UsageError(
-                f"{out} is not empty; continue it with --resume or replace it with --force"
+                f"{out} is not empty; continue it with {{resume}} or replace it with {{force}}",
+                resume=param("resume", True),
+                force=param("force", True),
             )
         ckpt.clear(out)
     try:

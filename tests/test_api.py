@@ -148,12 +148,55 @@ def test_api_defaults_are_the_cli_defaults():
     ],
 )
 def test_errors_are_the_cli_messages(bach, tmp_path, call, args):
+    """The CLI and the API raise the same error; each prints it in its own words."""
     args = ["generate", "--checkpoint", str(BACH), "--out", str(tmp_path), *args]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     with pytest.raises(UsageError) as raised:
         call(bach)
-    assert result.stderr == f"Error: {raised.value}\n"
+    assert result.stderr == f"Error: {raised.value.cli_message()}\n"
+    assert "--" not in str(raised.value)
+
+
+def test_errors_name_the_api_keywords_and_the_cli_options(bach, song_file, tmp_path):
+    """A Python caller reads `bars=(40, 44)`, a shell user `--bars 40-44`; one line each."""
+    with pytest.raises(UsageError) as raised:
+        bach.infill(song_file, bars=(40, 44))
+    assert str(raised.value) == "bars=(40, 44): the song has 4 bars"
+    result = CliRunner().invoke(
+        main, ["infill", str(song_file), "--bars", "40-44", "--checkpoint", str(BACH)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr == "Error: --bars 40-44: the song has 4 bars\n"
+    with pytest.raises(UsageError, match=r"^bars=\(0, 2\): bars go from A to B"):
+        bach.infill(song_file, bars=(0, 2))
+    with pytest.raises(UsageError, match=r"^candidates=0 must be at least 1$"):
+        bach.infill(song_file, bars=(1, 2), candidates=0)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "song-infill-0-01.mid").write_bytes(b"mine")
+    with pytest.raises(UsageError, match=r"exists; use force=True to overwrite$"):
+        _infill_files(song_file, out)
+    with pytest.raises(UsageError, match=r"pass checkpoint=$"):
+        musicgen.load(tmp_path / "nope")
+    result = CliRunner().invoke(main, ["generate", "--checkpoint", str(tmp_path / "nope")])
+    assert result.stderr.endswith("pass --checkpoint\n") and result.exit_code == 2
+
+
+@pytest.fixture
+def song_file(tmp_path):
+    from musicgen.midi_io import write_midi
+    from tests.test_arrange import song
+
+    path = tmp_path / "song.mid"
+    write_midi(song(4), path)
+    return path
+
+
+def _infill_files(song_file, out):
+    from musicgen.arrange import infill
+
+    return infill(BACH, song_file, (1, 2), out, candidates=1)
 
 
 def test_loading_a_missing_checkpoint_is_the_cli_message(tmp_path):
@@ -161,7 +204,7 @@ def test_loading_a_missing_checkpoint_is_the_cli_message(tmp_path):
     result = CliRunner().invoke(main, ["generate", "--checkpoint", str(missing)])
     with pytest.raises(UsageError) as raised:
         musicgen.load(missing)
-    assert result.stderr == f"Error: {raised.value}\n"
+    assert result.stderr == f"Error: {raised.value.cli_message()}\n"
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="not a checkpoint"):
         musicgen.load(tmp_path / "empty")
@@ -260,7 +303,7 @@ def test_a_request_gives_the_same_scores_without_files(tmp_path):
     )
     with pytest.raises(TypeError, match="not both"):
         generate(BACH, tmp_path, request, num=3)
-    with pytest.raises(UsageError, match="--num must be at least 1"):
+    with pytest.raises(UsageError, match="num=0 must be at least 1"):
         sample_scores(BACH, GenerateRequest(num=0))
 
 
@@ -316,3 +359,24 @@ def test_the_cli_commands_are_the_api_calls(tmp_path, monkeypatch):
     out, request = calls["write"]
     assert request == api.generate_request(num=2, top_k=5, key="Dm")
     assert out == tmp_path / "gen"
+
+
+def test_an_error_names_a_setting_in_each_sides_words():
+    from musicgen.errors import Words, param
+
+    error = UsageError(
+        "/tmp/{x}/a.mid exists; use {force} after {bars}, see {doc}",
+        force=param("force", True),
+        bars=param("bars", (40, 44), "40-44"),
+        doc=Words("Model.infill", "`musicgen infill --help`"),
+    )
+    assert str(error) == (
+        "/tmp/{x}/a.mid exists; use force=True after bars=(40, 44), see Model.infill"
+    )
+    assert error.cli_message() == (
+        "/tmp/{x}/a.mid exists; use --force after --bars 40-44, see `musicgen infill --help`"
+    )
+    assert UsageError("plain {braces}").cli_message() == "plain {braces}"
+    assert (
+        param("batch_size", 0).cli == "--batch-size 0" and param("checkpoint").api == "checkpoint="
+    )

@@ -202,7 +202,7 @@ def test_accompany_bad_requests(band_checkpoint, song_file, tmp_path):
     s = song(2)
     s.parts.append(Part(DRUM_PROGRAM, [note(36, 0, 0.25)], "My kit"))
     write_midi(s, drummed)
-    with pytest.raises(UsageError, match="already has drums; --force replaces them"):
+    with pytest.raises(UsageError, match="already has drums; force=True replaces them"):
         accompany(band_checkpoint, drummed, "drums", tmp_path)
     (replaced,) = accompany(band_checkpoint, drummed, "drums", tmp_path, force=True)
     assert "My kit" not in notes_by_track(replaced.path)
@@ -246,16 +246,52 @@ def test_infill_keeps_everything_outside_the_bars(keeping_checkpoint, song_file,
     assert [a.path.read_bytes() for a in again] == [a.path.read_bytes() for a in out]
 
 
+def test_infill_rewrites_the_parts_that_play_in_the_bars_in_their_register(
+    keeping_checkpoint, tmp_path
+):
+    """By default only the parts that sound in the bars are rewritten: a bass that rests
+    in bars 3-4 keeps resting; the melody's new notes stay in the melody's register."""
+    from musicgen.arrange import infill
+    from musicgen.config import SampleConfig
+    from musicgen.midi_io import write_midi
+
+    s = song(4)
+    s.parts[1] = Part(33, [n for n in s.parts[1].notes if n.end <= 8.0], "My bass")
+    path = tmp_path / "resting.mid"
+    write_midi(s, path)
+    before = notes_by_track(path)
+    out = infill(
+        keeping_checkpoint, path, "3-4", tmp_path / "o", num=2, candidates=2,
+        sample=SampleConfig(seed=3, temperature=1.5),
+    )  # fmt: skip
+    low, high = 72 - 2, 76 + 2  # the melody's own range, two semitones wider
+    for a in out:
+        assert a.written == ["Melody"] and a.kept == ["My bass"]
+        after = notes_by_track(a.path)
+        assert after["My bass"] == before["My bass"]  # rests in bars 3-4, kept resting
+        assert all(low <= n[0] <= high for n in after["Melody"] if n[1] >= 8.0)
+    named = infill(
+        keeping_checkpoint, path, "3-4", tmp_path / "n", tracks="melody,bass", candidates=1
+    )[0]
+    assert sorted(named.written) == ["Melody", "My bass"]  # named: rewritten even resting
+
+
 def test_infill_bad_requests(band_checkpoint, song_file, tmp_path):
     from musicgen.arrange import infill
     from musicgen.errors import UsageError
+    from musicgen.midi_io import write_midi
 
     with pytest.raises(UsageError, match="the song has 4 bars"):
         infill(band_checkpoint, song_file, "3-9", tmp_path)
-    with pytest.raises(UsageError, match="--bars must be A-B"):
+    with pytest.raises(UsageError, match="bars=.x.: bars go from A to B"):
         infill(band_checkpoint, song_file, "x", tmp_path)
     with pytest.raises(UsageError, match="no part 'violin' in the song; it has Melody"):
         infill(band_checkpoint, song_file, "1-2", tmp_path, tracks="violin")
+    silent = tmp_path / "silent.mid"
+    solo = Part(0, [note(60, 0, 4), note(62, 12, 4)], "Solo")
+    write_midi(Score(parts=[solo], end=16.0), silent)
+    with pytest.raises(UsageError, match="no part plays in bars 3-3; .* with tracks=$"):
+        infill(band_checkpoint, silent, "3", tmp_path)
 
 
 def test_cli_accompany_and_infill(keeping_checkpoint, song_file, tmp_path):
@@ -317,7 +353,7 @@ def test_generate_instruments_are_kept_and_checked(band_checkpoint, tmp_path):
         assert tracks[0][2] == 29 and tracks[1][2] == 33  # the only guitar and bass it knows
     with pytest.raises(UsageError, match="never saw brass; it knows: piano, guitar, bass, drums"):
         generate(band_checkpoint, tmp_path / "b", num=1, bars=1, instruments="brass")
-    with pytest.raises(UsageError, match="use --instruments"):
+    with pytest.raises(UsageError, match="program=5 sets .* use instruments= here"):
         generate(band_checkpoint, tmp_path / "p", num=1, bars=1, program=5)
     remi = untrained_checkpoint(tmp_path / "remi", EncodingConfig(name="remi"))
     with pytest.raises(UsageError, match="needs a multi-track"):
@@ -371,3 +407,28 @@ def test_encodings_that_cannot_keep_a_song_are_refused_in_one_line(name, song_fi
         with pytest.raises(UsageError, match=want) as caught:
             run()
         assert "\n" not in str(caught.value)
+
+
+def test_every_arrangement_keeps_the_songs_keys_tempos_and_metre(keeping_checkpoint, tmp_path):
+    """accompany, infill and harmonize write the song's key signatures, tempo map and
+    time signatures back, as the song has them."""
+    from musicgen.arrange import accompany, harmonize, infill
+    from musicgen.midi_io import read_score, write_midi
+
+    s = song(4)
+    s.key_signatures = [(0.0, 2), (8.0, 21)]  # D major, then A minor
+    s.time_signatures = [(0.0, 4, 4), (12.0, 3, 4)]
+    path = tmp_path / "keyed.mid"
+    write_midi(s, path)
+    read = read_score(path)
+    assert read.key_signatures == [(0.0, 2), (8.0, 21)]
+    outs = [
+        accompany(keeping_checkpoint, path, "drums", tmp_path / "a")[0],
+        infill(keeping_checkpoint, path, "2-3", tmp_path / "i", candidates=1)[0],
+        harmonize(keeping_checkpoint, path, tmp_path / "h", voices=1)[0],
+    ]
+    for out in outs:
+        back = read_score(out.path, allow_drums_only=True)
+        assert back.key_signatures == read.key_signatures
+        assert back.tempos == read.tempos
+        assert back.time_signatures == read.time_signatures

@@ -384,8 +384,11 @@ def test_asked_controls_steer_the_bars_after_a_primer():
 
 
 def test_requests_a_model_cannot_meet_are_usage_errors():
-    with pytest.raises(UsageError, match="trained without controls.*--controls"):
+    with pytest.raises(UsageError, match="trained without controls.*controls=True") as raised:
         Controls.request(PLAIN, key="C major")
+    assert raised.value.cli_message().endswith(
+        "--key and --density cannot steer it; retrain with `musicgen train --controls`"
+    )
     with pytest.raises(UsageError, match="trained without controls"):
         Controls.request(PLAIN, density="low")
     assert not Controls.request(PLAIN, time_signature="3/4", tempo=100).empty

@@ -65,7 +65,7 @@ def test_remi_pieces_have_exact_bars_and_valid_tokens(remi_ckpt, tmp_path):
         assert f.lowest == min(n.pitch for n in score.notes)
         assert f.seconds == pytest.approx(score.duration_seconds)
         assert_daw_ready(f.path, length_quarters=score.length)
-        assert f.summary().startswith(f"{f.path}  3 bars  {f.notes} notes  ")
+        assert f.summary().startswith(f"{f.path}  3 bars  {f.notes} notes (drums included)  ")
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(remi_ckpt, tmp_path):
@@ -94,7 +94,7 @@ def test_sampling_settings_are_used(remi_ckpt, tmp_path):
 def test_existing_files_need_force(remi_ckpt, tmp_path):
     target = tmp_path / "tiny-0-02.mid"
     target.write_bytes(b"keep me")
-    with pytest.raises(UsageError, match="tiny-0-02.mid exists; use --force"):
+    with pytest.raises(UsageError, match="tiny-0-02.mid exists; use force=True"):
         gen.generate(remi_ckpt, tmp_path, num=2, bars=1)
     assert not (tmp_path / "tiny-0-01.mid").exists()  # refused before any work
     assert target.read_bytes() == b"keep me"
@@ -315,7 +315,7 @@ def test_a_loaded_checkpoint_is_used_as_it_is(remi_ckpt):
 
 
 def test_unknown_engine_is_a_usage_error(remi_ckpt, tmp_path):
-    with pytest.raises(UsageError, match="--engine must be one of auto, numpy, keras"):
+    with pytest.raises(UsageError, match="engine='torch' must be one of auto, numpy, keras"):
         gen.generate(remi_ckpt, tmp_path, num=1, bars=1, engine="torch")
     result = CliRunner().invoke(main, ["generate", "--checkpoint", str(remi_ckpt), "--engine", "x"])
     assert result.exit_code == 2

@@ -182,7 +182,7 @@ def test_a_melody_file_of_several_tunes_harmonizes_the_first(checkpoints, tmp_pa
 
 def test_harmonize_errors(checkpoints, melody_file, tmp_path):
     harmonize(checkpoints[0], melody_file, tmp_path)
-    with pytest.raises(UsageError, match="--force"):
+    with pytest.raises(UsageError, match="force=True"):
         harmonize(checkpoints[0], melody_file, tmp_path)
     harmonize(checkpoints[0], melody_file, tmp_path, force=True)
     remi = tmp_path / "remi"

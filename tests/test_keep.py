@@ -261,3 +261,39 @@ def test_candidates_share_no_state():
         a.advance(int(rng.choice(np.flatnonzero(a.allowed()))))
     assert (b.allowed() == before).all() and not b.done
     assert not first.done
+
+
+@pytest.mark.parametrize("name", ["steps", "tracks"])
+@FAST
+@given(data=st.data())
+def test_infill_walks_keep_each_rewritten_part_in_its_register(name, data):
+    """What a rewritten pitched part writes in the window lies within its register in
+    the song (`SongPlan.register`: its own lowest..highest note, a little wider)."""
+    enc = ENCODINGS[name]
+    song = data.draw(songs())
+    window, rewrite = data.draw(windows(song))
+    plan = plan_song(enc, song, [], window=window, rewrite=rewrite)
+    for h, (low, high) in plan.register.items():
+        pitches = [n.pitch for n in plan.user[h].notes]
+        assert low <= max(min(pitches) - 2, enc.config.pitch_min)
+        assert high >= min(max(pitches) + 2, enc.config.pitch_max)
+    for seed in range(2):
+        decoded = enc.decode(walk(enc, plan, seed))
+        for h, (low, high) in plan.register.items():
+            for n in decoded.parts[h].notes:
+                if window[0] <= n.start < window[1]:
+                    assert low <= n.pitch <= high, (h, n, low, high)
+
+
+def test_a_register_is_the_parts_own_range_a_little_wider():
+    from musicgen.songplan import REGISTER_MARGIN, part_register
+
+    enc = ENCODINGS["steps"]
+    voice = Part(52, [Note(p, i, i + 1, 80) for i, p in enumerate([64, 67, 72, 69])], "Vocal")
+    assert part_register(enc, voice) == (64 - REGISTER_MARGIN, 72 + REGISTER_MARGIN)
+    low = Part(33, [Note(enc.config.pitch_min, 0, 1, 80)], "Bass")
+    assert part_register(enc, low) == (enc.config.pitch_min, enc.config.pitch_min + 2)
+    song = Score(parts=[voice, Part(33, [Note(40, 0, 4, 80)], "Bass")], end=8.0)
+    plan = plan_song(enc, song, [], window=(4.0, 8.0), rewrite=[0, 1])
+    assert sorted(plan.register.values()) == [(38, 42), (62, 74)]
+    assert plan_song(enc, song, []).register == {}  # accompany holds no part to one

@@ -565,3 +565,29 @@ def test_a_read_band_writes_back_note_for_note(tmp_path):
     again = read_score(tmp_path / "out.mid")
     assert again.parts == first.parts
     assert again.notes == first.notes and again.drums == make_notes(BEAT)
+
+
+def test_key_signatures_are_read_and_written(tmp_path):
+    """A file's key signatures come into `Score.key_signatures` (MIDI key numbers:
+    0..11 major, 12..23 minor) and go out again with write_midi."""
+    import pretty_midi
+
+    from musicgen.midi_io import read_score, write_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=120)
+    piano = pretty_midi.Instrument(0)
+    piano.notes.append(pretty_midi.Note(80, 62, 0.0, 4.0))
+    pm.instruments.append(piano)
+    pm.key_signature_changes = [
+        pretty_midi.KeySignature(7, 0.0),  # G major
+        pretty_midi.KeySignature(16, 1.0),  # E minor, at quarter 2
+    ]
+    source = tmp_path / "keys.mid"
+    pm.write(str(source))
+    score = read_score(source)
+    assert score.key_signatures == [(0.0, 7), (2.0, 16)]
+    again = tmp_path / "again.mid"
+    write_midi(score, again)
+    back = pretty_midi.PrettyMIDI(str(again))
+    assert [(k.key_number, k.time) for k in back.key_signature_changes] == [(7, 0.0), (16, 1.0)]
+    assert read_score(again).key_signatures == score.key_signatures

@@ -111,3 +111,17 @@ def test_tunes_of_one_abc_file_are_pieces_of_their_own(tmp_path):
     assert summary["files_ok"] == 2 and summary["pieces"] == 3
     assert summary["dropped"]["empty_pieces"] == 1
     assert "3 pieces, " in run(str(tmp_path)).stdout
+
+
+def test_the_part_encodings_report_their_drums_as_kept(tmp_path):
+    """steps and tracks train on the drum part: prepare counts its notes and reports
+    no dropped drum notes; remi without --include-drums leaves them out and says so."""
+    drum_track = Track([(36, q, 0.5, 100) for q in range(4)], channel=9)
+    write_test_midi(tmp_path / "b.mid", [Track([(60, 0, 1, 80), (62, 1, 1, 80)]), drum_track])
+    for encoding in ("steps", "tracks"):
+        result = run(str(tmp_path), "--encoding", encoding, "--cache-dir", str(tmp_path / "c"))
+        assert result.exit_code == 0, result.output
+        assert "6 notes (drums included)" in result.stdout  # 2 pitched + 4 drum notes
+        assert "drum notes" not in result.stdout and "Dropped" not in result.stdout
+    result = run(str(tmp_path), "--encoding", "remi", "--cache-dir", str(tmp_path / "c"))
+    assert "2 notes (drums left out)" in result.stdout and "drum notes: 4" in result.stdout

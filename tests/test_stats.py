@@ -1,6 +1,7 @@
 """Musical statistics on music built in code, with answers known by construction."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,10 +170,12 @@ def test_score_without_parts_is_one_pitched_part_plus_drums():
 def test_drums_only_piece_has_parts_but_no_pitched_statistics():
     drums = Part(DRUM_PROGRAM, make_notes([(36, q, 0.25, 100) for q in range(8)]))
     fs = stats.file_stats(Score(parts=[drums]), "beat.mid", key=False)
-    assert all(math.isnan(v) for v in fs.values.values())
+    counts = {"notes": 8.0, "notes_per_bar": 4.0}  # every note counts, drums included
+    assert {k: v for k, v in fs.values.items() if k in counts} == counts
+    assert all(math.isnan(v) for k, v in fs.values.items() if k not in counts)
     assert fs.parts["drums"]["hits_per_bar"] == 4 and fs.parts["drums"]["kick_share"] == 1
     assert fs.metre == "4/4" and fs.key is None
-    assert fs.to_dict()["notes"] is None  # JSON-safe
+    assert fs.to_dict()["pitch_range"] is None  # JSON-safe
     # the set still measures it, and the copy check has nothing pitched to find
     both = _set([band_score(), Score(parts=[drums])])
     assert both.summary()["parts"]["drums"]["files"] == 2
@@ -445,3 +448,27 @@ def test_chord_onsets_and_off_kit_notes():
     parts = stats.part_stats(Score(parts=[drums]))
     assert parts["drums"]["off_kit_share"] == pytest.approx(1 / 3)
     assert parts["drums"]["cymbal_share"] == pytest.approx(1 / 3)  # the ride
+
+
+def test_stats_and_generate_count_the_same_notes_drums_included(tmp_path):
+    """One note count everywhere: what `generate` reports for a piece with drums is what
+    `stats` measures of its file, and both say the drums are counted."""
+    from click.testing import CliRunner
+
+    from musicgen.cli import main
+    from musicgen.generate import generate
+    from musicgen.midi_io import read_score
+    from tests.test_arrange import band
+
+    checkpoint = band(tmp_path / "band", "steps")
+    files = generate(checkpoint, tmp_path / "out", num=2, bars=2, instruments="bass,drums")
+    measured = stats.collect(tmp_path / "out")
+    by_name = {Path(f.path).name: f.values["notes"] for f in measured.files}
+    for f in files:
+        read = read_score(f.path, allow_drums_only=True)
+        assert any(p.is_drum and p.notes for p in read.parts)  # the count has drums to count
+        assert f.notes == read.note_count == by_name[f.path.name]
+        assert f"{f.notes} notes (drums included)" in f.summary()
+    result = CliRunner().invoke(main, ["stats", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert any(x.startswith("notes (drums incl.)") for x in result.output.splitlines())
