@@ -616,6 +616,8 @@ def _fit(run: RunContext, named: _Callbacks) -> None:
     for callback in cbs:
         callback.set_model(model)
         callback.on_train_begin()
+    if run.source is not None and run.previous["epoch"] == 0:
+        _log_start(run, _validate(val_step, run.feeds, run.data.validation_music))
     for epoch in range(run.previous["epoch"], run.config.train.epochs):
         for callback in cbs:
             callback.on_epoch_begin(epoch)
@@ -632,6 +634,16 @@ def _fit(run: RunContext, named: _Callbacks) -> None:
             break
     for callback in cbs:
         callback.on_train_end()
+
+
+def _log_start(run: RunContext, logs: dict[str, float]) -> None:
+    """What the --from source scores on this folder's validation files before training
+    (the figures each epoch's are to beat)."""
+    per_quarter = logs.get("val_nats_per_quarter")
+    music = f", {per_quarter:.3f} nats per quarter note" if per_quarter is not None else ""
+    run.log(
+        f"{run.source} on this folder's validation files: {logs['val_loss']:.4f} nats/token{music}"
+    )
 
 
 def _train_epoch(

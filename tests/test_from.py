@@ -131,6 +131,8 @@ def test_from_starts_from_the_sources_weights_and_keeps_the_source(source, tmp_p
     first = ckpt.read_history(tmp_path / "still")[0]
     best = ckpt.read_state(source)["best_val_loss"]
     assert first["val_loss"] == pytest.approx(best, rel=1e-5)
+    start = f"{source} on this folder's validation files: {best:.4f} nats/token"
+    assert any(line.startswith(start) for line in lines)
     fresh = math.log(ckpt.read_config(source)[1]["vocab_size"])  # about a fresh start's
     assert first["val_loss"] < fresh - 0.5
 
