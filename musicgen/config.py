@@ -429,7 +429,7 @@ def _flag(key: str) -> str:
 # top of a trained model wants smaller steps than learning from scratch: the weights are
 # already near a good place, and a small folder is learned by heart within a few passes
 # (measured on 24 band songs from checkpoints/band: see checkpoints/README.md).
-FINE_TUNE_RATE_SHARE = 0.2
+FINE_TUNE_RATE_SHARE = 0.1
 FINE_TUNE = {  # the rest of a fine-tuning run's budget (each a `musicgen train` option)
     "max_minutes": 10.0,  # a small folder is learned in minutes; the best epoch is kept
     "min_steps_per_epoch": 50,  # a few passes over a 30-song folder between validations

@@ -72,8 +72,6 @@ RESUMABLE_CHANGES = (
     "train.epochs", "train.patience", "train.max_minutes", "train.device", "train.distribute",
 )  # fmt: skip
 GROUP_TOKENS = 1 << 24  # training tokens a worker holds in memory at once (64 MiB of int32)
-# closing advice: validation no better than its best for this many epochs = overfitting
-WORSENING_EPOCHS = 2
 BUDGET_CHECK_STEPS = 10  # multi-worker: steps between two all-reduced time-budget checks
 SUM = tf.distribute.ReduceOp.SUM
 
@@ -755,11 +753,8 @@ def _run(run: RunContext) -> TrainResult:
     status = _final_status(named, cfg.patience)
     writer.finish(status)
     result = _summarise(_result(run, writer, status), log)
-    advice = closing_advice(
-        writer.history,
-        budget_minutes=cfg.max_minutes if named.budget.reached else None,
-        stopped_early=bool(named.early is not None and named.early.stopped_epoch),
-    )
+    minutes = cfg.max_minutes if named.budget.reached else None
+    advice = closing_advice(writer.history, budget_minutes=minutes)
     if advice:
         log(advice)
     return result
@@ -889,31 +884,28 @@ def _already_finished(previous: dict, epochs: int, patience: int) -> bool:
 
 
 def closing_advice(
-    history: Sequence[dict[str, Any]],
-    *,
-    budget_minutes: float | None = None,
-    stopped_early: bool = False,
+    history: Sequence[dict[str, Any]], *, budget_minutes: float | None = None
 ) -> str | None:
     """The line that ends a run's report, from its epochs' validation losses (`history`:
     history.csv's rows over every resume, `val_loss` in each): None when there is nothing
-    to advise.
+    to advise. budget_minutes: the time budget that ended the run (None: it did not).
 
-    budget_minutes: the time budget that ended the run (None: it did not end it).
-    When validation has not beaten its best epoch for the last `WORSENING_EPOCHS`
-    epochs (or early stopping ended the run), more training would only fit the
-    training files closer: the advice says the best epoch's weights are kept, and
-    never to go on with --resume. When the budget ended a run whose validation was
-    still improving, it says to go on with --resume."""
+    When the last epochs have not beaten the best one (early stopping, or a budget whose
+    closing anneal did not help either), more training would only fit the training
+    files closer: the advice says the best epoch's weights are kept, and never to go on
+    with --resume. Only when the budget ended a run whose validation was still
+    improving does it say to go on with --resume."""
     losses = [float(row["val_loss"]) for row in history if "val_loss" in row]
     if losses:
         best = min(range(len(losses)), key=losses.__getitem__) + 1
         since = len(losses) - best
-        if since >= WORSENING_EPOCHS or (stopped_early and since):
+        if since:
+            epochs = "epoch" if since == 1 else f"{since} epochs"
             return (
-                f"Validation has not beaten epoch {best} for the last {since} epochs: "
-                f"epoch {best}'s weights are the ones kept (best.weights.h5), and more "
-                f"training would only learn the training files by heart (more music "
-                f"in the folder, or a higher --dropout, would help instead)"
+                f"Validation has not beaten epoch {best} in the last {epochs}: epoch "
+                f"{best}'s weights are the ones kept (best.weights.h5), and more training "
+                f"would only learn the training files by heart (more music in the "
+                f"folder, or a higher --dropout, would help instead)"
             )
     if budget_minutes is not None:
         return f"The time budget ({budget_minutes:g} min) is spent; go on with --resume"

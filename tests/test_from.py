@@ -148,6 +148,8 @@ def test_from_starts_from_the_sources_weights_and_keeps_the_source(source, tmp_p
     }  # fmt: skip
     assert meta["data"]["programs"] == {"0": 0, "33": 2}  # the folder's first, at 0 the rest
     assert _contents(source) == before, "the source folder is never changed"
+    shown = CliRunner().invoke(main, ["info", str(tmp_path / "mine")])
+    assert f"Started from: {source} (its epoch" in shown.output
 
     with pytest.raises(UsageError, match="another --out"):
         train(tuned, bass, source, from_checkpoint=source, verbose=0)
@@ -171,16 +173,18 @@ def _history(*val_losses):
 def test_advice_says_resume_only_while_validation_improves():
     improving = closing_advice(_history(3.0, 2.5, 2.2), budget_minutes=10)
     assert improving == "The time budget (10 min) is spent; go on with --resume"
-    one_worse = closing_advice(_history(3.0, 2.5, 2.6), budget_minutes=10)
-    assert "--resume" in one_worse  # one worse epoch is noise, not a trend
-    worse = closing_advice(_history(3.0, 2.5, 2.6, 2.7), budget_minutes=10)
-    assert "--resume" not in worse
-    assert "epoch 2's weights are the ones kept" in worse and "last 2 epochs" in worse
-    assert "by heart" in worse
-    stopped = closing_advice(_history(3.0, 2.5, 2.6), stopped_early=True)
-    assert "--resume" not in stopped and "epoch 2's weights" in stopped
-    assert closing_advice(_history(3.0, 2.5, 2.2)) is None  # finished, nothing to add
     assert closing_advice([], budget_minutes=1) == (
         "The time budget (1 min) is spent; go on with --resume"
     )
-    assert closing_advice(_history(2.0, 2.5, 2.6)) is not None  # worse since the first
+    assert closing_advice(_history(3.0, 2.5, 2.2)) is None  # finished: nothing to add
+    worse = closing_advice(_history(3.0, 2.5, 2.6, 2.7), budget_minutes=10)
+    assert worse == (
+        "Validation has not beaten epoch 2 in the last 2 epochs: epoch 2's weights are "
+        "the ones kept (best.weights.h5), and more training would only learn the training "
+        "files by heart (more music in the folder, or a higher --dropout, would help instead)"
+    )
+    # the budget's last (annealed) epoch did not help either: no --resume hint
+    last = closing_advice(_history(3.0, 2.5, 2.6), budget_minutes=10)
+    assert "--resume" not in last and "in the last epoch:" in last
+    stopped = closing_advice(_history(2.0, 2.5, 2.6, 2.1, 2.2))  # early stopping
+    assert "--resume" not in stopped and "epoch 1's weights" in stopped
