@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from musicgen.errors import UsageError, param
+from musicgen.errors import UsageError, param, setting_refusal
 
 if TYPE_CHECKING:
     import numpy as np
@@ -435,6 +435,7 @@ def train(
     config: str | Path | None = None,
     resume: bool = False,
     force: bool = False,
+    from_checkpoint: str | Path | None = None,
     cache_dir: str | Path | None = None,
     verbose: int = 1,
     log: Callable[[str], None] | None = None,
@@ -447,17 +448,23 @@ def train(
     settings: the train command's settings as keywords (epochs=5, units=128,
     cell="gru", seq_len=64, encoding="performance", ...); the rest keep the CLI's
     defaults. Precedence as on the command line (`config.resolve_settings`):
-    defaults < the checkpoint's settings (resume) < the JSON file `config` < settings.
+    defaults < the checkpoint's settings (resume; from_checkpoint: its fine-tuning
+    settings) < the JSON file `config` < settings.
     data_dir: default midi_corpus/ (on resume: the folder the run was trained on).
     resume: continue the checkpoint in `out`; force: replace one there.
+    from_checkpoint: a trained checkpoint folder to start from (`musicgen train --from`):
+    its weights, vocabulary and settings, with a lower learning rate and a budget for a
+    small folder (`config.fine_tune_settings`); settings that would change its network
+    or vocabulary are refused. The source folder is only read.
     verbose: 1 Keras's progress bar, 2 one line per epoch, 0 nothing.
     log(line): receives the run's report lines (e.g. `log=print`).
     Raises UsageError (bad setting or folder), UserError (no data, diverged). Imports
     TensorFlow.
     """
     result = train_checkpoint(
-        data_dir, out, config=config, resume=resume, force=force, cache_dir=cache_dir,
-        verbose=verbose, log=log, **settings,
+        data_dir, out, config=config, resume=resume, force=force,
+        from_checkpoint=from_checkpoint, cache_dir=cache_dir, verbose=verbose, log=log,
+        **settings,
     )  # fmt: skip
     model = load(out, which="best")
     model.training = result
@@ -471,6 +478,7 @@ def train_checkpoint(
     config: str | Path | None = None,
     resume: bool = False,
     force: bool = False,
+    from_checkpoint: str | Path | None = None,
     cache_dir: str | Path | None = None,
     verbose: int = 1,
     log: Callable[[str], None] | None = None,
@@ -482,7 +490,9 @@ def train_checkpoint(
     finished epoch kept). The settings (`train_settings`) and the folders are checked
     before TensorFlow is imported (quietly unless verbose_tensorflow)."""
     out = Path(out)
-    run_config = train_settings(out, resume=resume, config=config, **settings)
+    run_config = train_settings(
+        out, resume=resume, from_checkpoint=from_checkpoint, config=config, **settings
+    )
     if data_dir is not None:
         existing_path(data_dir)
     writable_folder(out, "out")
@@ -500,6 +510,7 @@ def train_checkpoint(
         out,
         resume=resume,
         force=force,
+        from_checkpoint=from_checkpoint,
         cache_dir=cache_dir,
         verbose=verbose,
         log=log or (lambda line: None),
@@ -510,19 +521,33 @@ def train_settings(
     out: str | Path = DEFAULT_TRAIN_OUT,
     *,
     resume: bool = False,
+    from_checkpoint: str | Path | None = None,
     config: str | Path | None = None,
     **settings: Any,
 ) -> RunConfig:
     """The settings of a training run (`config.resolve_settings`): the defaults, or the
-    checkpoint's in `out` when resuming, < the JSON file `config` < `settings` (flat
-    names as `musicgen train`'s options). UsageError for an unknown setting, a value
-    out of range, an unreadable file, or settings the encoding cannot take."""
+    checkpoint's in `out` when resuming, or `config.fine_tune_settings` of the checkpoint
+    `from_checkpoint`, < the JSON file `config` < `settings` (flat names as `musicgen
+    train`'s options). UsageError for an unknown setting, a value out of range, an
+    unreadable file, settings the encoding cannot take, or (from_checkpoint) settings
+    that would change the source's network or vocabulary."""
     from musicgen import checkpoint
-    from musicgen.config import ConfigError, read_settings_file, resolve_settings
+    from musicgen.config import (
+        ConfigError,
+        FineTuneError,
+        check_fine_tune,
+        fine_tune_settings,
+        read_settings_file,
+        resolve_settings,
+    )
     from musicgen.encoding import check_config
 
     out = Path(out)
     stored = checkpoint.read_config(out)[0] if resume and checkpoint.is_checkpoint(out) else None
+    source = None
+    if from_checkpoint is not None:
+        source = checkpoint.read_config(existing_path(from_checkpoint))[0]
+        stored = fine_tune_settings(source)
     try:
         from_file = read_settings_file(config) if config is not None else None
     except ConfigError as exc:
@@ -530,6 +555,10 @@ def train_settings(
     try:
         run_config = resolve_settings(checkpoint=stored, config_file=from_file, flags=settings)
         check_config(run_config.encoding)
+        if source is not None:
+            check_fine_tune(source, run_config, str(from_checkpoint))
+    except FineTuneError as exc:
+        raise setting_refusal(str(exc), exc.settings) from exc
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
     return run_config

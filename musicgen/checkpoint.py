@@ -119,9 +119,18 @@ def versions() -> dict[str, str]:
     }
 
 
-def save_config(folder: Path, config: RunConfig, vocab_size: int, data: dict[str, Any]) -> None:
+def save_config(
+    folder: Path,
+    config: RunConfig,
+    vocab_size: int,
+    data: dict[str, Any],
+    *,
+    started_from: dict[str, Any] | None = None,
+) -> None:
     """config.json: the run's settings, vocabulary size, versions and a data summary
-    (data_dir, files, tokens). It is itself a valid --config file."""
+    (data_dir, files, tokens), and for a run that started from a trained model
+    (`train --from`) `started_from` (checkpoint, epoch, data_dir). It is itself a valid
+    --config file."""
     payload = config.to_dict()
     payload.update(
         vocab_size=int(vocab_size),
@@ -129,6 +138,8 @@ def save_config(folder: Path, config: RunConfig, vocab_size: int, data: dict[str
         versions=versions(),
         data=data,
     )
+    if started_from:
+        payload["started_from"] = started_from
     _write_json(Path(folder) / CONFIG_FILE, payload)
 
 
@@ -408,6 +419,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         "vocab_size": meta.get("vocab_size"),
         "versions": meta.get("versions", {}),
         "data": meta.get("data", {}),
+        "started_from": meta.get("started_from", {}),
         "state": read_state(folder),
         "last_epoch": history[-1] if history else {},
         "split": {k: len(split.get(k, [])) for k in ("train", "validation")},

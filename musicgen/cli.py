@@ -219,6 +219,15 @@ def _given_settings(ctx: click.Context) -> dict[str, Any]:
     help="Continue the checkpoint in --out (only --epochs, --patience, --max-minutes, "
     "--device, --distribute may change).",
 )
+@click.option(
+    "--from",
+    "from_checkpoint",
+    type=click.Path(path_type=Path),
+    help="Start from this trained checkpoint (e.g. checkpoints/band): its weights, "
+    "vocabulary and settings, with a lower learning rate and a budget fit for a small "
+    "folder; options that would change its network or vocabulary are refused. The "
+    "quick way to a model of a small folder.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing checkpoint in --out.")
 @click.option(
     "--cache-dir",
@@ -234,6 +243,7 @@ def train(
     out: Path,
     config_file: Path | None,
     resume: bool,
+    from_checkpoint: Path | None,
     force: bool,
     cache_dir: Path | None,
     quiet: bool,
@@ -254,6 +264,7 @@ def train(
         config=config_file,
         resume=resume,
         force=force,
+        from_checkpoint=from_checkpoint,
         cache_dir=cache_dir,
         verbose=0 if quiet else (1 if sys.stdout.isatty() else 2),
         log=lambda line: echo(line, quiet),
@@ -314,6 +325,12 @@ def _info_lines(d: dict[str, Any]) -> list[str]:
             f"Data: {data.get('data_dir')}: {files.get('train', 0)} training / "
             f"{files.get('validation', 0)} validation files, "
             f"{tokens.get('train', 0):,} / {tokens.get('validation', 0):,} tokens"
+        )
+    origin = d.get("started_from") or {}
+    if origin:
+        lines.append(
+            f"Started from: {origin.get('checkpoint')} (its epoch {origin.get('epoch')}, "
+            f"trained on {origin.get('data_dir')})"
         )
     if enc.get("controls"):
         from musicgen.constraints import describe_density_choices, stored_density_choices

@@ -67,12 +67,24 @@ class UsageError(UserError):
     """The command was asked for something impossible (bad path, bad option)."""
 
 
+FROM_CHECKPOINT = Words("from_checkpoint=", "--from")  # the API's keyword, train's option
+
+
+def setting_refusal(message: str, settings: list[str]) -> UsageError:
+    """A UsageError whose `{setting}` fields (and `{from_checkpoint}`, `{dropout}`) name
+    each side's way of giving them: `units=` / `--units`, `from_checkpoint=` / `--from`."""
+    words = {setting: param(setting) for setting in settings}
+    words.update(from_checkpoint=FROM_CHECKPOINT, dropout=param("dropout"))
+    return UsageError(message, **words)
+
+
 def cli_message(exc: BaseException) -> str:
     """An error's message for the command line: a UserError's in the options' words."""
     return exc.cli_message() if isinstance(exc, UserError) else str(exc)
 
 
 __all__ = [
+    "FROM_CHECKPOINT",
     "EmptyMusicError",
     "MusicError",
     "UnreadableFileError",
@@ -81,4 +93,5 @@ __all__ = [
     "Words",
     "cli_message",
     "param",
+    "setting_refusal",
 ]

@@ -32,6 +32,14 @@ Ctrl-C stops cleanly (the last completed epoch is on disk; state "interrupted").
 learning rate among them), epoch count, history (the schedule's state) and data-feed
 position; a run killed before its first save is started afresh. Out of memory and a
 full disk end with a one-line UserError.
+
+`from_checkpoint` (--from) starts a new run from a trained model: the source's best
+weights (its encoding and network shape are kept; `config.fine_tune_settings`), a
+fresh optimizer, the new folder's data prepared with the source's encoding; the source
+folder is only read. config.json records `started_from`, and `data.programs` joins the
+source's programs to the folder's (`_known_programs`). The run's last line of advice
+(`closing_advice`) follows what validation did: go on with --resume only while it
+still improves.
 """
 
 from __future__ import annotations
@@ -48,8 +56,8 @@ from typing import Any
 import numpy as np
 
 from musicgen import checkpoint as ckpt
-from musicgen.config import RunConfig
-from musicgen.errors import UsageError, UserError, param
+from musicgen.config import FineTuneError, RunConfig, changed_keys, check_fine_tune
+from musicgen.errors import FROM_CHECKPOINT, UsageError, UserError, param, setting_refusal
 from musicgen.runtime import import_tensorflow
 
 tf = import_tensorflow()
@@ -124,6 +132,12 @@ class RunContext:
     started: float  # time.monotonic() when `train` was called
     verbose: int  # 0 quiet, 1 progress bar, 2 a line per epoch
     log: Callable[[str], None]
+    source: Path | None = None  # --from: the checkpoint whose weights this run starts from
+    # config.json's `started_from` ({} for a run from scratch): --from's source, kept on --resume
+    origin: dict[str, Any] = field(default_factory=dict)
+    # the programs known before this run ({program: pieces}, `data.programs`), which the
+    # folder's own join (`_known_programs`): the source's with --from, else none
+    known_programs: dict[str, int] = field(default_factory=dict)
     encoding: Encoding | None = None
     data: _Data | None = None
     model: Any = None  # model.MusicRNN
@@ -155,12 +169,17 @@ def train(
     *,
     resume: bool = False,
     force: bool = False,
+    from_checkpoint: str | Path | None = None,
     cache_dir: str | Path | None = None,
     verbose: int = 1,
     log: Callable[[str], None] = lambda line: None,
 ) -> TrainResult:
     """Train `config`'s model on the music in `data_dir`, writing the checkpoint `out_dir`.
 
+    from_checkpoint: a checkpoint folder to start from (--from): its best weights, with
+    `config` keeping its encoding and network shape (`config.fine_tune_settings` gives
+    the usual settings); the optimizer starts afresh, the source is only read, and
+    config.json's `started_from` names it.
     verbose: 1 shows Keras's progress bar, 2 one line per epoch, 0 nothing.
     log: receives human-readable lines. Under --distribute multi-worker only the chief
     logs, shows progress and writes `out_dir` (which every worker must see, for --resume).
@@ -175,6 +194,7 @@ def train(
         log, verbose = (lambda line: None), 0
     log(layout.description)
     layout.per_replica_batch(train_cfg.batch_size)
+    source = _check_source(from_checkpoint, out, config, resume)
     previous = _open_out_dir(out, config, resume=resume, force=force) if layout.is_chief else {}
     layout.barrier()  # the chief has checked (or cleared) --out before the others read it
     if not layout.is_chief:
@@ -182,8 +202,9 @@ def train(
     keras.utils.set_random_seed((train_cfg.seed + previous["epoch"]) % 2**32)
     policy = _set_precision(train_cfg.mixed_precision, layout.kind, log)
     run = RunContext(
-        config, layout, Path(data_dir), out, cache_dir, resume, previous, started, verbose, log
-    )
+        config, layout, Path(data_dir), out, cache_dir, resume, previous, started, verbose, log,
+        source, *_origin(out, source, resume),
+    )  # fmt: skip
     try:
         with layout.placement():
             return _run(run)
@@ -193,6 +214,53 @@ def train(
 
 
 # ----------------------------------------------------------------------------- set-up
+
+
+def _check_source(
+    from_checkpoint: str | Path | None, out: Path, config: RunConfig, resume: bool
+) -> Path | None:
+    """The --from checkpoint folder, checked: a checkpoint, not --out, not with --resume,
+    and `config` keeps its encoding and network shape (UsageError otherwise)."""
+    if from_checkpoint is None:
+        return None
+    source = Path(from_checkpoint)
+    if resume:
+        raise UsageError(
+            "{from_checkpoint} starts a new run; continue one with {resume} alone",
+            from_checkpoint=FROM_CHECKPOINT,
+            resume=param("resume", True),
+        )
+    if out.resolve() == source.resolve():
+        raise UsageError(
+            f"{{from_checkpoint}} {source} is never changed: write the new run to another {{out}}",
+            from_checkpoint=FROM_CHECKPOINT,
+            out=param("out"),
+        )
+    stored, _ = ckpt.read_config(source)  # UserError when it is not a checkpoint
+    try:
+        check_fine_tune(stored, config, str(source))
+    except FineTuneError as exc:
+        raise setting_refusal(str(exc), exc.settings) from None
+    return source
+
+
+def _origin(out: Path, source: Path | None, resume: bool) -> tuple[dict, dict[str, int]]:
+    """(config.json's `started_from`, the programs known before this run): --from's
+    source (its folder, best epoch and data folder; its `data.programs`), or on --resume
+    what the folder's config.json says of them; ({}, {}) for a run from scratch."""
+    if source is not None:
+        _, meta = ckpt.read_config(source)
+        origin = {
+            "checkpoint": str(source),
+            "epoch": ckpt.read_state(source).get("best_epoch"),
+            "data_dir": meta.get("data", {}).get("data_dir"),
+        }
+        return origin, meta.get("data", {}).get("programs", {})
+    if resume and ckpt.is_checkpoint(out):
+        _, meta = ckpt.read_config(out)
+        if meta.get("started_from"):
+            return meta["started_from"], meta.get("data", {}).get("programs", {})
+    return {}, {}
 
 
 def _open_out_dir(out: Path, config: RunConfig, *, resume: bool, force: bool) -> dict:
@@ -207,7 +275,7 @@ def _open_out_dir(out: Path, config: RunConfig, *, resume: bool, force: bool) ->
             )
         stored, _ = ckpt.read_config(out)
         ckpt.remove_stale_temporaries(out)  # what a killed run was writing
-        changed = _differences(stored.to_dict(), config.to_dict())
+        changed = changed_keys(stored.to_dict(), config.to_dict())
         refused = [key for key in changed if key not in RESUMABLE_CHANGES]
         if refused:
             raise UsageError(
@@ -241,18 +309,6 @@ def _read_previous(out: Path, resume: bool) -> dict:
     state.setdefault("epoch", 0)
     state["history"] = ckpt.read_history(out)[: state["epoch"]]
     return state
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts."""
-    keys = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            keys += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(prefix + key)
-    return keys
 
 
 def _set_precision(mixed: bool, kind: str, log: Callable[[str], None]) -> bool:
@@ -313,7 +369,8 @@ def _load_data(run: RunContext) -> _Data:
         levels = density_choices(run.encoding, data.ids(train))
         data.summary["controls"] = {"density": levels}
     if run.encoding.has_parts and chief:  # the parts --instruments may ask for
-        data.summary["programs"] = _programs(run.encoding, data.ids(train))
+        programs = _programs(run.encoding, data.ids(train))
+        data.summary["programs"] = _known_programs(programs, run.known_programs)
         data.summary.update(learn_profiles(run.encoding, data.ids(train)))  # profiles, lineups
     log(
         f"Data: {len(train)} training files ({_tokens(train):,} tokens), {len(validation)} "
@@ -333,6 +390,15 @@ def _programs(encoding: Encoding, arrays: Iterator[np.ndarray]) -> dict[str, int
     for ids in arrays:
         counts.update(header_programs(ids, encoding))
     return {str(p): n for p, n in sorted(counts.items())}
+
+
+def _known_programs(folder: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """config.json `data.programs` of a run that started from a trained model: the
+    folder's own counts, and each program known before but not in the folder at 0
+    pieces (the model still knows it, so `--instruments` may ask for it; where the
+    most-seen program of a family is chosen, the folder's come first)."""
+    known = {**{p: 0 for p in before}, **folder}
+    return {p: known[p] for p in sorted(known, key=int)}
 
 
 def _music_size(encoding: Encoding, arrays: Iterator[np.ndarray]) -> tuple[float, int]:
@@ -563,6 +629,8 @@ def _fit(run: RunContext, named: _Callbacks) -> None:
     for callback in cbs:
         callback.set_model(model)
         callback.on_train_begin()
+    if run.source is not None and run.previous["epoch"] == 0:
+        _log_start(run, _validate(val_step, run.feeds, run.data.validation_music))
     for epoch in range(run.previous["epoch"], run.config.train.epochs):
         for callback in cbs:
             callback.on_epoch_begin(epoch)
@@ -579,6 +647,16 @@ def _fit(run: RunContext, named: _Callbacks) -> None:
             break
     for callback in cbs:
         callback.on_train_end()
+
+
+def _log_start(run: RunContext, logs: dict[str, float]) -> None:
+    """What the --from source scores on this folder's validation files before training
+    (the figures each epoch's are to beat)."""
+    per_quarter = logs.get("val_nats_per_quarter")
+    music = f", {per_quarter:.3f} nats per quarter note" if per_quarter is not None else ""
+    run.log(
+        f"{run.source} on this folder's validation files: {logs['val_loss']:.4f} nats/token{music}"
+    )
 
 
 def _train_epoch(
@@ -688,10 +766,13 @@ def _run(run: RunContext) -> TrainResult:
             f"checkpoint is kept in {out}"
         )
     status = _final_status(named, cfg.patience)
-    if named.budget.reached:
-        log(f"The time budget ({cfg.max_minutes:g} min) is spent; go on with --resume")
     writer.finish(status)
-    return _summarise(_result(run, writer, status), log)
+    result = _summarise(_result(run, writer, status), log)
+    minutes = cfg.max_minutes if named.budget.reached else None
+    advice = closing_advice(writer.history, budget_minutes=minutes)
+    if advice:
+        log(advice)
+    return result
 
 
 def _prepare(run: RunContext, writer: callbacks.CheckpointWriter) -> None:
@@ -703,13 +784,20 @@ def _prepare(run: RunContext, writer: callbacks.CheckpointWriter) -> None:
     vocab_size = len(run.encoding.vocab)
     run.model, run.optimizer = build_model_and_optimizer(config, vocab_size, run.layout)
     writer.optimizer = run.optimizer
+    start = _starting_weights(run)
+    if start is not None:
+        ckpt.load_weights(run.model, start)
     if run.resume and run.previous["epoch"] > 0:
-        ckpt.load_weights(run.model, ckpt.weights_path(out, "last"))
         ckpt.load_optimizer(out, run.optimizer)
     else:  # new, or killed before the first epoch ended: the same seed, the same start
         writer.save_initial(run.model)  # a loadable folder even if the first epoch fails
+    if run.source is not None:
+        run.log(
+            f"Starting from {run.source} (its epoch {run.origin['epoch']}): its weights, "
+            f"vocabulary and settings, a new optimizer at learning rate {cfg.learning_rate:g}"
+        )
     if run.layout.is_chief:
-        ckpt.save_config(out, config, vocab_size, run.data.summary)
+        ckpt.save_config(out, config, vocab_size, run.data.summary, started_from=run.origin)
     run.steps = cfg.steps_per_epoch or max(
         cfg.min_steps_per_epoch, _tokens(run.data.train) // (cfg.batch_size * cfg.seq_len)
     )
@@ -726,6 +814,17 @@ def _prepare(run: RunContext, writer: callbacks.CheckpointWriter) -> None:
         f"{cfg.seq_len} tokens per epoch; epochs {run.previous['epoch'] + 1}..{cfg.epochs}"
         f"{budget}"
     )
+
+
+def _starting_weights(run: RunContext) -> Path | None:
+    """The weights file the model starts from (None: a fresh initialisation): on
+    --resume the folder's last epoch (or, for a --from run killed before its first
+    epoch, the source's weights it saved first); with --from the source's best."""
+    if run.resume and (run.previous["epoch"] > 0 or run.origin):
+        return ckpt.weights_path(run.out, "last")
+    if run.source is not None:
+        return ckpt.weights_path(run.source, "best")
+    return None
 
 
 def _callbacks(run: RunContext, writer: callbacks.CheckpointWriter) -> _Callbacks:
@@ -797,6 +896,35 @@ def _already_finished(previous: dict, epochs: int, patience: int) -> bool:
         return True
     best = previous.get("best_epoch")
     return bool(patience and best and previous["epoch"] - best >= patience)
+
+
+def closing_advice(
+    history: Sequence[dict[str, Any]], *, budget_minutes: float | None = None
+) -> str | None:
+    """The line that ends a run's report, from its epochs' validation losses (`history`:
+    history.csv's rows over every resume, `val_loss` in each): None when there is nothing
+    to advise. budget_minutes: the time budget that ended the run (None: it did not).
+
+    When the last epochs have not beaten the best one (early stopping, or a budget whose
+    closing anneal did not help either), more training would only fit the training
+    files closer: the advice says the best epoch's weights are kept, and never to go on
+    with --resume. Only when the budget ended a run whose validation was still
+    improving does it say to go on with --resume."""
+    losses = [float(row["val_loss"]) for row in history if "val_loss" in row]
+    if losses:
+        best = min(range(len(losses)), key=losses.__getitem__) + 1
+        since = len(losses) - best
+        if since:
+            epochs = "epoch" if since == 1 else f"{since} epochs"
+            return (
+                f"Validation has not beaten epoch {best} in the last {epochs}: epoch "
+                f"{best}'s weights are the ones kept (best.weights.h5), and more training "
+                f"would only learn the training files by heart (more music in the "
+                f"folder, or a higher --dropout, would help instead)"
+            )
+    if budget_minutes is not None:
+        return f"The time budget ({budget_minutes:g} min) is spent; go on with --resume"
+    return None
 
 
 def _summarise(result: TrainResult, log: Callable[[str], None]) -> TrainResult:
