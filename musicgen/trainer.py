@@ -484,7 +484,7 @@ def _weighted_sums(targets: Any, logits: Any, weights: Any) -> tuple[Any, Any]:
 
 
 def make_train_step(
-    model: Any, optimizer: Any, strategy: Any, *, jit_compile: bool | None = False
+    model: Any, optimizer: Any, strategy: Any, *, jit_compile: bool = False
 ) -> Callable[[Any], list]:
     """step(iterator) -> [loss sum, correct, targets] over the whole global batch.
 
@@ -494,10 +494,10 @@ def make_train_step(
     global mean loss: one step's loss and update equal one device's on the same batch.
     `optimizer` must take summed gradients (`SummedGradients`); it clips and unscales.
 
-    jit_compile: compile the replica's whole step (forward, backward, update) with XLA;
-    None chooses (`use_xla`: one CPU replica)."""
-    if jit_compile is None:
-        jit_compile = use_xla(strategy)
+    jit_compile: compile the replica's whole step (forward, backward, update) with XLA
+    (one replica only). Off in training: on the CPU the compiled step was 1.4-2x slower
+    (XLA's matmuls are not oneDNN's; benchmarks/RESULTS.md, "The training step, way by
+    way"), and on a GPU the recurrent layers run cuDNN's fused kernels."""
 
     def replica_step(inputs: Any, targets: Any, weights: Any) -> tuple[Any, Any, Any]:
         context = tf.distribute.get_replica_context()
@@ -520,16 +520,6 @@ def make_train_step(
         return [strategy.reduce(SUM, value, axis=None) for value in sums]
 
     return step
-
-
-def use_xla(strategy: Any) -> bool:
-    """Whether the training step is compiled with XLA by default: on one CPU replica
-    (measured in benchmarks/RESULTS.md, "The training step: XLA"). On a GPU the
-    recurrent layers run cuDNN's fused kernels, which XLA would replace, and a
-    compiled step under several replicas is not what `strategy.run` supports."""
-    if strategy.num_replicas_in_sync != 1:
-        return False
-    return not tf.config.list_logical_devices("GPU")
 
 
 def make_val_step(model: Any, strategy: Any) -> Callable[[Any], list]:
