@@ -459,6 +459,26 @@ def test_a_run_the_budget_ends_still_anneals(tmp_path):
     assert writer.state["best_epoch"] == 3 and ckpt.read_state(tmp_path)["epoch"] == 3
 
 
+@pytest.mark.slow
+def test_train_anneals_after_patience_and_stops_as_settling_says(corpus, tmp_path):
+    # a rate high enough that validation soon stops improving; lr_patience 0: no halvings
+    base, steps, patience = 0.05, TINY["steps_per_epoch"], 1
+    result = train(
+        tiny(epochs=12, patience=patience, learning_rate=base), corpus, tmp_path, verbose=0
+    )
+    history = ckpt.read_history(tmp_path)
+    losses = [row["val_loss"] for row in history]
+    found = callbacks.settling(losses, patience)
+    assert found.stop == result.status.startswith("finished: early stopping")
+    assert found.anneal_from is not None, "validation never stalled: raise the rate"
+    for epoch, row in enumerate(history):  # each epoch's rate is that of its last step
+        into = (epoch - found.anneal_from + 1) * steps - 1
+        total = callbacks.SETTLE_EPOCHS * steps
+        assert row["learning_rate"] == pytest.approx(base * callbacks.settle_anneal(into, total))
+    best = min(range(len(losses)), key=losses.__getitem__)
+    assert result.best_epoch == best + 1 and ckpt.read_state(tmp_path)["best_epoch"] == best + 1
+
+
 def test_an_early_stopped_folder_is_already_finished_on_resume():
     from musicgen.trainer import _already_finished
 
