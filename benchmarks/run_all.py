@@ -49,6 +49,7 @@ BUSY = 0.15  # share of CPU time used by others before the run above which figur
 FIRST = ("bench_parse.py", "bench_train.py", "bench_generate.py", "bench_arrange.py")
 TITLES = {  # for scripts that print their own tables
     "bench_controls.py": "Generation controls: key, metre, density",
+    "bench_step.py": "The training step, way by way: share of the matmul peak",
 }
 # The targets each script reports (issues 14-16, SPEC.md "Speed"); one that a script did
 # not report (it failed, or did not run) is listed in RESULTS.md as not measured.

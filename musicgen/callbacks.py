@@ -6,17 +6,23 @@ trainer.py's loop calls these as Keras's `fit` would (`on_epoch_begin`,
 - `CheckpointWriter`: after every epoch the folder (last weights, optimizer, best
   weights when validation improves, history.csv, curves.png, state.json last); stops on
   a NaN/inf loss;
-- `EarlyStopping`: stops after `patience` epochs without a lower validation loss,
-  remembering the best epoch across --resume;
+- `EarlyStopping`: ends the run when validation has stalled for good (`settling`):
+  `patience` epochs without a lower validation loss start the closing anneal, and the
+  run stops at the first epoch without progress once the anneal is over;
 - `LearningRateSchedule`: linear warm-up, then halve the rate when validation stalls
-  (`scheduled_rate`, `plateau_halvings`: pure functions of the history), and with a
-  time budget bring it down linearly over the budget's last quarter (`budget_anneal`);
-- `TimeBudget`: stops between two steps once the run's wall-clock budget is spent;
+  (`scheduled_rate`, `plateau_halvings`: pure functions of the history), and bring it
+  down linearly over the closing anneal: the time budget's last quarter
+  (`budget_anneal`) or the `SETTLE_EPOCHS` epochs after patience ran out
+  (`settle_anneal`), whichever is lower; so a run settles before it stops, whether
+  the budget or patience ends it;
+- `TimeBudget`: stops between two steps once the run's wall-clock budget is spent
+  (its clock can be replaced, for tests);
 - `EpochScalars`: TensorBoard scalars (logs/train, logs/validation).
 
 The learning rate is a variable of the optimizer (saved in optimizer.npz) and a column
-of history.csv; the schedule's state (steps taken, halvings so far) is a function of
-state.json's `train_steps` and history.csv's `val_loss`, so --resume continues it.
+of history.csv; the schedule's state (steps taken, halvings so far, where the closing
+anneal began) is a function of state.json's `train_steps`, the epoch count and
+history.csv's `val_loss`, so --resume continues it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +45,7 @@ PLATEAU_DELTA = 1e-3  # a validation loss must fall by 0.1% of the best to count
 MAX_HALVINGS = 6  # the rate never falls below learning_rate / 64
 ANNEAL_SHARE = 0.25  # with a time budget, the rate falls over the budget's last quarter...
 ANNEAL_FLOOR = 0.02  # ...to 2% of what it was
+SETTLE_EPOCHS = 3  # when patience runs out, the rate falls to ANNEAL_FLOOR over 3 epochs
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -83,11 +91,61 @@ def budget_anneal(
     return floor + (1.0 - floor) * max(0.0, fraction_left) / share
 
 
+@dataclass(frozen=True)
+class Settling:
+    """Where a run stands with its patience (`settling`): `anneal_from` is the 0-based
+    epoch at which the closing anneal begins (None: patience has not run out);
+    `stop`: the run is over after the last epoch seen."""
+
+    anneal_from: int | None
+    stop: bool
+
+
+def settling(
+    val_losses: Sequence[float], patience: int, anneal_epochs: int = SETTLE_EPOCHS
+) -> Settling:
+    """The closing anneal and the stop, from the epochs' validation losses.
+
+    An epoch improves when its loss is below the best so far (the first finite loss
+    always does). After `patience` epochs in a row without improvement, the next epoch
+    begins the closing anneal (`settle_anneal`: the rate falls over `anneal_epochs`
+    epochs); from the anneal's last epoch on, the first epoch that does not improve
+    ends the run. Why: a run that patience ends while the rate is still high stops
+    before its weights have settled; lowering the rate at the end is what gives the
+    best validation loss (as the time budget's anneal does). anneal_epochs 0: stop as
+    soon as patience runs out (plain early stopping); patience 0: never stop."""
+    if patience <= 0:
+        return Settling(None, False)
+    best, wait, start = math.inf, 0, None
+    for epoch, loss in enumerate(val_losses):
+        improved = (best == math.inf and math.isfinite(loss)) or loss < best
+        best, wait = (loss, 0) if improved else (best, wait + 1)
+        if start is None and wait >= patience:
+            start = epoch + 1
+            if anneal_epochs <= 0:
+                return Settling(start, True)
+        elif start is not None and epoch >= start + anneal_epochs - 1 and not improved:
+            return Settling(start, True)
+    return Settling(start, False)
+
+
+def settle_anneal(step: int, anneal_steps: int, *, floor: float = ANNEAL_FLOOR) -> float:
+    """The factor on the learning rate of the closing anneal's step `step` (0-based; a
+    negative step is before the anneal): linear from 1 down to `floor` at the anneal's
+    last step (`anneal_steps` in all), then `floor`."""
+    if step < 0:
+        return 1.0
+    if anneal_steps <= 0:
+        return floor
+    return floor + (1.0 - floor) * max(0.0, 1.0 - (step + 1) / anneal_steps)
+
+
 def scheduled_rate(
     base: float, step: int, warmup_steps: int, halvings: int, anneal: float = 1.0
 ) -> float:
     """The learning rate of optimizer step `step` (0-based, over the whole run):
-    base x min(1, (step + 1) / warmup_steps) x 0.5 ** halvings x anneal (`budget_anneal`).
+    base x min(1, (step + 1) / warmup_steps) x 0.5 ** halvings x anneal (the lower of
+    `budget_anneal` and `settle_anneal`).
 
     Why this schedule: Adam's first steps on a fresh recurrent network take its moment
     estimates from a handful of batches, and a full-size step then can throw the
@@ -98,21 +156,24 @@ def scheduled_rate(
     stalls for `lr_patience` epochs, the rate halves, which usually buys more progress
     before early stopping (`patience`, larger than `lr_patience`) gives up. A time
     budget does give an end in time: over its last quarter the rate falls to
-    `ANNEAL_FLOOR` of itself (`anneal`, from `budget_anneal`)."""
+    `ANNEAL_FLOOR` of itself (`anneal`, from `budget_anneal`); so does patience running
+    out, over the next `SETTLE_EPOCHS` epochs (`settle_anneal`)."""
     warm = 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
     return base * warm * 0.5**halvings * anneal
 
 
 class LearningRateSchedule(keras.callbacks.Callback):
     """Sets the optimizer's learning rate: every step during the warm-up and the
-    budget's anneal, and after each epoch from the validation losses so far (`history`:
+    closing anneals, and after each epoch from the validation losses so far (`history`:
     earlier epochs' rows).
 
     `steps_done`: optimizer steps taken before this run (state.json's train_steps).
     `fraction_left() -> float | None`: the share of this run's time budget left (None:
-    no budget, no anneal). The budget is that of one `train` call, so a resumed run
-    starts again at the rate its halvings give and anneals at the end of its own
-    budget."""
+    no budget, no budget anneal). The budget is that of one `train` call, so a resumed
+    run starts again at the rate its halvings give and anneals at the end of its own
+    budget. `steps_per_epoch`: the length of an epoch, which sets the closing anneal's
+    length in steps (`anneal_epochs` x steps_per_epoch) once `config.train.patience`
+    has run out (`settling`)."""
 
     def __init__(
         self,
@@ -121,16 +182,23 @@ class LearningRateSchedule(keras.callbacks.Callback):
         history: Sequence[dict],
         steps_done: int,
         fraction_left: Callable[[], float | None] = lambda: None,
+        *,
+        steps_per_epoch: int = 1,
+        anneal_epochs: int = SETTLE_EPOCHS,
     ):
         super().__init__()
         cfg = config.train
         self.optimizer, self.base = optimizer, cfg.learning_rate
         self.warmup_steps, self.patience = cfg.warmup_steps, cfg.lr_patience
+        self.stop_patience, self.anneal_epochs = cfg.patience, anneal_epochs
+        self.steps_per_epoch = max(1, steps_per_epoch)
         self.fraction_left = fraction_left
         self.val_losses = [float(row["val_loss"]) for row in history if "val_loss" in row]
         self.step = steps_done
+        self.epoch, self.epoch_steps = len(self.val_losses), 0
         self.halvings = plateau_halvings(self.val_losses, self.patience)
-        self.anneal = 1.0
+        self.anneal_from = settling(self.val_losses, self.stop_patience, anneal_epochs).anneal_from
+        self.anneal = self._anneal()
         self.last_rate = self.rate  # the rate of the latest step
 
     @property
@@ -141,10 +209,16 @@ class LearningRateSchedule(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._assign()
 
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch, self.epoch_steps = epoch, 0
+        self.anneal = self._anneal()
+        self._assign()
+
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.last_rate = self.rate
         self.step += 1
-        anneal = budget_anneal(self.fraction_left())
+        self.epoch_steps += 1
+        anneal = self._anneal()
         if self.step <= self.warmup_steps or anneal != self.anneal:
             self.anneal = anneal
             self._assign()
@@ -157,7 +231,20 @@ class LearningRateSchedule(keras.callbacks.Callback):
         if logs and "val_loss" in logs:
             self.val_losses.append(float(logs["val_loss"]))
             self.halvings = plateau_halvings(self.val_losses, self.patience)
+            found = settling(self.val_losses, self.stop_patience, self.anneal_epochs)
+            self.anneal_from = found.anneal_from
+        self.epoch, self.epoch_steps = epoch + 1, 0
+        self.anneal = self._anneal()
         self._assign()
+
+    def _anneal(self) -> float:
+        """The next step's anneal factor: the lower of the budget's and the settling's."""
+        factor = budget_anneal(self.fraction_left())
+        if self.anneal_from is not None:
+            into = (self.epoch - self.anneal_from) * self.steps_per_epoch + self.epoch_steps
+            total = self.anneal_epochs * self.steps_per_epoch
+            factor = min(factor, settle_anneal(into, total))
+        return factor
 
     def _assign(self) -> None:
         self.optimizer.learning_rate.assign(self.rate)
@@ -168,7 +255,8 @@ class LearningRateSchedule(keras.callbacks.Callback):
 
 class TimeBudget(keras.callbacks.Callback):
     """Stops training between two steps once `minutes` have passed since `started`
-    (time.monotonic() at the start of the run; minutes 0: no budget).
+    (`clock()` at the start of the run, seconds; minutes 0: no budget). `clock`:
+    time.monotonic, or a fake one in tests.
 
     `agree(reached) -> bool` turns this process's verdict into every worker's (an
     all-reduce under multi-worker, so all stop after the same step); it is asked
@@ -181,8 +269,10 @@ class TimeBudget(keras.callbacks.Callback):
         *,
         agree: Callable[[bool], bool] = lambda reached: reached,
         every: int = 1,
+        clock: Callable[[], float] = time.monotonic,
     ):
         super().__init__()
+        self.clock = clock
         self.seconds = minutes * 60.0
         self.started, self.agree, self.every = started, agree, max(1, every)
         self.reached = False
@@ -192,7 +282,7 @@ class TimeBudget(keras.callbacks.Callback):
         """Seconds of the budget left now (None without a budget; never below 0)."""
         if not self.seconds:
             return None
-        return max(0.0, self.seconds - (time.monotonic() - self.started))
+        return max(0.0, self.seconds - (self.clock() - self.started))
 
     def fraction_left(self) -> float | None:
         """The share of the budget left now, 1 to 0 (None without a budget)."""
@@ -334,22 +424,33 @@ class CheckpointWriter(keras.callbacks.Callback):
             ckpt.save_state(self.out, self.state)
 
 
-class EarlyStopping(keras.callbacks.EarlyStopping):
-    """EarlyStopping on val_loss that, on --resume, remembers the best epoch so far.
+class EarlyStopping(keras.callbacks.Callback):
+    """Ends the run after an epoch when validation has stalled for good (`settling`:
+    patience ran out, the closing anneal ran, and an epoch after it did not improve),
+    counting the epochs before a --resume (`history`).
 
     Weights are not restored: the best ones are on disk already (best.weights.h5).
+    `stopped_epoch`: the 1-based epoch after which it stopped the run (0: it did not).
     """
 
-    def __init__(self, history: Sequence[dict[str, Any]], patience: int):
-        super().__init__(monitor="val_loss", patience=patience, mode="min")
-        self.previous = [row["val_loss"] for row in history if "val_loss" in row]
+    def __init__(
+        self,
+        history: Sequence[dict[str, Any]],
+        patience: int,
+        anneal_epochs: int = SETTLE_EPOCHS,
+    ):
+        super().__init__()
+        self.patience, self.anneal_epochs = patience, anneal_epochs
+        self.val_losses = [float(row["val_loss"]) for row in history if "val_loss" in row]
+        self.stopped_epoch = 0
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        super().on_train_begin(logs)
-        if self.previous:
-            best_index = min(range(len(self.previous)), key=self.previous.__getitem__)
-            self.best = self.previous[best_index]
-            self.wait = len(self.previous) - 1 - best_index
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not logs or "val_loss" not in logs:
+            return
+        self.val_losses.append(float(logs["val_loss"]))
+        if settling(self.val_losses, self.patience, self.anneal_epochs).stop:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True
 
 
 def draw_curves(out: Path) -> None:

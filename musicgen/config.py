@@ -271,8 +271,10 @@ class TrainConfig(_Config):
         5, "Random transposition of each window within +-N semitones.", low=0, high=24
     )  # random transposition of each window in [-t, +t] semitones
     patience: int = setting(
-        8, "Stop after N epochs without validation improvement (0 = never).", low=0
-    )  # early stopping: epochs without validation improvement (0 = never)
+        8,
+        "After N epochs without validation improvement, anneal the rate over 3 epochs, then stop at the next epoch without improvement (0 = never).",
+        low=0,
+    )  # early stopping (callbacks.settling): epochs without validation improvement (0 = never)
     seed: int = setting(
         0, "One seed for the split, the data feed and the weights."
     )  # one seed for the split, the data feed and the weights

@@ -17,13 +17,16 @@
 7. `_fit`: one `tf.function` training step for every mode (`make_train_step`) and an
    exact validation pass after each epoch, calling the callbacks (callbacks.py) as
    Keras's `fit` would: the learning-rate schedule (warm-up, then halved when
-   validation stalls, and brought down over the time budget's last quarter), the
+   validation stalls, and brought down over the time budget's last quarter or over
+   the epochs after patience ran out), the
    checkpoint writer, TensorBoard scalars, early stopping and the time budget;
 8. a summary: best validation loss and perplexity, nats per quarter note, tokens/s.
 
 The budget comes from the data and validation: an epoch is a pass over the training
-tokens but at least `min_steps_per_epoch` steps; a run ends after `patience` epochs
-without a better validation loss, when `max_minutes` are spent (status "finished (time
+tokens but at least `min_steps_per_epoch` steps; a run ends when validation has stalled
+for good (after `patience` epochs without a better validation loss, the rate is
+annealed over `callbacks.SETTLE_EPOCHS` epochs; the next epoch without progress ends
+it), when `max_minutes` are spent (status "finished (time
 budget)": the epoch in progress is validated and saved) or at the `epochs` cap.
 best.weights.h5 and state.json's `metrics` are those of the best epoch.
 
@@ -553,14 +556,21 @@ def _weighted_sums(targets: Any, logits: Any, weights: Any) -> tuple[Any, Any]:
     return tf.reduce_sum(losses * weights), tf.reduce_sum(correct * weights)
 
 
-def make_train_step(model: Any, optimizer: Any, strategy: Any) -> Callable[[Any], list]:
+def make_train_step(
+    model: Any, optimizer: Any, strategy: Any, *, jit_compile: bool = False
+) -> Callable[[Any], list]:
     """step(iterator) -> [loss sum, correct, targets] over the whole global batch.
 
     `iterator` yields (inputs, targets, weights) per replica (a distributed dataset's).
     Each replica's loss is its weighted cross-entropy sum / the global number of
     non-PAD targets, so the gradients summed over replicas are the gradient of the
     global mean loss: one step's loss and update equal one device's on the same batch.
-    `optimizer` must take summed gradients (`SummedGradients`); it clips and unscales."""
+    `optimizer` must take summed gradients (`SummedGradients`); it clips and unscales.
+
+    jit_compile: compile the replica's whole step (forward, backward, update) with XLA
+    (one replica only). Off in training: on the CPU the compiled step was 1.4-2x slower
+    (XLA's matmuls are not oneDNN's; benchmarks/RESULTS.md, "The training step, way by
+    way"), and on a GPU the recurrent layers run cuDNN's fused kernels."""
 
     def replica_step(inputs: Any, targets: Any, weights: Any) -> tuple[Any, Any, Any]:
         context = tf.distribute.get_replica_context()
@@ -575,9 +585,11 @@ def make_train_step(model: Any, optimizer: Any, strategy: Any) -> Callable[[Any]
         optimizer.apply(grads, model.trainable_variables)
         return loss_sum, correct, count
 
+    run_replica = tf.function(replica_step, jit_compile=True) if jit_compile else replica_step
+
     @tf.function
     def step(iterator: Any) -> list:
-        sums = strategy.run(replica_step, args=next(iterator))
+        sums = strategy.run(run_replica, args=next(iterator))
         return [strategy.reduce(SUM, value, axis=None) for value in sums]
 
     return step
@@ -846,6 +858,7 @@ def _callbacks(run: RunContext, writer: callbacks.CheckpointWriter) -> _Callback
             previous["history"],
             previous.get("train_steps", 0),
             fraction_left=(lambda: None) if multi else budget.fraction_left,
+            steps_per_epoch=run.steps,
         ),
         writer=writer,
         scalars=(
@@ -861,7 +874,10 @@ def _callbacks(run: RunContext, writer: callbacks.CheckpointWriter) -> _Callback
 def _final_status(named: _Callbacks, patience: int) -> str:
     """How a run that neither diverged nor was interrupted ended."""
     if named.early is not None and named.early.stopped_epoch:
-        return f"finished: early stopping (no improvement for {patience} epochs)"
+        return (
+            f"finished: early stopping (no improvement for {patience} epochs, nor after "
+            f"the closing anneal)"
+        )
     if named.budget.reached:
         return "finished (time budget)"
     return "finished"
@@ -892,10 +908,11 @@ def _oom_reason(exc: BaseException) -> str:
 
 
 def _already_finished(previous: dict, epochs: int, patience: int) -> bool:
+    """The cap is reached, or early stopping (`callbacks.settling`) ended the run."""
     if previous["epoch"] >= epochs:
         return True
-    best = previous.get("best_epoch")
-    return bool(patience and best and previous["epoch"] - best >= patience)
+    losses = [float(row["val_loss"]) for row in previous["history"] if "val_loss" in row]
+    return callbacks.settling(losses, patience).stop
 
 
 def closing_advice(

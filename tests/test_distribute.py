@@ -75,23 +75,25 @@ def corpus(tmp_path_factory):
 
 
 def _one_step(
-    mode: str, batch: tuple, clip_norm: float, make_optimizer=None
+    mode: str, batch: tuple, clip_norm: float, make_optimizer=None, *, jit_compile=False, steps=1
 ) -> tuple[float, list[np.ndarray]]:
-    """Loss of one training step on `batch` (the global batch) and the weights after it."""
+    """Loss of the last of `steps` training steps on `batch` (the global batch) and the
+    weights after them."""
     config = tiny(clip_norm=clip_norm)
     layout = distribute.setup(mode, "cpu")
     keras.utils.set_random_seed(3)
     model, optimizer = train_module.build_model_and_optimizer(
         config, 40, layout, make_optimizer=make_optimizer
     )
-    step = train_module.make_train_step(model, optimizer, layout.strategy)
+    step = train_module.make_train_step(model, optimizer, layout.strategy, jit_compile=jit_compile)
     per_replica = len(batch[0]) // layout.replicas
 
     def dataset_fn(context):
         return tf.data.Dataset.from_tensors(batch).repeat().rebatch(per_replica)
 
     iterator = iter(layout.strategy.distribute_datasets_from_function(dataset_fn))
-    loss_sum, _, count = (float(x) for x in step(iterator))
+    for _ in range(steps):
+        loss_sum, _, count = (float(x) for x in step(iterator))
     scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     assert scaling == (keras.mixed_precision.global_policy().name == "mixed_float16")
     return loss_sum / count, [np.asarray(v) for v in model.trainable_variables]
@@ -110,6 +112,20 @@ def test_a_step_under_two_replicas_equals_one_device(clip_norm):
     two_loss, two_weights = _one_step("mirrored", batch, clip_norm)
     assert two_loss == pytest.approx(one_loss, abs=1e-5)
     for a, b in zip(one_weights, two_weights, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("clip_norm", [0.0, 0.05])
+def test_the_xla_compiled_step_gives_the_plain_steps_loss_and_update(clip_norm):
+    rng = np.random.default_rng(1)
+    ids = rng.integers(3, 40, (8, 17)).astype(np.int32)
+    weights = np.ones((8, 16), np.float32)
+    weights[:2, 12:] = 0.0  # PAD targets weigh nothing in both
+    batch = (ids[:, :-1], ids[:, 1:], weights)
+    plain_loss, plain_weights = _one_step("none", batch, clip_norm, steps=3)
+    xla_loss, xla_weights = _one_step("none", batch, clip_norm, jit_compile=True, steps=3)
+    assert xla_loss == pytest.approx(plain_loss, rel=1e-5)
+    for a, b in zip(plain_weights, xla_weights, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 

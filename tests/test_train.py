@@ -19,6 +19,8 @@ from musicgen.runtime import import_tensorflow
 
 import_tensorflow()
 
+import keras  # noqa: E402
+
 from musicgen import callbacks  # noqa: E402
 from musicgen import checkpoint as ckpt  # noqa: E402
 from musicgen.cli import main  # noqa: E402
@@ -346,6 +348,145 @@ def test_schedule_follows_the_budget_left_at_every_step():
     assert logs["learning_rate"] == pytest.approx(0.01 * (floor + (1 - floor) / 2))
     schedule.on_epoch_end(1, {"val_loss": 2.0})
     assert optimizer.learning_rate.value == pytest.approx(0.01 * floor / 2)
+
+
+def test_settling_stalls_then_anneals_then_stops():
+    settle = callbacks.settling
+    assert settle([3.0, 2.0, 1.0], 2) == callbacks.Settling(None, False)
+    assert settle([3.0, 3.5, 3.2] * 5, 0) == callbacks.Settling(None, False)  # never
+    # two epochs without progress: the anneal begins at epoch 3 and lasts 3 epochs...
+    stalled = [3.0, 3.5, 3.2]
+    assert settle(stalled, 2) == callbacks.Settling(3, False)
+    assert settle(stalled + [3.1, 3.1], 2) == callbacks.Settling(3, False)
+    # ...and the first epoch from its last one on without progress ends the run
+    assert settle(stalled + [3.1, 3.1, 3.1], 2) == callbacks.Settling(3, True)
+    assert settle(stalled + [3.1, 2.9, 2.8], 2) == callbacks.Settling(3, False)
+    assert settle(stalled + [3.1, 2.9, 2.8, 2.7, 2.75], 2) == callbacks.Settling(3, True)
+    assert settle(stalled, 2, anneal_epochs=0) == callbacks.Settling(3, True)  # plain stop
+    assert settle([float("nan"), 3.0, 2.0], 2) == callbacks.Settling(None, False)  # 3.0 counts
+    anneal, floor = callbacks.settle_anneal, callbacks.ANNEAL_FLOOR
+    assert anneal(-1, 10) == 1.0 and anneal(9, 10) == pytest.approx(floor)
+    assert anneal(4, 10) == pytest.approx(floor + (1 - floor) / 2) and anneal(50, 10) == floor
+
+
+class _FakeClock:
+    """time.monotonic's stand-in: `seconds` move only when a test says so."""
+
+    def __init__(self):
+        self.seconds = 1000.0
+
+    def __call__(self):
+        return self.seconds
+
+
+def _toy_run(out, config, val_losses, *, steps, clock, seconds_per_step=0.0):
+    """trainer._fit's calls to the run's callbacks (schedule, writer, early stopping,
+    time budget), with a tiny real model whose weights are all `epoch + 1` after each
+    epoch and the validation losses scripted: (each step's rate, the callbacks)."""
+    cfg = config.train
+    model = build_model(config.model, 12)
+    optimizer = keras.optimizers.Adam(cfg.learning_rate)
+    optimizer.build(model.trainable_variables)
+    budget = callbacks.TimeBudget(cfg.max_minutes, clock(), clock=clock)
+    named = [
+        callbacks.LearningRateSchedule(
+            optimizer, config, [], 0, budget.fraction_left, steps_per_epoch=steps
+        ),
+        callbacks.CheckpointWriter(out, config, {"epoch": 0}, clock(), optimizer),
+        callbacks.EarlyStopping([], cfg.patience),
+        budget,
+    ]
+    model.stop_training, rates = False, []
+    for callback in named:
+        callback.set_model(model)
+        callback.on_train_begin()
+    for epoch, val_loss in enumerate(val_losses):
+        for callback in named:
+            callback.on_epoch_begin(epoch)
+        for index in range(steps):
+            rates.append(float(optimizer.learning_rate.numpy()))
+            clock.seconds += seconds_per_step
+            for callback in named:
+                callback.on_train_batch_end(index, {"loss": 1.0})
+            if model.stop_training:
+                break
+        for variable in model.trainable_variables:
+            variable.assign(np.full(variable.shape, epoch + 1.0, np.float32))
+        for callback in named:
+            callback.on_epoch_end(epoch, {"loss": 1.0, "val_loss": val_loss})
+        if model.stop_training:
+            break
+    return rates, named
+
+
+def test_patience_anneals_the_rate_before_it_stops_and_keeps_the_best(tmp_path):
+    config = tiny(learning_rate=0.01, patience=2, max_minutes=0)
+    steps, settle = 4, callbacks.SETTLE_EPOCHS
+    # best at epoch 2; epochs 3-4 stall; the anneal (epochs 5-7) improves once (epoch 6),
+    # then epoch 7 does not: the run stops there, though the script goes on
+    losses = [3.0, 2.0, 2.5, 2.4, 2.2, 1.9, 1.95, 1.0, 1.0]
+    rates, (_, writer, early, budget) = _toy_run(
+        tmp_path, config, losses, steps=steps, clock=_FakeClock()
+    )
+    assert early.stopped_epoch == 7 and not budget.reached
+    assert len(rates) == 7 * steps and ckpt.read_state(tmp_path)["epoch"] == 7
+    floor = callbacks.ANNEAL_FLOOR
+    assert rates[: 4 * steps] == pytest.approx([0.01] * 4 * steps)  # full rate till the stall
+    expected = [0.01 * callbacks.settle_anneal(i, settle * steps) for i in range(settle * steps)]
+    assert rates[4 * steps :] == pytest.approx(expected)
+    assert rates[-1] == pytest.approx(0.01 * floor)  # settled at the end
+    assert np.all(np.diff(rates[4 * steps :]) < 0)  # falling at every step
+    # the best epoch's weights are the ones kept as best.weights.h5
+    assert writer.state["best_epoch"] == 6 and writer.state["best_val_loss"] == 1.9
+    for which, epoch in (("best", 6.0), ("last", 7.0)):
+        model = build_model(config.model, 12)
+        ckpt.load_weights(model, ckpt.weights_path(tmp_path, which))
+        assert all(np.all(np.asarray(v) == epoch) for v in model.trainable_variables)
+
+
+def test_a_run_the_budget_ends_still_anneals(tmp_path):
+    # 1 minute, 6 s a step: the budget ends the run after 10 steps (the third epoch),
+    # its last quarter (steps 8-10) annealed, though validation never stalls
+    config = tiny(learning_rate=0.01, patience=2, max_minutes=1)
+    rates, (_, writer, early, budget) = _toy_run(
+        tmp_path, config, [3.0, 2.0, 1.0, 0.5], steps=4, clock=_FakeClock(), seconds_per_step=6
+    )
+    assert budget.reached and early.stopped_epoch == 0 and len(rates) == 10
+    floor = callbacks.ANNEAL_FLOOR
+    assert rates[:8] == pytest.approx([0.01] * 8)
+    assert rates[8:] == pytest.approx([0.01 * callbacks.budget_anneal(f) for f in (0.2, 0.1)])
+    assert writer.optimizer.learning_rate.numpy() == pytest.approx(0.01 * floor)
+    assert writer.state["best_epoch"] == 3 and ckpt.read_state(tmp_path)["epoch"] == 3
+
+
+@pytest.mark.slow
+def test_train_anneals_after_patience_and_stops_as_settling_says(corpus, tmp_path):
+    # a rate high enough that validation soon stops improving; lr_patience 0: no halvings
+    base, steps, patience = 0.05, TINY["steps_per_epoch"], 1
+    result = train(
+        tiny(epochs=12, patience=patience, learning_rate=base), corpus, tmp_path, verbose=0
+    )
+    history = ckpt.read_history(tmp_path)
+    losses = [row["val_loss"] for row in history]
+    found = callbacks.settling(losses, patience)
+    assert found.stop == result.status.startswith("finished: early stopping")
+    assert found.anneal_from is not None, "validation never stalled: raise the rate"
+    for epoch, row in enumerate(history):  # each epoch's rate is that of its last step
+        into = (epoch - found.anneal_from + 1) * steps - 1
+        total = callbacks.SETTLE_EPOCHS * steps
+        assert row["learning_rate"] == pytest.approx(base * callbacks.settle_anneal(into, total))
+    best = min(range(len(losses)), key=losses.__getitem__)
+    assert result.best_epoch == best + 1 and ckpt.read_state(tmp_path)["best_epoch"] == best + 1
+
+
+def test_an_early_stopped_folder_is_already_finished_on_resume():
+    from musicgen.trainer import _already_finished
+
+    rows = [{"val_loss": v} for v in (3.0, 2.0, 2.5, 2.4)]
+    assert not _already_finished({"epoch": 4, "history": rows}, 10, 2)  # annealing next
+    rows += [{"val_loss": 2.3}] * 3
+    assert _already_finished({"epoch": 7, "history": rows}, 10, 2)
+    assert not _already_finished({"epoch": 7, "history": rows}, 10, 0)
 
 
 def _expected_rates(history, steps_per_epoch, base, warmup, lr_patience):
