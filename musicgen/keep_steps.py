@@ -32,7 +32,7 @@ import bisect
 
 import numpy as np
 
-from musicgen.encoding.base import BOS, EOS
+from musicgen.encoding.base import BOS, EOS, allowed_id
 from musicgen.encoding.remi import BAR, DENSITY, KEY, PITCH, POSITION, VELOCITY
 from musicgen.encoding.steps import StepsEncoding, StepsGrammar
 from musicgen.encoding.tracks import (
@@ -234,10 +234,7 @@ class StepsKeepGrammar(PlanGrammar):
         return self._mask
 
     def advance(self, token_id: int) -> None:
-        token_id = int(token_id)
-        mask = self.allowed()
-        if not (0 <= token_id < mask.size and mask[token_id]):
-            raise ValueError(f"token id {token_id} is not allowed here")
+        token_id = allowed_id(self, token_id)
         self.g.advance_allowed(token_id)  # our mask is a subset of the inner one
         self._mask = None
         self._observe(token_id)

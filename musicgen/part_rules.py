@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from musicgen.encoding import EOS, Grammar, NarrowedGrammar
+from musicgen.encoding import EOS, Grammar, NarrowedGrammar, allowed_id
 from musicgen.encoding.remi import BAR, PITCH, POSITION, VELOCITY
 from musicgen.encoding.steps import StepsGrammar
 from musicgen.encoding.tracks import (
@@ -139,10 +139,7 @@ class PartsGrammar(NarrowedGrammar):
         return self._mask
 
     def advance(self, token_id: int) -> None:
-        token_id = int(token_id)
-        mask = self.allowed()
-        if not (0 <= token_id < mask.size and mask[token_id]):
-            raise ValueError(f"token id {token_id} is not allowed here")
+        token_id = allowed_id(self, token_id)
         if self.inner is self.g:  # our mask is a subset of the base grammar's own
             self.g.advance_allowed(token_id)
         else:

@@ -21,6 +21,7 @@ from musicgen.encoding.base import (
     Grammar,
     NarrowedGrammar,
     Vocabulary,
+    allowed_id,
 )
 from musicgen.encoding.performance import PerformanceEncoding
 from musicgen.encoding.remi import RemiEncoding
@@ -66,6 +67,7 @@ __all__ = [
     "Encoding",
     "Grammar",
     "NarrowedGrammar",
+    "allowed_id",
     "Vocabulary",
     "check_config",
     "encoding_class",

@@ -98,6 +98,15 @@ class Grammar(ABC):
         """Length so far: bars begun (remi) or seconds (performance)."""
 
 
+def allowed_id(grammar: Grammar, token_id: int) -> int:
+    """`token_id` as an int; ValueError unless `grammar.allowed()` allows it."""
+    token_id = int(token_id)
+    mask = grammar.allowed()
+    if not (0 <= token_id < mask.size and mask[token_id]):
+        raise ValueError(f"token id {token_id} is not allowed here")
+    return token_id
+
+
 class NarrowedGrammar(Grammar):
     """A grammar that narrows another one's choices (controls, a melody to keep).
 
@@ -110,10 +119,7 @@ class NarrowedGrammar(Grammar):
         self.inner = inner
 
     def advance(self, token_id: int) -> None:
-        token_id = int(token_id)
-        mask = self.allowed()
-        if not (0 <= token_id < mask.size and mask[token_id]):
-            raise ValueError(f"token id {token_id} is not allowed here")
+        token_id = allowed_id(self, token_id)
         self.inner.advance(token_id)
         self._observe(token_id)
 
