@@ -152,8 +152,9 @@ def test_from_starts_from_the_sources_weights_and_keeps_the_source(source, tmp_p
     shown = CliRunner().invoke(main, ["info", str(tmp_path / "mine")])
     assert f"Started from: {source} (its epoch" in shown.output
 
-    with pytest.raises(UsageError, match="another --out"):
+    with pytest.raises(UsageError, match="another out=") as refused:
         train(tuned, bass, source, from_checkpoint=source, verbose=0)
+    assert refused.value.cli_message().endswith("write the new run to another --out")
     assert _contents(source) == before
 
 
