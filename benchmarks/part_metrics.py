@@ -113,7 +113,8 @@ def window(score: Score, first: int, count: int) -> Score:
     0, with the tempo and metre in force there."""
     bars = stats.bar_grid(score)
     start = bars[first][0]
-    end = bars[min(first + count, len(bars)) - 1][0] + bars[min(first + count, len(bars)) - 1][1]
+    last_start, last_length, *_ = bars[min(first + count, len(bars)) - 1]
+    end = last_start + last_length
     parts = [
         Part(p.program, [_moved(n, start, end) for n in p.notes if start <= n.start < end], p.name)
         for p in score.parts

@@ -58,6 +58,11 @@ FAMILY_TITLES = (
     "Sound Effects",
 )
 DRUMS = "drums"
+FAMILY_ORDER = (
+    *FAMILIES,
+    DRUMS,
+)  # families in reports and line-ups: General MIDI order, drums last
+GM_KIT = (35, 81)  # lowest and highest note of the General MIDI percussion key map
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 
 
@@ -130,14 +135,15 @@ def known_requests(
         seen = tuple(p for p in request if p in known)
         if not seen:
             asked = describe_program(request[0]) if len(request) == 1 else family(request[0])
-            knows = ", ".join(sorted({family(p) for p in known}, key=_family_order))
+            knows = ", ".join(sorted({family(p) for p in known}, key=family_order))
             raise UsageError(f"this model never saw {asked}; it knows: {knows}")
         out.append(seen)
     return out
 
 
-def _family_order(name: str) -> int:
-    return len(FAMILIES) if name == DRUMS else FAMILIES.index(name)
+def family_order(name: str) -> int:
+    """A family name's place in FAMILY_ORDER (a sort key)."""
+    return FAMILY_ORDER.index(name)
 
 
 def stored_programs(meta: dict) -> dict[int, int]:

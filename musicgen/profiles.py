@@ -25,14 +25,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from musicgen.encoding import BOS, Encoding
-from musicgen.instruments import DRUMS, FAMILIES, family
+from musicgen.instruments import DRUMS, GM_KIT, family, family_order
 from musicgen.score import Part, Score
 
-GM_KIT = (35, 81)  # General MIDI's drum kit, lowest and highest note
 REGISTER_PERCENTILES = (0.5, 99.5)  # a family's register leaves stray notes out
 CAP_COVERAGE = 0.98  # the cap covers this share of a family's onsets
 KIT_SHARE = 0.005  # a drum note is in the kit with at least this share of the hits
 MIN_NOTES = 50  # fewer notes of a family teach no profile
+KIT_NOTES = tuple(range(GM_KIT[0], GM_KIT[1] + 1))  # every note of the General MIDI kit
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class PartProfile:
 # (band_corpus's bass parts: 98.2% in MIDI 23-64), drums stay in the General MIDI kit
 DEFAULT_PROFILES = {
     "bass": PartProfile(low=23, high=67, cap=1),
-    DRUMS: PartProfile(low=GM_KIT[0], high=GM_KIT[1], cap=4, kit=tuple(range(35, 82))),
+    DRUMS: PartProfile(low=GM_KIT[0], high=GM_KIT[1], cap=4, kit=KIT_NOTES),
 }
 
 
@@ -103,13 +103,16 @@ class _Tally:
         cap = _covering(self.onsets, CAP_COVERAGE)
         density = tuple(round(float(x), 2) for x in np.percentile(self.per_bar, [10, 50, 90]))
         if drums:
-            kit = tuple(
-                sorted(
-                    p
-                    for p, n in self.pitches.items()
-                    if GM_KIT[0] <= p <= GM_KIT[1] and n >= KIT_SHARE * total
+            kit = (
+                tuple(
+                    sorted(
+                        p
+                        for p, n in self.pitches.items()
+                        if GM_KIT[0] <= p <= GM_KIT[1] and n >= KIT_SHARE * total
+                    )
                 )
-            ) or tuple(range(GM_KIT[0], GM_KIT[1] + 1))
+                or KIT_NOTES
+            )
             return PartProfile(kit[0], kit[-1], cap, density, kit, total)
         low, high = _percentiles(self.pitches, REGISTER_PERCENTILES)
         return PartProfile(low, high, cap, density, (), total)
@@ -144,11 +147,7 @@ def lineup(score: Score) -> tuple[str, ...]:
     """The score's parts as family names, in the canonical order (pitched by family, the
     drums last); a family with two parts appears twice."""
     names = [family(part.program) for part in score.parts if part.notes]
-    return tuple(sorted(names, key=_family_order))
-
-
-def _family_order(name: str) -> int:
-    return len(FAMILIES) if name == DRUMS else FAMILIES.index(name)
+    return tuple(sorted(names, key=family_order))
 
 
 def learn_scores(files: Iterable[Sequence[Score]]) -> dict:
@@ -164,12 +163,13 @@ def learn_scores(files: Iterable[Sequence[Score]]) -> dict:
             for part in score.parts:
                 if part.notes:
                     tallies.setdefault(family(part.program), _Tally()).add(part, bars)
-            if len(lineup(score)) > len(best):
-                best = lineup(score)
+            parts = lineup(score)
+            if len(parts) > len(best):
+                best = parts
         if best:
             lineups[",".join(best)] += 1
     profiles = {}
-    for name in sorted(tallies, key=_family_order):
+    for name in sorted(tallies, key=family_order):
         profile = tallies[name].profile(drums=name == DRUMS)
         if profile is not None:
             profiles[name] = profile.to_dict()

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from musicgen.errors import UsageError, UserError
-from musicgen.instruments import DRUMS, FAMILIES, family
+from musicgen.instruments import DRUMS, FAMILY_ORDER, GM_KIT, family
 from musicgen.score import EmptyMusicError, MusicError, Note, Part, Score
 
 LABEL = 24  # width of the report's first column
@@ -87,8 +87,6 @@ DRUM_GROUPS: dict[str, tuple[int, ...]] = {  # share name -> General MIDI drum n
     "hat_share": (42, 44, 46),
     "cymbal_share": (49, 51, 52, 53, 55, 57, 59),  # crash 1/2, ride 1/2, bell, china, splash
 }
-GM_KIT = (35, 81)  # lowest and highest note of the General MIDI percussion key map
-FAMILY_ORDER = (*FAMILIES, DRUMS)  # families in reports: General MIDI order, drums last
 
 GROOVE_STEPS_PER_QUARTER = 12  # onset grid for groove patterns (sixteenths and triplets)
 COPY_STEPS_PER_QUARTER = 48  # time resolution of the copy check
