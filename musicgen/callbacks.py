@@ -51,6 +51,11 @@ SETTLE_EPOCHS = 3  # when patience runs out, the rate falls to ANNEAL_FLOOR over
 # ----------------------------------------------------------------------------- schedule
 
 
+def val_losses(history: Sequence[dict[str, Any]]) -> list[float]:
+    """The validation losses of history.csv's rows (`read_history`), epoch by epoch."""
+    return [float(row["val_loss"]) for row in history if "val_loss" in row]
+
+
 def plateau_halvings(
     val_losses: Sequence[float], patience: int, *, delta: float = PLATEAU_DELTA
 ) -> int:
@@ -193,7 +198,7 @@ class LearningRateSchedule(keras.callbacks.Callback):
         self.stop_patience, self.anneal_epochs = cfg.patience, anneal_epochs
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.fraction_left = fraction_left
-        self.val_losses = [float(row["val_loss"]) for row in history if "val_loss" in row]
+        self.val_losses = val_losses(history)
         self.step = steps_done
         self.epoch, self.epoch_steps = len(self.val_losses), 0
         self.halvings = plateau_halvings(self.val_losses, self.patience)
@@ -441,7 +446,7 @@ class EarlyStopping(keras.callbacks.Callback):
     ):
         super().__init__()
         self.patience, self.anneal_epochs = patience, anneal_epochs
-        self.val_losses = [float(row["val_loss"]) for row in history if "val_loss" in row]
+        self.val_losses = val_losses(history)
         self.stopped_epoch = 0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

@@ -911,8 +911,7 @@ def _already_finished(previous: dict, epochs: int, patience: int) -> bool:
     """The cap is reached, or early stopping (`callbacks.settling`) ended the run."""
     if previous["epoch"] >= epochs:
         return True
-    losses = [float(row["val_loss"]) for row in previous["history"] if "val_loss" in row]
-    return callbacks.settling(losses, patience).stop
+    return callbacks.settling(callbacks.val_losses(previous["history"]), patience).stop
 
 
 def closing_advice(
@@ -927,7 +926,7 @@ def closing_advice(
     files closer: the advice says the best epoch's weights are kept, and never to go on
     with --resume. Only when the budget ended a run whose validation was still
     improving does it say to go on with --resume."""
-    losses = [float(row["val_loss"]) for row in history if "val_loss" in row]
+    losses = callbacks.val_losses(history)
     if losses:
         best = min(range(len(losses)), key=losses.__getitem__) + 1
         since = len(losses) - best
