@@ -23,7 +23,8 @@ work without writing anything (`sample_scores` gives just the scores; the Python
    part held to its family's learned profile (`engine.hold_parts`), and wrapped by
    `constraints.ForcedGrammar` to impose --key/--density/--time-signature/--tempo) and
    its own Generator `default_rng([seed, piece])`, so piece i does not change when
-   --num does; a piece in which an asked part never plays is drawn again;
+   --num does; a piece in which a part --instruments asked for never plays is drawn
+   again, while a drawn line-up's part that never plays is left out of its piece;
 4. decode ids -> Score and apply --tempo/--program (`Piece`); `generate` writes each
    with `midi_io.write_midi`.
 
@@ -112,9 +113,11 @@ class GenerateRequest:
 class Piece:
     """One sampled piece, before any file is written."""
 
-    ids: list[int]  # the whole piece, BOS..EOS, primer included
+    ids: list[int]  # the whole piece as sampled, BOS..EOS, primer included
     new_tokens: int  # ids sampled after the primer, EOS included
-    score: Score  # decoded, with the request's tempo and program applied
+    # decoded, with the request's tempo and program applied; a drawn line-up's parts
+    # that play no note are left out (the header in `ids` still names them)
+    score: Score
     track_name: str  # the name its MIDI track gets (the checkpoint folder's name)
 
 
@@ -241,7 +244,8 @@ def _sample_pieces(
     primer = request.primer
     prefix = primer_ids(encoding, Path(primer), on_note) if primer is not None else []
     asked = _instruments(plan, request, prefix)
-    parts = [asked or _lineup(plan, request, prefix, i) for i in range(request.num)]
+    drawn = [None if asked else _lineup(plan, request, prefix, i) for i in range(request.num)]
+    parts = [asked or drawn[i] for i in range(request.num)]
 
     def new_grammar(i: int) -> Grammar:
         return start_grammar(
@@ -258,8 +262,11 @@ def _sample_pieces(
     model = load_model(plan.checkpoint, request.engine, which, verbose_tensorflow)
     max_steps = int(MAX_STEPS_PER_UNIT * max(plan.length, 1.0))
     new_ids = sample_ids(model, grammars, [BOS, *prefix], request.sample, max_steps)
-    pieces = [_piece(plan, request, [BOS, *prefix, *ids], len(ids)) for ids in new_ids]
-    if any(parts):  # never with a primer (_instruments and _lineup give none)
+    pieces = [
+        _piece(plan, request, [BOS, *prefix, *ids], len(ids), drop_silent=drawn[i] is not None)
+        for i, ids in enumerate(new_ids)
+    ]
+    if asked:  # never with a primer (_instruments gives none)
         _redraw_silent(pieces, plan, request, model, new_grammar, max_steps, on_note)
     return pieces
 
@@ -269,7 +276,9 @@ def _lineup(
 ) -> list[tuple[int, ...]] | None:
     """Piece `piece`'s parts when --instruments is not given: a line-up of the training
     files (`profiles.draw_lineup`, seeded by `default_rng([seed, piece, LINEUP_DRAW])`)
-    as --instruments would ask for it; None without stored line-ups or with a primer."""
+    as --instruments would ask for it; None without stored line-ups or with a primer.
+    A drawn part that plays no note is left out of the piece (`_piece`'s drop_silent),
+    never drawn again: the line-up was the model's choice, not the user's."""
     if prefix or not plan.lineups or not plan.encoding.has_parts:
         return None
     rng = np.random.default_rng([request.sample.seed, piece, LINEUP_DRAW])
@@ -346,9 +355,20 @@ def _instruments(
     return requests
 
 
-def _piece(plan: Plan, request: GenerateRequest, ids: list[int], new_tokens: int) -> Piece:
-    """Decode one piece and apply the request's tempo and program."""
+def _piece(
+    plan: Plan,
+    request: GenerateRequest,
+    ids: list[int],
+    new_tokens: int,
+    *,
+    drop_silent: bool = False,
+) -> Piece:
+    """Decode one piece and apply the request's tempo and program. drop_silent (a
+    drawn line-up): the parts that play no note are left out, no track of theirs
+    written, unless no part plays at all (then the piece is kept as decoded)."""
     score = plan.encoding.decode(ids)
+    if drop_silent and any(part.notes for part in score.parts):
+        score.parts = [part for part in score.parts if part.notes]
     if request.tempo is not None:
         score.tempos = [(0.0, float(request.tempo))]
     if request.program is not None:  # a one-stream piece: its pitched part's program

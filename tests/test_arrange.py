@@ -384,6 +384,48 @@ def test_a_piece_whose_asked_part_is_silent_is_drawn_again(band_checkpoint, monk
     assert len(notes) < len(silent_first)  # redrawing gave some of them every part
 
 
+def test_a_drawn_part_that_stays_silent_is_left_out_without_a_second_pass(
+    keeping_checkpoint, tmp_path, monkeypatch
+):
+    import shutil
+
+    from musicgen import checkpoint as ckpt
+    from musicgen import generate as gen
+    from musicgen.midi_io import read_score
+
+    folder = shutil.copytree(keeping_checkpoint, tmp_path / "drawing")
+    config, meta = ckpt.read_config(folder)
+    data = meta["data"] | {"lineups": {"guitar,bass,drums": 3, "drums": 9}}
+    ckpt.save_config(folder, config, meta["vocab_size"], data)  # draws guitar,bass,drums
+    sample = gen.sample_ids
+
+    def run(request):
+        passes, notes = [], []
+
+        def counted(model, grammars, *args, **kwargs):
+            passes.append(len(grammars))
+            return sample(model, grammars, *args, **kwargs)
+
+        monkeypatch.setattr(gen, "sample_ids", counted)
+        return gen.sample_pieces(folder, request, on_note=notes.append), passes, notes
+
+    monkeypatch.setattr(gen, "SILENT_PART_DRAWS", 0)  # the asked line-up's first pass alone
+    first, _, _ = run(gen.GenerateRequest(num=8, bars=1, instruments="guitar,bass,drums"))
+    monkeypatch.setattr(gen, "SILENT_PART_DRAWS", 3)
+    drawn, passes, notes = run(gen.GenerateRequest(num=8, bars=1))
+    assert passes == [8] and notes == []  # one pass for the batch, nothing redrawn or told
+    assert [i for i, piece in enumerate(first) if gen._silent_parts(piece)]  # some part silent
+    for before, after in zip(first, drawn, strict=True):
+        assert after.ids == before.ids  # the same draw as the asked line-up's
+        playing = [p for p in before.score.parts if p.notes] or before.score.parts
+        assert after.score.parts == playing  # silent drawn parts left out (unless all are)
+    monkeypatch.setattr(gen, "sample_ids", sample)
+    files = gen.generate(folder, tmp_path / "out", num=8, bars=1)
+    for info, piece in zip(files, drawn, strict=True):
+        written = read_score(info.path, allow_drums_only=True).parts
+        assert [p.program for p in written] == [p.program for p in piece.score.parts if p.notes]
+
+
 @pytest.mark.parametrize("name", ["remi", "performance"])
 def test_encodings_that_cannot_keep_a_song_are_refused_in_one_line(name, song_file, tmp_path):
     from musicgen import checkpoint as ckpt
