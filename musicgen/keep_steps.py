@@ -32,7 +32,7 @@ import bisect
 
 import numpy as np
 
-from musicgen.encoding.base import BOS, EOS, allowed_id
+from musicgen.encoding.base import BOS, EOS
 from musicgen.encoding.remi import BAR, DENSITY, KEY, PITCH, POSITION, VELOCITY
 from musicgen.encoding.steps import StepsEncoding, StepsGrammar
 from musicgen.encoding.tracks import (
@@ -233,8 +233,7 @@ class StepsKeepGrammar(PlanGrammar):
             self._mask = self._allowed()
         return self._mask
 
-    def advance(self, token_id: int) -> None:
-        token_id = allowed_id(self, token_id)
+    def advance_allowed(self, token_id: int) -> None:
         self.g.advance_allowed(token_id)  # our mask is a subset of the inner one
         self._mask = None
         self._observe(token_id)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from musicgen.encoding import EOS, Grammar, NarrowedGrammar, allowed_id
+from musicgen.encoding import EOS, Grammar, NarrowedGrammar
 from musicgen.encoding.remi import BAR, PITCH, POSITION, VELOCITY
 from musicgen.encoding.steps import StepsGrammar
 from musicgen.encoding.tracks import (
@@ -138,12 +138,8 @@ class PartsGrammar(NarrowedGrammar):
             self._mask = mask if out is None or not out.any() else out
         return self._mask
 
-    def advance(self, token_id: int) -> None:
-        token_id = allowed_id(self, token_id)
-        if self.inner is self.g:  # our mask is a subset of the base grammar's own
-            self.g.advance_allowed(token_id)
-        else:
-            self.inner.advance(token_id)
+    def advance_allowed(self, token_id: int) -> None:
+        self.inner.advance_allowed(token_id)  # our mask is a subset of the inner one
         self._mask = None
         self._observe(token_id)
 

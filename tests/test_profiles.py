@@ -155,6 +155,22 @@ def test_random_walks_keep_each_part_to_its_profile_and_never_dead_end(encoding)
         assert_held_to_profiles(score, single_line=encoding is STEPS)
 
 
+def test_wrapped_grammars_compute_the_base_mask_once_per_token_and_still_check_ids():
+    base = STEPS.grammar(2)
+    computed = []
+    own = base.allowed
+    base.allowed = lambda: computed.append(1) or own()  # counts the base grammar's masks
+    inner = InstrumentsGrammar(base, STEPS, parse_instruments("piano,bass,drums"))
+    grammar = PartsGrammar(inner, STEPS, PROFILES, known=(0, 33, DRUM_PROGRAM))
+    ids = walk(STEPS, grammar, np.random.default_rng(3))
+    assert not STEPS.decode(ids).dropped
+    assert len(computed) == len(ids)  # one per token: none again to check an id inside
+    refused = PartsGrammar(InstrumentsGrammar(STEPS.grammar(2), STEPS, [(33,)]), STEPS, PROFILES)
+    refused.advance(ids[0])  # BOS
+    with pytest.raises(ValueError, match="not allowed"):
+        refused.advance(STEPS.vocab.id("Bar"))  # the header must name the bass first
+
+
 def test_a_bass_is_held_to_the_harmony_where_the_song_sounds_some():
     rng = np.random.default_rng(2)
 

@@ -78,6 +78,12 @@ class Grammar(ABC):
     def advance(self, token_id: int) -> None:
         """Consume one id; raises ValueError if it was not allowed."""
 
+    def advance_allowed(self, token_id: int) -> None:
+        """`advance` past an id that a grammar wrapping this one took from its own mask
+        (a subset of this grammar's `allowed()`), so that this grammar need not compute
+        its mask again to check it. By default the same as `advance`."""
+        self.advance(token_id)
+
     @property
     @abstractmethod
     def done(self) -> bool:
@@ -112,15 +118,20 @@ class NarrowedGrammar(Grammar):
 
     The inner grammar reads every id and decides length and end; subclasses implement
     `allowed()` (a subset of `self.inner.allowed()`) and `_observe(id)`, their own
-    bookkeeping after an allowed id has been read.
+    bookkeeping after an allowed id has been read. `advance` checks the id against this
+    grammar's mask once; the grammars inside are advanced with `advance_allowed`, so no
+    mask of theirs is computed again for the check (a subclass with more bookkeeping
+    extends `advance_allowed`, never `advance` alone).
     """
 
     def __init__(self, inner: Grammar):
         self.inner = inner
 
     def advance(self, token_id: int) -> None:
-        token_id = allowed_id(self, token_id)
-        self.inner.advance(token_id)
+        self.advance_allowed(allowed_id(self, token_id))
+
+    def advance_allowed(self, token_id: int) -> None:
+        self.inner.advance_allowed(token_id)
         self._observe(token_id)
 
     @abstractmethod
