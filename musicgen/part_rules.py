@@ -73,6 +73,7 @@ class _Rule:
         self.kind = DRUM if self.drum else PITCH
         self.lo = 0 if self.drum else c.pitch_min  # value of the kind's first id
         values = np.arange(128) if self.drum else np.arange(c.pitch_min, c.pitch_max + 1)
+        self.values = values  # the note value of each entry (PartsGrammar._order reads it)
         if self.drum:
             self.ok = np.isin(values, profile.kit or range(profile.low, profile.high + 1))
         else:
@@ -188,10 +189,9 @@ class PartsGrammar(NarrowedGrammar):
     def _order(self, rule: _Rule) -> np.ndarray:
         """Note values that may come next in the group's order: below the last (steps,
         pitches falling) or above it (tracks, rising)."""
-        values = np.arange(rule.ok.size) + rule.lo
         if self.steps:
-            return values < self.g.below  # type: ignore[attr-defined]
-        return values - rule.lo > self.g.pitch
+            return rule.values < self.g.below  # type: ignore[attr-defined]
+        return rule.values > self.g.pitch + rule.lo
 
     def _values(self, rule: _Rule) -> np.ndarray:
         """The note values the part may strike now: its register or kit, narrowed to the
