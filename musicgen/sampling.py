@@ -92,8 +92,12 @@ def _masked_scores(logits: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Logits with masked ids at -inf and each row's maximum at 0 (float64[b, vocab]).
 
     NaN counts as -inf. Rows with a +inf logit keep only their +inf ids (at 0); rows
-    with no finite allowed logit become uniform over the allowed ids.
+    with no finite allowed logit become uniform over the allowed ids. Finite logits
+    (every token of a sound network) take a shorter way to the same scores.
     """
+    if np.isfinite(logits).all():
+        scores = np.where(masks, logits, -np.inf)
+        return scores - scores.max(axis=1, keepdims=True)
     scores = np.where(masks & ~np.isnan(logits), logits, -np.inf)
     infinite = scores == np.inf
     has_infinite = infinite.any(axis=1, keepdims=True)
