@@ -56,7 +56,7 @@ from musicgen.engine import (
     start_grammar,
 )
 from musicgen.errors import UsageError, UserError, Words, param
-from musicgen.instruments import known_requests, parse_instruments, stored_programs
+from musicgen.instruments import known_requests, parse_instruments, stored_programs, track_names
 from musicgen.midi_io import read_pieces, read_score, write_midi
 from musicgen.profiles import PartProfile, draw_lineup, stored_lineups, stored_profiles
 from musicgen.score import MusicError, Note, Part, Score
@@ -365,10 +365,16 @@ def _piece(
 ) -> Piece:
     """Decode one piece and apply the request's tempo and program. drop_silent (a
     drawn line-up): the parts that play no note are left out, no track of theirs
-    written, unless no part plays at all (then the piece is kept as decoded)."""
+    written, and the others named as the parts that remain (`track_names`: "Guitar 1",
+    "Guitar 2", not the header's "Guitar 2", "Guitar 5"), unless no part plays at all
+    (then the piece is kept as decoded)."""
     score = plan.encoding.decode(ids)
     if drop_silent and any(part.notes for part in score.parts):
-        score.parts = [part for part in score.parts if part.notes]
+        playing = [part for part in score.parts if part.notes]
+        names = track_names([part.program for part in playing])
+        score.parts = [
+            Part(part.program, part.notes, name) for part, name in zip(playing, names, strict=True)
+        ]
     if request.tempo is not None:
         score.tempos = [(0.0, float(request.tempo))]
     if request.program is not None:  # a one-stream piece: its pitched part's program
