@@ -24,7 +24,8 @@ work without writing anything (`sample_scores` gives just the scores; the Python
    `constraints.ForcedGrammar` to impose --key/--density/--time-signature/--tempo) and
    its own Generator `default_rng([seed, piece])`, so piece i does not change when
    --num does; a piece in which a part --instruments asked for never plays is drawn
-   again, while a drawn line-up's part that never plays is left out of its piece;
+   again, while a drawn line-up's part that never plays is left out of its piece (a
+   piece of a drawn band in which no pitched part plays is drawn again);
 4. decode ids -> Score and apply --tempo/--program (`Piece`); `generate` writes each
    with `midi_io.write_midi`.
 
@@ -59,7 +60,7 @@ from musicgen.errors import UsageError, UserError, Words, param
 from musicgen.instruments import known_requests, parse_instruments, stored_programs, track_names
 from musicgen.midi_io import read_pieces, read_score, write_midi
 from musicgen.profiles import PartProfile, draw_lineup, stored_lineups, stored_profiles
-from musicgen.score import MusicError, Note, Part, Score
+from musicgen.score import DRUM_PROGRAM, MusicError, Note, Part, Score
 
 DEFAULT_BARS = 16  # remi
 DEFAULT_SECONDS = 30.0  # performance
@@ -266,8 +267,8 @@ def _sample_pieces(
         _piece(plan, request, [BOS, *prefix, *ids], len(ids), drop_silent=drawn[i] is not None)
         for i, ids in enumerate(new_ids)
     ]
-    if asked:  # never with a primer (_instruments gives none)
-        _redraw_silent(pieces, plan, request, model, new_grammar, max_steps, on_note)
+    if any(parts):  # never with a primer (_instruments and _lineup give none)
+        _redraw_silent(pieces, drawn, plan, request, model, new_grammar, max_steps, on_note)
     return pieces
 
 
@@ -278,7 +279,8 @@ def _lineup(
     files (`profiles.draw_lineup`, seeded by `default_rng([seed, piece, LINEUP_DRAW])`)
     as --instruments would ask for it; None without stored line-ups or with a primer.
     A drawn part that plays no note is left out of the piece (`_piece`'s drop_silent),
-    never drawn again: the line-up was the model's choice, not the user's."""
+    not drawn again: the line-up was the model's choice, not the user's; only a piece
+    in which no pitched part plays is drawn again (`_lacking`)."""
     if prefix or not plan.lineups or not plan.encoding.has_parts:
         return None
     rng = np.random.default_rng([request.sample.seed, piece, LINEUP_DRAW])
@@ -291,6 +293,7 @@ def _lineup(
 
 def _redraw_silent(
     pieces: list[Piece],
+    drawn: list[list[tuple[int, ...]] | None],
     plan: Plan,
     request: GenerateRequest,
     model: Any,
@@ -298,23 +301,42 @@ def _redraw_silent(
     max_steps: int,
     on_note: Callable[[str], None] | None,
 ) -> None:
-    """Draw again, in place, each piece in which a part `--instruments` asked for plays
-    no note (the grammar makes the header name every asked part, not each part play), up
-    to SILENT_PART_DRAWS times. Draw k of piece i uses `default_rng([seed, i, k])`, so
-    the other pieces stay as they were; a part still silent is told through on_note."""
+    """Draw again, in place, each piece that lacks what it was to have (`_lacking`: a
+    part `--instruments` asked for that plays no note, since the grammar makes the header
+    name every asked part, not each part play; or, for a drawn line-up `drawn[i]`, any
+    pitched part that plays), up to SILENT_PART_DRAWS times. Draw k of piece i uses
+    `default_rng([seed, i, k])`, so the other pieces stay as they were; what is still
+    lacking is told through on_note."""
     for draw in range(1, SILENT_PART_DRAWS + 1):
-        silent = [i for i, piece in enumerate(pieces) if _silent_parts(piece)]
-        if not silent:
+        lacking = [i for i, piece in enumerate(pieces) if _lacking(piece, drawn[i])]
+        if not lacking:
             return
-        rngs = [np.random.default_rng([request.sample.seed, i, draw]) for i in silent]
-        grammars = [new_grammar(i) for i in silent]
+        rngs = [np.random.default_rng([request.sample.seed, i, draw]) for i in lacking]
+        grammars = [new_grammar(i) for i in lacking]
         again = sample_ids(model, grammars, [BOS], request.sample, max_steps, rngs)
-        for i, ids in zip(silent, again, strict=True):
-            pieces[i] = _piece(plan, request, [BOS, *ids], len(ids))
+        for i, ids in zip(lacking, again, strict=True):
+            dropped = drawn[i] is not None
+            pieces[i] = _piece(plan, request, [BOS, *ids], len(ids), drop_silent=dropped)
     for i, piece in enumerate(pieces):
-        names = ", ".join(_silent_parts(piece))
-        if names and on_note is not None:
-            on_note(f"piece {i + 1}: {names} played no note in {SILENT_PART_DRAWS + 1} draws")
+        if not _lacking(piece, drawn[i]) or on_note is None:
+            continue
+        what = (
+            "no pitched part played a note"
+            if drawn[i] is not None
+            else f"{', '.join(_silent_parts(piece))} played no note"
+        )
+        on_note(f"piece {i + 1}: {what} in {SILENT_PART_DRAWS + 1} draws")
+
+
+def _lacking(piece: Piece, drawn: list[tuple[int, ...]] | None) -> bool:
+    """Whether a piece lacks what it was to have: with a drawn line-up (`drawn`, whose
+    silent parts are left out, not drawn again), a pitched part that plays when the
+    line-up has one (a band that came out as a groove alone); else any asked part that
+    plays no note."""
+    if drawn is None:
+        return bool(_silent_parts(piece))
+    pitched = any(program != DRUM_PROGRAM for request in drawn for program in request)
+    return pitched and not any(part.notes and not part.is_drum for part in piece.score.parts)
 
 
 def _silent_parts(piece: Piece) -> list[str]:
