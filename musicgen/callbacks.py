@@ -46,6 +46,7 @@ MAX_HALVINGS = 6  # the rate never falls below learning_rate / 64
 ANNEAL_SHARE = 0.25  # with a time budget, the rate falls over the budget's last quarter...
 ANNEAL_FLOOR = 0.02  # ...to 2% of what it was
 SETTLE_EPOCHS = 3  # when patience runs out, the rate falls to ANNEAL_FLOOR over 3 epochs
+DROPOUT_STEP = 0.15  # dropout's rise at a stall while the training loss still falls
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -59,23 +60,82 @@ def val_losses(history: Sequence[dict[str, Any]]) -> list[float]:
 def plateau_halvings(
     val_losses: Sequence[float], patience: int, *, delta: float = PLATEAU_DELTA
 ) -> int:
-    """How often the rate has been halved after these epochs' validation losses.
+    """How often the rate has been halved after these epochs' validation losses, when
+    dropout never rises (`plateau_answers` with no training losses)."""
+    rows = [{"val_loss": loss} for loss in val_losses]
+    return plateau_answers(rows, patience, delta=delta).halvings
 
-    An epoch improves when its loss is below the best so far by more than `delta` x
-    best; after `patience` epochs in a row without improvement the rate halves and the
-    count starts again (as Keras's ReduceLROnPlateau does). patience 0: never halve.
-    At most MAX_HALVINGS."""
+
+@dataclass(frozen=True)
+class PlateauAnswers:
+    """What the stalls of a run so far were answered with (`plateau_answers`): the
+    rate's halvings and the dropout the next epoch trains with."""
+
+    halvings: int
+    dropout: float
+
+
+def plateau_answers(
+    rows: Sequence[dict[str, Any]],
+    patience: int,
+    *,
+    dropout: float = 0.0,
+    max_dropout: float = 0.0,
+    delta: float = PLATEAU_DELTA,
+) -> PlateauAnswers:
+    """The answers to the validation stalls of these epochs (history rows with
+    `val_loss`, and the training `loss` in nats per token).
+
+    An epoch improves when its validation loss is below the best so far by more than
+    `delta` x best; after `patience` epochs in a row without improvement (a stall) the
+    count starts again, and the stall is answered one of two ways:
+    - the training loss still fell from the epoch before the stall to its last epoch
+      (`_still_learning`, among the epochs at the latest dropout; a stall right after a
+      rise is judged one epoch later) and
+      dropout is below `max_dropout`: the network is learning its training music by
+      heart, so dropout rises by DROPOUT_STEP (to at most `max_dropout`). Halving the
+      rate there would only speed up the memorising;
+    - otherwise (the training loss stalled too: steps too large to settle, or dropout
+      at its ceiling): the rate halves (at most MAX_HALVINGS times), as Keras's
+      ReduceLROnPlateau does.
+    `dropout` is the run's starting dropout. patience 0: never answer."""
+    halvings, level = 0, dropout
     if patience <= 0:
-        return 0
-    halvings, best, wait = 0, math.inf, 0
-    for loss in val_losses:
+        return PlateauAnswers(0, level)
+    best, wait = math.inf, 0
+    for epoch, row in enumerate(rows):
+        loss = float(row["val_loss"])
         if (best == math.inf and math.isfinite(loss)) or loss < best - delta * abs(best):
             best, wait = loss, 0
             continue
         wait += 1
-        if wait >= patience:
-            halvings, wait = min(halvings + 1, MAX_HALVINGS), 0
-    return halvings
+        if wait < patience:
+            continue
+        stall = _same_dropout(rows[max(0, epoch - patience) : epoch + 1])
+        if len(stall) < 2 and level < max_dropout:
+            continue  # dropout has just risen: judge the stall one epoch later
+        wait = 0
+        if level < max_dropout and _still_learning(stall, delta):
+            level = min(max_dropout, round(level + DROPOUT_STEP, 6))
+        else:
+            halvings = min(halvings + 1, MAX_HALVINGS)
+    return PlateauAnswers(halvings, level)
+
+
+def _same_dropout(stall: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The epochs of a stall (with the one before it) trained at its last epoch's
+    dropout: a training loss measured under less dropout is not comparable."""
+    last = stall[-1].get("dropout")
+    return [row for row in stall if row.get("dropout") == last]
+
+
+def _still_learning(stall: Sequence[dict[str, Any]], delta: float) -> bool:
+    """Whether the training loss fell by more than `delta` of itself from the first of
+    these epochs to the last (False with fewer than two, or without `loss`)."""
+    losses = [float(row["loss"]) for row in stall if "loss" in row]
+    if len(losses) < 2 or not all(map(math.isfinite, losses)):
+        return False
+    return losses[-1] < losses[0] - delta * abs(losses[0])
 
 
 def budget_anneal(
@@ -170,7 +230,9 @@ def scheduled_rate(
 class LearningRateSchedule(keras.callbacks.Callback):
     """Sets the optimizer's learning rate: every step during the warm-up and the
     closing anneals, and after each epoch from the validation losses so far (`history`:
-    earlier epochs' rows).
+    earlier epochs' rows). It also decides the next epoch's dropout (`dropout`, from
+    the same stalls: `plateau_answers`), which the training loop applies; both go into
+    each epoch's logs (`learning_rate`, `dropout`).
 
     `steps_done`: optimizer steps taken before this run (state.json's train_steps).
     `fraction_left() -> float | None`: the share of this run's time budget left (None:
@@ -198,10 +260,15 @@ class LearningRateSchedule(keras.callbacks.Callback):
         self.stop_patience, self.anneal_epochs = cfg.patience, anneal_epochs
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.fraction_left = fraction_left
-        self.val_losses = val_losses(history)
+        # --dropout 0 is a network without dropout layers at work: it stays without
+        self.start_dropout = config.model.dropout
+        self.max_dropout = cfg.max_dropout if config.model.dropout > 0 else 0.0
+        self.rows = [dict(row) for row in history if "val_loss" in row]
+        self.val_losses = val_losses(self.rows)
         self.step = steps_done
         self.epoch, self.epoch_steps = len(self.val_losses), 0
-        self.halvings = plateau_halvings(self.val_losses, self.patience)
+        self._answer_stalls()
+        self.last_dropout = self.dropout  # the dropout of the epoch in progress
         self.anneal_from = settling(self.val_losses, self.stop_patience, anneal_epochs).anneal_from
         self.anneal = self._anneal()
         self.last_rate = self.rate  # the rate of the latest step
@@ -216,6 +283,7 @@ class LearningRateSchedule(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch, self.epoch_steps = epoch, 0
+        self.last_dropout = self.dropout
         self.anneal = self._anneal()
         self._assign()
 
@@ -229,18 +297,28 @@ class LearningRateSchedule(keras.callbacks.Callback):
             self._assign()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        """Adds `learning_rate` (that of the epoch's last step) to `logs`, for the
-        callbacks after this one (history.csv), then sets the next epoch's rate."""
+        """Adds `learning_rate` (that of the epoch's last step) and `dropout` (the epoch's)
+        to `logs`, for the callbacks after this one (history.csv), then sets the next
+        epoch's rate and dropout."""
         if logs is not None:
             logs["learning_rate"] = self.last_rate
+            logs["dropout"] = self.last_dropout
         if logs and "val_loss" in logs:
+            self.rows.append(dict(logs))
             self.val_losses.append(float(logs["val_loss"]))
-            self.halvings = plateau_halvings(self.val_losses, self.patience)
+            self._answer_stalls()
             found = settling(self.val_losses, self.stop_patience, self.anneal_epochs)
             self.anneal_from = found.anneal_from
         self.epoch, self.epoch_steps = epoch + 1, 0
         self.anneal = self._anneal()
         self._assign()
+
+    def _answer_stalls(self) -> None:
+        """The halvings and the next epoch's dropout from the epochs so far."""
+        answers = plateau_answers(
+            self.rows, self.patience, dropout=self.start_dropout, max_dropout=self.max_dropout
+        )
+        self.halvings, self.dropout = answers.halvings, answers.dropout
 
     def _anneal(self) -> float:
         """The next step's anneal factor: the lower of the budget's and the settling's."""

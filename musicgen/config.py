@@ -201,8 +201,22 @@ class ModelConfig(_Config):
         128, "Token embedding size.", low=1, high=8192
     )  # token embedding size
     dropout: float = setting(
-        0.2, "Dropout after each layer.", low=0, high=1, high_open=True
-    )  # dropout between layers (0 disables)
+        0.2,
+        "Dropout after each layer at the start; it rises (up to --max-dropout) when validation stalls while the training loss still falls.",
+        low=0,
+        high=1,
+        high_open=True,
+    )  # dropout between layers at the start of a run (0 disables)
+    # whole-token input noise (the embedding of a token zeroed, not single features):
+    # the network must fill in a token it cannot see from the context, as it must in
+    # music it never heard
+    token_dropout: float = setting(
+        0.0,
+        "Share of input tokens hidden from the network while training.",
+        low=0,
+        high=1,
+        high_open=True,
+    )  # share of input tokens whose embedding is zeroed while training (0 disables)
 
     def validate(self) -> None:
         _check(self.cell in ("lstm", "gru"), f"cell must be lstm or gru, not {self.cell!r}")
@@ -210,6 +224,7 @@ class ModelConfig(_Config):
         _check(1 <= self.units <= 8192, "units must be 1..8192")
         _check(1 <= self.embedding_dim <= 8192, "embedding_dim must be 1..8192")
         _check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        _check(0.0 <= self.token_dropout < 1.0, "token_dropout must be in [0, 1)")
 
 
 @dataclass
@@ -257,6 +272,21 @@ class TrainConfig(_Config):
     lr_patience: int = setting(
         2, "Halve the learning rate after N epochs without validation progress (0 = never).", low=0
     )  # halve the rate after this many epochs without 0.1% progress
+    # How far dropout may rise during a run (callbacks.plateau_answers): a stall of
+    # validation while the training loss still falls is answered by more dropout rather
+    # than a lower rate, up to this (at or below `dropout`, or with dropout 0: never).
+    max_dropout: float = setting(
+        0.5,
+        "Dropout rises by 0.15 at a validation stall while the training loss still falls, up to this (at or below --dropout, or with --dropout 0: never).",
+        low=0,
+        high=1,
+        high_open=True,
+    )  # the ceiling of dropout's rises during a run
+    weight_decay: float = setting(
+        0.0,
+        "Decoupled weight decay (AdamW): each step shrinks the weights by rate x this (0 disables).",
+        low=0,
+    )  # decoupled weight decay, a multiple of the learning rate (0 disables)
     clip_norm: float = setting(
         1.0, "Global gradient-norm clip (0 disables).", low=0
     )  # global gradient-norm clip (0 disables)
@@ -304,6 +334,8 @@ class TrainConfig(_Config):
         _check(self.warmup_steps >= 0, "warmup_steps must be >= 0")
         _check(self.lr_patience >= 0, "lr_patience must be >= 0")
         _check(self.clip_norm >= 0, "clip_norm must be >= 0")
+        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        _check(0.0 <= self.max_dropout < 1.0, "max_dropout must be in [0, 1)")
         _check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)")
         _check(0 <= self.transpose <= 24, "transpose must be 0..24")
         _check(self.patience >= 0, "patience must be >= 0")

@@ -28,7 +28,7 @@ from musicgen.config import ModelConfig
 
 
 class MusicRNN(keras.Model):
-    """Embedding -> `layers` x (LSTM|GRU -> Dropout) -> Dense(vocab) logits.
+    """Embedding -> token dropout -> `layers` x (LSTM|GRU -> Dropout) -> Dense(vocab) logits.
 
     States (what `initial_states` returns and `step` carries) are a flat list of
     float tensors of shape [batch, units]: per recurrent layer, in order, `h, c` for
@@ -41,6 +41,10 @@ class MusicRNN(keras.Model):
         self.model_config = model_config
         self.vocab_size = int(vocab_size)
         self.embedding = kl.Embedding(self.vocab_size, model_config.embedding_dim, name="embedding")
+        # whole tokens hidden: one mask value per position, shared by its features
+        self.token_dropout = kl.Dropout(
+            model_config.token_dropout, noise_shape=(None, None, 1), name="token_dropout"
+        )
         cell = kl.LSTM if model_config.cell == "lstm" else kl.GRU
         self.recurrent = [
             cell(model_config.units, return_sequences=True, return_state=True, name=f"rnn_{i}")
@@ -51,6 +55,17 @@ class MusicRNN(keras.Model):
             for i in range(model_config.layers)
         ]
         self.logits = kl.Dense(self.vocab_size, dtype="float32", name="logits")
+
+    def set_dropout(self, rate: float) -> None:
+        """Dropout between the layers from now on. A traced training step keeps the rate
+        it was traced with: trace it again after a change."""
+        for layer in self.dropouts:
+            layer.rate = float(rate)
+
+    @property
+    def dropout(self) -> float:
+        """The dropout between the layers now."""
+        return float(self.dropouts[0].rate) if self.dropouts else 0.0
 
     @property
     def states_per_layer(self) -> int:
@@ -84,7 +99,7 @@ class MusicRNN(keras.Model):
 
     def _run(self, ids: Any, states: list[Any] | None, training: bool) -> tuple[Any, list[Any]]:
         """ids int[b, t] (+ optional initial states) -> (logits[b, t, vocab], final states)."""
-        x = self.embedding(ids)
+        x = self.token_dropout(self.embedding(ids), training=training)
         per = self.states_per_layer
         new_states: list[Any] = []
         for i, (rnn, dropout) in enumerate(zip(self.recurrent, self.dropouts, strict=True)):

@@ -445,7 +445,8 @@ def build_model_and_optimizer(
     """(model, optimizer) with their variables, created in the strategy's scope.
 
     The optimizer is Adam at config.train.learning_rate (the schedule sets the rate of
-    every step) with global-norm clipping, taking replica-summed gradients;
+    every step) with global-norm clipping and decoupled weight decay
+    (config.train.weight_decay), taking replica-summed gradients;
     `make_optimizer()` builds another in its place (called in the scope; it must take
     summed gradients too, e.g. a `SummedGradients` SGD). Under mixed_float16 it is
     wrapped in a LossScaleOptimizer."""
@@ -454,7 +455,10 @@ def build_model_and_optimizer(
         model = build_model(config.model, vocab_size)
         if make_optimizer is None:
             optimizer = _SummedAdam(
-                cfg.learning_rate, global_clipnorm=cfg.clip_norm or None, name="adam"
+                cfg.learning_rate,
+                global_clipnorm=cfg.clip_norm or None,
+                weight_decay=cfg.weight_decay or None,
+                name="adam",
             )
         else:
             optimizer = make_optimizer()
@@ -644,6 +648,10 @@ def _fit(run: RunContext, named: _Callbacks) -> None:
     if run.source is not None and run.previous["epoch"] == 0:
         _log_start(run, _validate(val_step, run.feeds, run.data.validation_music))
     for epoch in range(run.previous["epoch"], run.config.train.epochs):
+        if named.schedule.dropout != model.dropout:
+            _log_dropout(run, model.dropout, named.schedule.dropout, epoch)
+            model.set_dropout(named.schedule.dropout)
+            train_step = make_train_step(model, run.optimizer, layout.strategy)
         for callback in cbs:
             callback.on_epoch_begin(epoch)
         bar = _progress_bar(run, epoch, named.budget.seconds_left())
@@ -659,6 +667,16 @@ def _fit(run: RunContext, named: _Callbacks) -> None:
             break
     for callback in cbs:
         callback.on_train_end()
+
+
+def _log_dropout(run: RunContext, old: float, new: float, epoch: int) -> None:
+    """The line that says dropout changed before `epoch` (0-based), and why."""
+    why = (
+        "validation stalled while the training loss still fell"
+        if new > old and epoch > run.previous["epoch"]
+        else "as the run's history left it"
+    )
+    run.log(f"Epoch {epoch + 1}: dropout {old:g} -> {new:g} ({why})")
 
 
 def _log_start(run: RunContext, logs: dict[str, float]) -> None:

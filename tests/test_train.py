@@ -306,6 +306,86 @@ def test_schedule_warms_up_then_halves_after_a_stall():
     assert halvings([1.0] * 50, 1) == callbacks.MAX_HALVINGS
 
 
+def _rows(val_losses, losses, dropouts=None):
+    dropouts = dropouts or [0.2] * len(losses)
+    return [
+        {"val_loss": v, "loss": t, "dropout": d}
+        for v, t, d in zip(val_losses, losses, dropouts, strict=True)
+    ]
+
+
+def test_a_stall_while_the_training_loss_falls_raises_dropout_before_the_rate_halves():
+    answers = callbacks.plateau_answers
+    step = callbacks.DROPOUT_STEP
+    # validation stalls from epoch 2 on while the training loss keeps falling: learning
+    # the training music by heart, answered by more dropout, up to the ceiling
+    val = [3.0, 2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6]
+    falling = [3.0, 2.5, 2.2, 2.0, 1.8, 1.6, 1.4, 1.2]
+    assert answers(_rows(val[:2], falling[:2]), 2, dropout=0.2, max_dropout=0.5) == (
+        callbacks.PlateauAnswers(0, 0.2)
+    )
+    first = answers(_rows(val[:4], falling[:4]), 2, dropout=0.2, max_dropout=0.5)
+    assert first == callbacks.PlateauAnswers(0, pytest.approx(0.2 + step))
+    # the next stall compares only epochs at the new dropout (epochs 4-5 below)
+    risen = [0.2] * 4 + [0.35] * 4
+    second = answers(_rows(val[:6], falling[:6], risen[:6]), 2, dropout=0.2, max_dropout=0.5)
+    assert second == callbacks.PlateauAnswers(0, 0.5)
+    # at the ceiling, a stall halves the rate
+    third = answers(_rows(val, falling, risen), 2, dropout=0.2, max_dropout=0.5)
+    assert third == callbacks.PlateauAnswers(1, 0.5)
+    # the training loss stalled too: the rate halves, dropout stays
+    flat = [3.0, 2.4, 2.4, 2.4]
+    assert answers(_rows(val[:4], flat[:4]), 2, dropout=0.2, max_dropout=0.5) == (
+        callbacks.PlateauAnswers(1, 0.2)
+    )
+    # a training loss measured under less dropout is not compared with one under more
+    jumped = _rows([3.0, 2.0, 2.1, 2.2], [3.0, 1.5, 2.0, 2.0], [0.2, 0.2, 0.35, 0.35])
+    assert answers(jumped, 2, dropout=0.35, max_dropout=0.5).halvings == 1
+    # a ceiling at or below the start: the plain halving schedule
+    for ceiling in (0.0, 0.2):
+        plain = answers(_rows(val, falling), 2, dropout=0.2, max_dropout=ceiling)
+        assert plain == callbacks.PlateauAnswers(callbacks.plateau_halvings(val, 2), 0.2)
+    assert answers(_rows(val, falling), 0, dropout=0.2, max_dropout=0.5).halvings == 0
+
+
+def test_the_schedule_logs_each_epochs_dropout_and_decides_the_next(tmp_path):
+    optimizer = type("Optimizer", (), {"learning_rate": _Rate()})()
+    config = tiny(learning_rate=0.01, lr_patience=1, dropout=0.1, max_dropout=0.4)
+    schedule = callbacks.LearningRateSchedule(optimizer, config, [], 0)
+    logged = []
+    for epoch, (val, loss) in enumerate([(2.0, 3.0), (2.5, 2.0), (2.6, 1.0), (2.7, 0.5)]):
+        schedule.on_epoch_begin(epoch)
+        logs = {"loss": loss, "val_loss": val}
+        schedule.on_epoch_end(epoch, logs)
+        logged.append(logs["dropout"])
+    # epoch 1 stalls while the training loss falls: 0.25 from epoch 2; epoch 2 stalls
+    # again, but one epoch at 0.25 says nothing yet; with epoch 3 it rises again
+    assert logged == pytest.approx([0.1, 0.1, 0.25, 0.25])
+    assert schedule.dropout == pytest.approx(0.4) and schedule.halvings == 0
+    # --resume: the same decisions from history.csv's rows
+    rows = [
+        {"loss": t, "val_loss": v, "dropout": d}
+        for (v, t), d in zip([(2.0, 3.0), (2.5, 2.0), (2.6, 1.0), (2.7, 0.5)], logged, strict=True)
+    ]
+    resumed = callbacks.LearningRateSchedule(optimizer, config, rows, 40)
+    assert resumed.dropout == pytest.approx(0.4) and resumed.halvings == 0
+
+
+@pytest.mark.slow
+def test_train_applies_a_risen_dropout_and_logs_it(corpus, tmp_path, monkeypatch):
+    # every epoch's stall answered with more dropout (the answer itself is tested above)
+    def rising(rows, patience, *, dropout=0.0, max_dropout=0.0, delta=0.0):
+        return callbacks.PlateauAnswers(0, min(max_dropout, dropout + 0.15 * len(rows)))
+
+    monkeypatch.setattr(callbacks, "plateau_answers", rising)
+    lines = []
+    out = tmp_path / "run"
+    train(tiny(epochs=3, dropout=0.1, max_dropout=0.3), corpus, out, verbose=0, log=lines.append)
+    assert [row["dropout"] for row in ckpt.read_history(out)] == pytest.approx([0.1, 0.25, 0.3])
+    assert sum("dropout 0.1 -> 0.25 (validation stalled" in line for line in lines) == 1
+    assert ckpt.read_config(out)[0].model.dropout == 0.1  # config.json keeps the start
+
+
 def test_budget_anneal_brings_the_rate_down_over_the_budgets_last_quarter():
     anneal, floor = callbacks.budget_anneal, callbacks.ANNEAL_FLOOR
     assert anneal(None) == 1.0  # no budget: no anneal
@@ -506,7 +586,7 @@ def test_rate_halves_after_a_stall_and_resume_continues_the_schedule(corpus, tmp
     # a rate so small that validation cannot improve by 0.1%: every epoch after the
     # first is a stall, so with lr_patience 1 the rate halves after each
     base, warmup, steps = 1e-5, 8, TINY["steps_per_epoch"]
-    config = {"learning_rate": base, "warmup_steps": warmup, "lr_patience": 1}
+    config = {"learning_rate": base, "warmup_steps": warmup, "lr_patience": 1, "max_dropout": 0}
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     train(tiny(epochs=4, **config), corpus, whole, verbose=0)
     train(tiny(epochs=2, **config), corpus, parts, verbose=0)
