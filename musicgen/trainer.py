@@ -954,7 +954,7 @@ def closing_advice(
                 f"Validation has not beaten epoch {best} in the last {epochs}: epoch "
                 f"{best}'s weights are the ones kept (best.weights.h5), and more training "
                 f"would only learn the training files by heart (more music in the "
-                f"folder, or a higher --dropout, would help instead)"
+                f"folder, or starting from a trained model with --from, would help instead)"
             )
     if budget_minutes is not None:
         return f"The time budget ({budget_minutes:g} min) is spent; go on with --resume"

@@ -183,7 +183,7 @@ def test_advice_says_resume_only_while_validation_improves():
     assert worse == (
         "Validation has not beaten epoch 2 in the last 2 epochs: epoch 2's weights are "
         "the ones kept (best.weights.h5), and more training would only learn the training "
-        "files by heart (more music in the folder, or a higher --dropout, would help instead)"
+        "files by heart (more music in the folder, or starting from a trained model with --from, would help instead)"
     )
     # the budget's last (annealed) epoch did not help either: no --resume hint
     last = closing_advice(_history(3.0, 2.5, 2.6), budget_minutes=10)
