@@ -263,13 +263,14 @@ class LearningRateSchedule(keras.callbacks.Callback):
         # --dropout 0 is a network without dropout layers at work: it stays without
         self.start_dropout = config.model.dropout
         self.max_dropout = cfg.max_dropout if config.model.dropout > 0 else 0.0
-        self.rows = [dict(row) for row in history if "val_loss" in row]
-        self.val_losses = val_losses(self.rows)
+        self.rows = [dict(row) for row in history if "val_loss" in row]  # validated epochs
         self.step = steps_done
-        self.epoch, self.epoch_steps = len(self.val_losses), 0
+        self.epoch, self.epoch_steps = len(self.rows), 0
         self._answer_stalls()
         self.last_dropout = self.dropout  # the dropout of the epoch in progress
-        self.anneal_from = settling(self.val_losses, self.stop_patience, anneal_epochs).anneal_from
+        self.anneal_from = settling(
+            val_losses(self.rows), self.stop_patience, anneal_epochs
+        ).anneal_from
         self.anneal = self._anneal()
         self.last_rate = self.rate  # the rate of the latest step
 
@@ -305,9 +306,8 @@ class LearningRateSchedule(keras.callbacks.Callback):
             logs["dropout"] = self.last_dropout
         if logs and "val_loss" in logs:
             self.rows.append(dict(logs))
-            self.val_losses.append(float(logs["val_loss"]))
             self._answer_stalls()
-            found = settling(self.val_losses, self.stop_patience, self.anneal_epochs)
+            found = settling(val_losses(self.rows), self.stop_patience, self.anneal_epochs)
             self.anneal_from = found.anneal_from
         self.epoch, self.epoch_steps = epoch + 1, 0
         self.anneal = self._anneal()
