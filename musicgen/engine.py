@@ -212,16 +212,24 @@ def sample_ids(
     max_steps: int,
     rngs: list[np.random.Generator] | None = None,
     logprobs: list[list[float]] | None = None,
+    again: Again | None = None,
 ) -> list[list[int]]:
     """Step the network (a `NumpyRNN` or a keras `MusicRNN`) over `prefix` (shared by
     every piece, BOS first), then sample until every grammar is done. rngs: one per
     grammar (default `seeded_rngs(config.seed, len(grammars))`). logprobs: one list per
     grammar, given to receive the network's own log-probability (nats, before
-    temperature and mask) of every id chosen. Returns each piece's new ids (EOS
-    included); UserError when a piece is not done after `max_steps`."""
-    rngs = rngs if rngs is not None else seeded_rngs(config.seed, len(grammars))
+    temperature and mask) of every id chosen. again(piece, ids): called when a piece
+    is done, with its new ids; a (grammar, Generator) it returns (the grammar having
+    read the prefix) draws that piece again in the same pass, from the prefix's state,
+    its ids (and logprobs) replaced. Returns each piece's new ids (EOS included);
+    UserError when a piece is not done after `max_steps` of its own tokens."""
+    rngs = list(rngs) if rngs is not None else seeded_rngs(config.seed, len(grammars))
     with one_blas_thread():  # the NumPy step's small products run best on one thread
-        return _sample_loop(model, grammars, prefix, config, rngs, max_steps, logprobs)
+        return _sample_loop(model, list(grammars), prefix, config, rngs, max_steps, logprobs, again)
+
+
+# A piece's new draw in the same pass: (piece, its finished ids) -> (grammar, Generator)
+Again = Callable[[int, list[int]], "tuple[Grammar, np.random.Generator] | None"]
 
 
 def _sample_loop(
@@ -231,45 +239,81 @@ def _sample_loop(
     config: SampleConfig,
     rngs: list[np.random.Generator],
     max_steps: int,
-    logprobs: list[list[float]] | None = None,
+    logprobs: list[list[float]] | None,
+    again: Again | None,
 ) -> list[list[int]]:
-    """`sample_ids`'s work: one step for the whole batch, then per live piece its mask,
-    its draw and its grammar's advance; finished pieces drop out of the sampling."""
+    """`sample_ids`'s work. Per step: the masks of the live pieces, one network step
+    for their rows computing only the logits some mask allows (all of them when
+    logprobs are recorded), one draw each, their grammars advanced. A finished piece
+    leaves the batch (its row dropped) unless `again` starts it anew in its row."""
     from musicgen.sampling import sample_next
 
     num = len(grammars)
-    step = step_function(model, num, prefix[:-1])  # the last one is fed by the loop below
+    live = [i for i, g in enumerate(grammars) if not g.done]
+    rows = step_rows(model, num, prefix[:-1])  # the last one is fed by the loop below
+    rows.keep(live)
     last = np.full(num, prefix[-1], dtype=np.int32)
     new_ids: list[list[int]] = [[] for _ in range(num)]
-    masks = np.zeros((num, len(grammars[0].allowed())), dtype=bool)
-    active = [i for i, g in enumerate(grammars) if not g.done]
-    for _ in range(max_steps):
-        if not active:
-            return new_ids
-        logits = step(last)
-        for row, i in enumerate(active):
+    masks = np.zeros((num, rows.vocab_size), dtype=bool)
+    while live:
+        for row, i in enumerate(live):
             masks[row] = grammars[i].allowed()
-        rows = len(active)
-        chosen = sample_next(logits[active], masks[:rows], config, [rngs[i] for i in active])
+        mask = masks[: len(live)]
+        columns = None if logprobs is not None else np.flatnonzero(mask.any(axis=0))
+        logits = rows.step(last[live], columns)
+        picks = sample_next(
+            logits, mask if columns is None else mask[:, columns], config, [rngs[i] for i in live]
+        )
+        chosen = picks if columns is None else columns[picks]
         if logprobs is not None:
-            _record_logprobs(logits[active], chosen, [logprobs[i] for i in active])
-        for i, token_id in zip(active, chosen.tolist(), strict=True):
+            _record_logprobs(logits, chosen, [logprobs[i] for i in live])
+        for i, token_id in zip(live, chosen.tolist(), strict=True):
             grammars[i].advance(token_id)
             new_ids[i].append(token_id)
             last[i] = token_id
-        finished = [i for i in active if grammars[i].done]
-        if finished:
-            last[finished] = PAD  # finished pieces are fed PAD and ignored
-            active = [i for i in active if i not in finished]
-    if not active:
-        return new_ids
-    raise UserError(
-        f"generation did not finish within {max_steps} tokens (the model keeps adding "
-        "notes); try a lower {temperature}, {top_k} or {top_p}",
-        temperature=param("temperature"),
-        top_k=param("top_k"),
-        top_p=param("top_p"),
-    )
+        if any(grammars[i].done for i in live):
+            live = _after_done(live, rows, grammars, rngs, new_ids, last, prefix, logprobs, again)
+        if any(len(new_ids[i]) >= max_steps for i in live):
+            raise UserError(
+                f"generation did not finish within {max_steps} tokens (the model keeps "
+                "adding notes); try a lower {temperature}, {top_k} or {top_p}",
+                temperature=param("temperature"),
+                top_k=param("top_k"),
+                top_p=param("top_p"),
+            )
+    return new_ids
+
+
+def _after_done(
+    live: list[int],
+    rows: Rows,
+    grammars: list[Grammar],
+    rngs: list[np.random.Generator],
+    new_ids: list[list[int]],
+    last: np.ndarray,
+    prefix: list[int],
+    logprobs: list[list[float]] | None,
+    again: Again | None,
+) -> list[int]:
+    """The pieces that go on after a step in which some finished: a finished piece is
+    drawn again in its row when `again` says so (its state back to the prefix's), else
+    its row leaves the batch."""
+    kept: list[int] = []
+    for row, i in enumerate(live):
+        if grammars[i].done:
+            fresh = again(i, new_ids[i]) if again is not None else None
+            if fresh is None:
+                continue
+            grammars[i], rngs[i] = fresh
+            new_ids[i] = []
+            last[i] = prefix[-1]
+            rows.reset(row)
+            if logprobs is not None:
+                logprobs[i].clear()
+        kept.append(row)
+    if len(kept) < len(live):
+        rows.keep(kept)
+    return [live[row] for row in kept]
 
 
 def _record_logprobs(logits: np.ndarray, chosen: np.ndarray, into: list[list[float]]) -> None:
@@ -281,34 +325,74 @@ def _record_logprobs(logits: np.ndarray, chosen: np.ndarray, into: list[list[flo
         out.append(float(logits[row, token] - norm[row]))
 
 
-def step_function(model: Any, batch: int, prefix: list[int]) -> Callable[[np.ndarray], np.ndarray]:
-    """A function ids int32[batch] -> logits float32[batch, vocab] that carries the
-    recurrent state from call to call, after feeding it `prefix` (the same ids for
-    every piece). A `NumpyRNN` steps directly (the prefix once, at batch 1, its state
-    then copied to every piece); a keras `MusicRNN` steps through one compiled
-    `tf.function(model.step)` with a fixed [batch] shape."""
-    if isinstance(model, NumpyRNN):
-        states = model.initial_states(1)
+class Rows:
+    """The network's side of a sampling batch: `batch` sequences that have read the
+    same prefix, stepped together (`step(ids[rows], columns=None) -> logits[rows,
+    vocab or len(columns)]`, a buffer the next step may overwrite); `keep(rows)` goes
+    on with those rows only, `reset(row)` puts a row back to the prefix's state.
+
+    A `NumpyRNN` steps only the live rows, in place (`npmodel.StepBatch`; the prefix
+    once, at batch 1). A keras `MusicRNN` steps its fixed batch through one compiled
+    `tf.function(model.step)`, dropped rows fed PAD."""
+
+    def __init__(self, model: Any, batch: int, prefix: list[int]):
+        self.vocab_size = int(model.vocab_size)
+        if isinstance(model, NumpyRNN):
+            self.start = model.initial_states(1)
+            for token_id in prefix:
+                _, self.start = model.step(np.array([token_id]), self.start)
+            self.numpy = model.batch([np.repeat(s, batch, axis=0) for s in self.start])
+            return
+        self.numpy = None
+        self.tf = import_tensorflow()
+        self.compiled = self.tf.function(model.step, reduce_retracing=True)
+        states = model.initial_states(batch)
         for token_id in prefix:
-            _, states = model.step(np.array([token_id]), states)
-        states = [np.repeat(s, batch, axis=0) for s in states]
+            fill = self.tf.fill([batch], self.tf.constant(token_id, self.tf.int32))
+            _, states = self.compiled(fill, states)
+        self.states = states
+        self.start = [s.numpy()[:1] for s in states]
+        self.slots = np.arange(batch)  # the fixed batch's slot of each live row
+        self.ids = np.full(batch, PAD, dtype=np.int32)
 
-        def numpy_step(ids: np.ndarray) -> np.ndarray:
-            nonlocal states
-            logits, states = model.step(ids, states)
-            return logits
+    def step(self, ids: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        if self.numpy is not None:
+            return self.numpy.step(ids, columns)
+        self.ids[:] = PAD
+        self.ids[self.slots] = ids
+        logits, self.states = self.compiled(self.tf.constant(self.ids), self.states)
+        logits = logits.numpy()[self.slots]
+        return logits if columns is None else logits[:, columns]
 
-        return numpy_step
+    def keep(self, rows: list[int]) -> None:
+        if self.numpy is not None:
+            self.numpy.keep(rows)
+        else:
+            self.slots = self.slots[np.asarray(rows, dtype=np.intp)]
 
-    tf = import_tensorflow()
-    compiled = tf.function(model.step, reduce_retracing=True)
-    tf_states = model.initial_states(batch)
-    for token_id in prefix:
-        _, tf_states = compiled(tf.fill([batch], tf.constant(token_id, tf.int32)), tf_states)
+    def reset(self, row: int) -> None:
+        if self.numpy is not None:
+            self.numpy.reset(row, self.start)
+            return
+        states = [s.numpy() for s in self.states]
+        for state, start in zip(states, self.start, strict=True):
+            state[self.slots[row]] = start[0]
+        self.states = [self.tf.constant(s) for s in states]
 
-    def keras_step(ids: np.ndarray) -> np.ndarray:
-        nonlocal tf_states
-        logits, tf_states = compiled(tf.constant(ids), tf_states)
-        return logits.numpy()
 
-    return keras_step
+def step_rows(model: Any, batch: int, prefix: list[int]) -> Rows:
+    """`Rows` of `batch` sequences of `model` (a `NumpyRNN` or a keras `MusicRNN`)
+    after reading `prefix` (the same ids for every one)."""
+    return Rows(model, batch, prefix)
+
+
+def step_function(model: Any, batch: int, prefix: list[int]) -> Callable[[np.ndarray], np.ndarray]:
+    """A function ids int32[batch] -> logits float32[batch, vocab] (a fresh array) that
+    carries the recurrent state from call to call, after feeding it `prefix` (the same
+    ids for every piece): `step_rows` with every row kept."""
+    rows = step_rows(model, batch, prefix)
+
+    def step(ids: np.ndarray) -> np.ndarray:
+        return np.array(rows.step(ids), dtype=np.float32)
+
+    return step

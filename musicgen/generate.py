@@ -25,7 +25,9 @@ work without writing anything (`sample_scores` gives just the scores; the Python
    its own Generator `default_rng([seed, piece])`, so piece i does not change when
    --num does; a piece in which a part --instruments asked for never plays is drawn
    again, while a drawn line-up's part that never plays is left out of its piece (a
-   piece of a drawn band in which no pitched part plays is drawn again);
+   piece of a drawn band in which no pitched part plays is drawn again); a piece is
+   drawn again as soon as it ends, in its row of the same batch (`sample_ids`' again),
+   not in a second pass after the others;
 4. decode ids -> Score and apply --tempo/--program (`Piece`); `generate` writes each
    with `midi_io.write_midi`.
 
@@ -262,13 +264,26 @@ def _sample_pieces(
     grammars = [new_grammar(i) for i in range(request.num)]
     model = load_model(plan.checkpoint, request.engine, which, verbose_tensorflow)
     max_steps = int(MAX_STEPS_PER_UNIT * max(plan.length, 1.0))
-    new_ids = sample_ids(model, grammars, [BOS, *prefix], request.sample, max_steps)
+    decoded: dict[int, Piece] = {}
+    draws = [0] * request.num
+
+    def again(i: int, ids: list[int]) -> tuple[Grammar, np.random.Generator] | None:
+        """Decode piece i as it ends; draw it again (in the same pass) while it lacks
+        what it was to have (`_lacking`), up to SILENT_PART_DRAWS times."""
+        whole = [BOS, *prefix, *ids]
+        decoded[i] = _piece(plan, request, whole, len(ids), drop_silent=drawn[i] is not None)
+        if not parts[i] or draws[i] >= SILENT_PART_DRAWS or not _lacking(decoded[i], drawn[i]):
+            return None  # parts[i] is never set with a primer (_instruments, _lineup)
+        draws[i] += 1
+        return new_grammar(i), np.random.default_rng([request.sample.seed, i, draws[i]])
+
+    new_ids = sample_ids(model, grammars, [BOS, *prefix], request.sample, max_steps, again=again)
     pieces = [
-        _piece(plan, request, [BOS, *prefix, *ids], len(ids), drop_silent=drawn[i] is not None)
+        decoded.get(i)
+        or _piece(plan, request, [BOS, *prefix, *ids], len(ids), drop_silent=drawn[i] is not None)
         for i, ids in enumerate(new_ids)
     ]
-    if any(parts):  # never with a primer (_instruments and _lineup give none)
-        _redraw_silent(pieces, drawn, plan, request, model, new_grammar, max_steps, on_note)
+    _tell_lacking(pieces, drawn, on_note)
     return pieces
 
 
@@ -291,32 +306,17 @@ def _lineup(
     return requests[: plan.encoding.config.max_parts]
 
 
-def _redraw_silent(
+def _tell_lacking(
     pieces: list[Piece],
     drawn: list[list[tuple[int, ...]] | None],
-    plan: Plan,
-    request: GenerateRequest,
-    model: Any,
-    new_grammar: Callable[[int], Grammar],
-    max_steps: int,
     on_note: Callable[[str], None] | None,
 ) -> None:
-    """Draw again, in place, each piece that lacks what it was to have (`_lacking`: a
-    part `--instruments` asked for that plays no note, since the grammar makes the header
-    name every asked part, not each part play; or, for a drawn line-up `drawn[i]`, any
-    pitched part that plays), up to SILENT_PART_DRAWS times. Draw k of piece i uses
-    `default_rng([seed, i, k])`, so the other pieces stay as they were; what is still
-    lacking is told through on_note."""
-    for draw in range(1, SILENT_PART_DRAWS + 1):
-        lacking = [i for i, piece in enumerate(pieces) if _lacking(piece, drawn[i])]
-        if not lacking:
-            return
-        rngs = [np.random.default_rng([request.sample.seed, i, draw]) for i in lacking]
-        grammars = [new_grammar(i) for i in lacking]
-        again = sample_ids(model, grammars, [BOS], request.sample, max_steps, rngs)
-        for i, ids in zip(lacking, again, strict=True):
-            dropped = drawn[i] is not None
-            pieces[i] = _piece(plan, request, [BOS, *ids], len(ids), drop_silent=dropped)
+    """Tell through on_note each piece that still lacks what it was to have after
+    SILENT_PART_DRAWS new draws (`_lacking`: a part `--instruments` asked for that plays
+    no note, since the grammar makes the header name every asked part, not each part
+    play; or, for a drawn line-up `drawn[i]`, any pitched part that plays). Draw k of
+    piece i used `default_rng([seed, i, k])`, in the same sampling pass as the others
+    (`sample_ids`' again), so the other pieces stay as they were."""
     for i, piece in enumerate(pieces):
         if not _lacking(piece, drawn[i]) or on_note is None:
             continue

@@ -13,6 +13,11 @@ checkpoint.py saved (a Keras 3 `.weights.h5`, read with h5py):
 - `initial_states(batch)` and `step(ids[b], states) -> (logits[b, vocab], states)`
   have `MusicRNN`'s meaning and state layout (a flat list of float32[b, units]: per
   layer `h, c` for an LSTM, `h` for a GRU); `run(ids[b, t])` steps a whole sequence;
+- `batch(states) -> StepBatch`: the sampling loop's way (engine.py) - the states kept
+  in preallocated buffers and updated in place (no array made per layer and step),
+  rows of finished pieces dropped (`keep`) and a row started again from given states
+  (`reset`); `step(ids, columns)` computes only the logits of the ids in `columns`
+  (those some piece's grammar allows: a tenth of the output projection on average);
 - `one_blas_thread()` is the context to step in (see there why).
 
 The cells follow Keras 3 exactly (keras/src/layers/rnn/lstm.py, gru.py, defaults
@@ -90,6 +95,7 @@ class NumpyRNN:
         embedding = np.asarray(embedding, f32)
         self.table = embedding @ np.asarray(kernels[0], f32) + self.layers[0].bias
         self.dense_kernel = np.ascontiguousarray(dense_kernel, f32)
+        self.dense_rows = np.ascontiguousarray(self.dense_kernel.T)  # [vocab, u]: id -> row
         self.dense_bias = np.asarray(dense_bias, f32)
 
     @property
@@ -131,22 +137,14 @@ class NumpyRNN:
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """One token per sequence: ids int[b] and states -> (logits float32[b, vocab],
         new states). The given states are not modified."""
-        x = self.table[np.asarray(ids, dtype=np.intp)]  # [b, g*u], a fresh array
-        per = self.states_per_layer
-        new_states: list[np.ndarray] = []
-        for i, layer in enumerate(self.layers):
-            if layer.kernel is not None:
-                x = x @ layer.kernel
-                x += layer.bias
-            if per == 2:
-                x, c = _lstm(x, states[2 * i], states[2 * i + 1], layer)
-                new_states += (x, c)
-            else:
-                x = _gru(x, states[i], layer)
-                new_states.append(x)
-        logits = x @ self.dense_kernel
-        logits += self.dense_bias
-        return logits, new_states
+        batch = self.batch([np.array(s, dtype=np.float32) for s in states])
+        logits = batch.step(ids)
+        return logits.copy(), batch.states()
+
+    def batch(self, states: list[np.ndarray]) -> StepBatch:
+        """A `StepBatch` that owns `states` (num_states arrays float32[b, units], used
+        as its buffers and changed in place from then on)."""
+        return StepBatch(self, states)
 
     def run(
         self, ids: np.ndarray, states: list[np.ndarray] | None = None
@@ -173,38 +171,106 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _lstm(
-    z: np.ndarray, h: np.ndarray, c: np.ndarray, layer: _Layer
-) -> tuple[np.ndarray, np.ndarray]:
-    """z: the input projection plus bias [b, 4u] (overwritten) -> new (h, c), [b, u] each."""
+def _lstm(z: np.ndarray, h: np.ndarray, c: np.ndarray, layer: _Layer, inner: np.ndarray) -> None:
+    """z: the input projection plus bias [b, 4u] (overwritten); h, c [b, u] become the
+    new state in place; inner [b, 4u] is scratch."""
     u = h.shape[1]
-    z += h @ layer.recurrent
-    gates = _sigmoid(z[:, : 2 * u])  # i, f
-    candidate = np.tanh(z[:, 2 * u : 3 * u])
-    out_gate = _sigmoid(z[:, 3 * u :])
-    new_c = gates[:, u:] * c
-    new_c += gates[:, :u] * candidate
-    new_h = np.tanh(new_c)
-    new_h *= out_gate
-    return new_h, new_c
+    np.matmul(h, layer.recurrent, out=inner)
+    z += inner
+    _sigmoid(z[:, : 2 * u])  # i, f
+    candidate = z[:, 2 * u : 3 * u]
+    np.tanh(candidate, out=candidate)
+    _sigmoid(z[:, 3 * u :])  # o
+    c *= z[:, u : 2 * u]
+    candidate *= z[:, :u]
+    c += candidate
+    np.tanh(c, out=h)
+    h *= z[:, 3 * u :]
 
 
-def _gru(x: np.ndarray, h: np.ndarray, layer: _Layer) -> np.ndarray:
-    """x: the input projection plus input bias [b, 3u] (overwritten) -> new h [b, u]."""
+def _gru(x: np.ndarray, h: np.ndarray, layer: _Layer, inner: np.ndarray) -> None:
+    """x: the input projection plus input bias [b, 3u] (overwritten); h [b, u] becomes
+    the new state in place; inner [b, 3u] is scratch."""
     u = h.shape[1]
-    inner = h @ layer.recurrent
+    np.matmul(h, layer.recurrent, out=inner)
     inner += layer.recurrent_bias
-    x[:, : 2 * u] += inner[:, : 2 * u]
-    gates = _sigmoid(x[:, : 2 * u])  # z, r
-    update, reset = gates[:, :u], gates[:, u:]
-    candidate = x[:, 2 * u :]
-    candidate += reset * inner[:, 2 * u :]
+    gates = x[:, : 2 * u]
+    gates += inner[:, : 2 * u]
+    _sigmoid(gates)  # z, r
+    candidate, recurrent = x[:, 2 * u :], inner[:, 2 * u :]
+    recurrent *= gates[:, u:]
+    candidate += recurrent
     np.tanh(candidate, out=candidate)
     # h' = z*h + (1-z)*hh = hh + z*(h - hh)
-    new_h = h - candidate
-    new_h *= update
-    new_h += candidate
-    return new_h
+    np.subtract(h, candidate, out=h)
+    h *= gates[:, :u]
+    h += candidate
+
+
+class StepBatch:
+    """Sequences stepped together, one token each per `step`, their states kept in the
+    arrays given (float32[b, units] each, `NumpyRNN`'s layout) and updated in place,
+    with per-layer scratch buffers made once: a step makes no array but its logits.
+
+    `rows` sequences take part (the first rows of the buffers); `keep(rows)` leaves
+    only those (in that order), `reset(row, states)` starts a row again from states
+    of one sequence ([1, units] each). A row's numbers do not depend on the other
+    rows' values, though BLAS may round a product differently for another batch size
+    (about 1e-6)."""
+
+    def __init__(self, model: NumpyRNN, states: list[np.ndarray]):
+        self.model = model
+        self.buffers = [np.ascontiguousarray(s, np.float32) for s in states]
+        self.rows = self.buffers[0].shape[0] if self.buffers else 0
+        width = GATES[model.cell] * model.units
+        self.inputs = np.empty((self.rows, width), np.float32)
+        self.inner = np.empty((self.rows, width), np.float32)
+        self.logits = np.empty((self.rows, model.vocab_size), np.float32)
+
+    def states(self) -> list[np.ndarray]:
+        """The live rows' states (views of the buffers, changed by the next step)."""
+        return [s[: self.rows] for s in self.buffers]
+
+    def keep(self, rows: np.ndarray | list[int]) -> None:
+        """Go on with these rows only (indices of the live rows, in their new order)."""
+        rows = np.asarray(rows, dtype=np.intp)
+        for s in self.buffers:
+            s[: len(rows)] = s[rows]
+        self.rows = len(rows)
+
+    def reset(self, row: int, states: list[np.ndarray]) -> None:
+        """Row `row`'s state becomes `states` (one sequence's, [1, units] each)."""
+        for buffer, state in zip(self.buffers, states, strict=True):
+            buffer[row] = state[0]
+
+    def step(self, ids: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        """ids int[rows] -> logits float32[rows, vocab], or [rows, len(columns)]: only
+        the logits of the ids `columns` (sorted). The result is a buffer that the next
+        step overwrites."""
+        model, b = self.model, self.rows
+        ids = np.asarray(ids, dtype=np.intp)
+        x = self.inputs[:b]
+        inner = self.inner[:b]
+        np.take(model.table, ids, axis=0, out=x)
+        h = x
+        for i, layer in enumerate(model.layers):
+            if layer.kernel is not None:
+                np.matmul(h, layer.kernel, out=x)
+                x += layer.bias
+            if model.cell == "lstm":
+                h, c = self.buffers[2 * i][:b], self.buffers[2 * i + 1][:b]
+                _lstm(x, h, c, layer, inner)
+            else:
+                h = self.buffers[i][:b]
+                _gru(x, h, layer, inner)
+        if columns is None:
+            logits = self.logits[:b]
+            np.matmul(h, model.dense_kernel, out=logits)
+            logits += model.dense_bias
+            return logits
+        logits = h @ model.dense_rows[columns].T
+        logits += model.dense_bias[columns]
+        return logits
 
 
 def one_blas_thread() -> contextlib.AbstractContextManager:

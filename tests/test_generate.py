@@ -270,6 +270,46 @@ def test_sample_loop_feeds_finished_pieces_pad(remi_ckpt, engine):
     assert all(x[-1] == EOS and x.count(EOS) == 1 for x in ids)
 
 
+def test_again_draws_a_finished_piece_anew_in_the_same_pass(remi_ckpt):
+    """sample_ids' `again`: a piece that ends is drawn again in its row with the grammar
+    and Generator given (the same ids as that draw alone), the other piece untouched."""
+    loaded = ckpt.load_checkpoint(remi_ckpt, engine="numpy")
+    encoding = loaded.encoding
+
+    def fresh(bars):
+        grammar = encoding.grammar(bars)
+        grammar.advance(1)
+        return grammar
+
+    ended = []
+
+    def again(piece, ids):
+        ended.append((piece, encoding.describe(ids).count("Bar")))
+        if ended == [(0, 1)]:
+            return fresh(2), np.random.default_rng([7, 7])
+        return None
+
+    rngs = [np.random.default_rng([0, i]) for i in range(2)]
+    ids = sample_ids(
+        loaded.model, [fresh(1), fresh(4)], [1], SampleConfig(), 10_000, rngs, again=again
+    )
+    alone = sample_ids(
+        loaded.model, [fresh(2)], [1], SampleConfig(), 10_000, [np.random.default_rng([7, 7])]
+    )
+    first = sample_ids(
+        loaded.model,
+        [fresh(1), fresh(4)],
+        [1],
+        SampleConfig(),
+        10_000,
+        [np.random.default_rng([0, i]) for i in range(2)],
+    )
+    assert ids[0] == alone[0] and ids[1] == first[1]
+    assert sorted(ended) == [(0, 1), (0, 2), (1, 4)]
+    with pytest.raises(UserError, match="did not finish within 5 tokens"):
+        sample_ids(loaded.model, [fresh(4)], [1], SampleConfig(), 5)
+
+
 # ----------------------------------------------------------------------------- engines
 
 

@@ -60,6 +60,30 @@ def test_step_matches_keras_step_and_call(tmp_path, cell, layers):
         np.testing.assert_array_equal(mine, last)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_step_batch_drops_rows_starts_one_again_and_computes_chosen_logits(tmp_path, cell):
+    """StepBatch: in-place states give `run`'s logits; kept rows go on as they were, a
+    reset row starts from the given state, `columns` gives just those logits."""
+    config = _config(cell, 2)
+    _, path = _saved(tmp_path, config)
+    engine = NumpyRNN.from_weights_file(path, config, VOCAB)
+    ids = np.random.default_rng(2).integers(0, VOCAB, size=(3, 6)).astype(np.int32)
+    expected, _ = engine.run(ids)
+    batch = engine.batch(engine.initial_states(3))
+    for t in range(3):
+        np.testing.assert_allclose(batch.step(ids[:, t]), expected[:, t], atol=1e-5)
+    batch.keep([2, 0])
+    assert batch.rows == 2 and all(s.shape == (2, config.units) for s in batch.states())
+    columns = np.array([1, 4, 7, 20])
+    for t in range(3, 5):
+        logits = batch.step(ids[[2, 0], t], columns)
+        assert logits.shape == (2, 4) and logits.dtype == np.float32
+        np.testing.assert_allclose(logits, expected[[2, 0], t][:, columns], atol=1e-5)
+    batch.reset(1, engine.initial_states(1))  # row 1 (sequence 0) starts again
+    again = batch.step(np.array([ids[2, 5], ids[0, 0]]))
+    np.testing.assert_allclose(again, expected[[2, 0], [5, 0]], atol=1e-5)
+
+
 def test_step_leaves_its_input_states_alone(tmp_path):
     config = _config("lstm", 2)
     _, path = _saved(tmp_path, config)
