@@ -36,8 +36,10 @@ import heapq
 import io
 import itertools
 import math
+import struct
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -615,9 +617,9 @@ def write_midi(
 ) -> None:
     """Write `score` as a DAW-ready type-1 MIDI file, atomically (`atomic.atomic_write`:
     temporary file, fsync, rename). The bytes are `midi_bytes`'s."""
-    mid = _midi_file(score, track_name, program, melody)
+    data = midi_bytes(score, track_name, program, melody)
     with atomic_write(path) as tmp, open(tmp, "wb") as handle:
-        mid.save(file=handle)
+        handle.write(data)
 
 
 def midi_bytes(
@@ -638,9 +640,7 @@ def midi_bytes(
     least the last note when `score.end` is None); notes past `score.end` are cut
     there. The same input always gives the same bytes.
     """
-    buffer = io.BytesIO()
-    _midi_file(score, track_name, program, melody).save(file=buffer)
-    return buffer.getvalue()
+    return _midi_file(score, track_name, program, melody)
 
 
 def to_pretty_midi(
@@ -661,8 +661,10 @@ def _midi_file(
     track_name: str,
     program: int | None,
     melody: Score | list[Note] | None,
-) -> mido.MidiFile:
-    """The mido file of `midi_bytes` (see there)."""
+) -> bytes:
+    """The bytes of `midi_bytes` (see there): a type-1 file as mido's `MidiFile.save`
+    writes it (header chunk, then each track with running status), its note events
+    encoded here without a mido message each."""
     melody_notes = list(melody.notes if isinstance(melody, Score) else melody or [])
     end_tick = _ticks(score.length)
     if score.end is None:
@@ -675,10 +677,55 @@ def _midi_file(
         if isinstance(melody, Score):
             melody_program = melody.program
         parts.append(Part(melody_program, melody_notes, "melody"))
-    mid = mido.MidiFile(type=1, ticks_per_beat=WRITE_TPQ)
-    mid.tracks.append(_conductor_track(score, end_tick))
-    mid.tracks.extend(_part_tracks(parts, end_tick))
-    return mid
+    tracks = [_conductor_track(score, end_tick), *_part_tracks(parts, end_tick)]
+    header = struct.pack(">hhh", 1, len(tracks), WRITE_TPQ)
+    return b"".join([_chunk(b"MThd", header), *tracks])
+
+
+def _chunk(kind: bytes, data: bytes | bytearray) -> bytes:
+    """A MIDI chunk: its 4-byte kind, big-endian length, data."""
+    return kind + struct.pack(">I", len(data)) + bytes(data)
+
+
+def _varlen(value: int) -> bytes:
+    """A MIDI variable-length quantity (delta times): 7 bits a byte, high bit set on
+    every byte but the last."""
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
+
+
+def _track_chunk(
+    messages: list[mido.Message | mido.MetaMessage],
+    notes: Sequence[tuple[int, int, int, int]] = (),
+    end: int = 0,
+) -> bytes:
+    """One MTrk chunk as mido writes it: `messages` (with delta times), then `notes`
+    as raw channel messages (delta ticks, status, note, velocity; running status),
+    then end_of_track `end` ticks after the last."""
+    data = bytearray()
+    running = None
+    for message in messages:
+        data += _varlen(message.time)
+        raw = message.bytes()
+        if message.is_meta:
+            data += bytes(raw)
+            running = None
+        else:
+            data += bytes(raw[1:] if raw[0] == running else raw)
+            running = raw[0] if raw[0] < 0xF0 else None
+    for delta, status, note, velocity in notes:
+        data += _varlen(delta)
+        if status != running:
+            data.append(status)
+            running = status
+        data.append(note)
+        data.append(velocity)
+    data += _varlen(end) + b"\xff\x2f\x00"  # end_of_track
+    return _chunk(b"MTrk", data)
 
 
 def _stream_track(part: Part, track_name: str, program: int | None) -> Part:
@@ -689,7 +736,7 @@ def _stream_track(part: Part, track_name: str, program: int | None) -> Part:
     return Part(part.program if program is None else program, part.notes, track_name)
 
 
-def _part_tracks(parts: list[Part], end_tick: int) -> list[mido.MidiTrack]:
+def _part_tracks(parts: list[Part], end_tick: int) -> list[bytes]:
     """One track per part, in order: named part.name or, when it has none, by
     `instruments.track_names`; a drum part on channel 10 (9 from zero) with program
     0, pitched parts on channels 0..8, 10..15 in order, each with its program."""
@@ -730,9 +777,9 @@ def _ticks(quarters: float) -> int:
     return int(round(quarters * WRITE_TPQ))
 
 
-def _conductor_track(score: Score, end_tick: int) -> mido.MidiTrack:
-    """Tempo and time-signature events (the first at tick 0), the key signatures, then
-    end_of_track."""
+def _conductor_track(score: Score, end_tick: int) -> bytes:
+    """The chunk of tempo and time-signature events (the first at tick 0), the key
+    signatures, then end_of_track."""
     events: list[tuple[int, int, mido.MetaMessage]] = []
     for q, bpm in score.tempos:
         tick = _ticks(q)
@@ -755,46 +802,32 @@ def _conductor_track(score: Score, end_tick: int) -> mido.MidiTrack:
     for tick, order, message in sorted(events, key=lambda e: (e[0], e[1])):
         last[(tick, order)] = message
     timed = [(tick, message) for (tick, _), message in sorted(last.items())]
-    track = mido.MidiTrack([mido.MetaMessage("track_name", name="conductor", time=0)])
-    return _append_timed(track, timed, end_tick)
+    return _timed_chunk([mido.MetaMessage("track_name", name="conductor", time=0)], timed, end_tick)
 
 
-def _note_track(
-    notes: list[Note], name: str, program: int, channel: int, end_tick: int
-) -> mido.MidiTrack:
-    """A named track: program change at 0, then the notes (offs before ons per tick).
+def _note_track(notes: list[Note], name: str, program: int, channel: int, end_tick: int) -> bytes:
+    """A named track's chunk: program change at 0, then the notes (offs before ons per
+    tick; a note-off has velocity 0).
 
-    The note messages are built unchecked, with their delta times: every value is
-    known to be in range (a `Note` checks its pitch and velocity, the channel is
-    ours), and mido's per-message checks were most of a generated file's write time.
+    The note events are encoded directly (`_track_chunk`): every value is known to be
+    in range (a `Note` checks its pitch and velocity, the channel is ours), and making
+    and checking a mido message per note was most of a generated file's write time.
     """
     events: list[tuple[int, int, int, int]] = []  # (tick, 0 off / 1 on, pitch, velocity)
     for pitch, start, end, velocity in _clean_ticks(notes, end_tick):
         events.append((start, 1, pitch, velocity))
         events.append((end, 0, pitch, 0))
     events.sort()  # one note per pitch at a time, so (tick, on, pitch) is never repeated
-    track = mido.MidiTrack(
-        [
-            mido.MetaMessage("track_name", name=name, time=0),
-            mido.Message("program_change", channel=channel, program=program, time=0),
-        ]
-    )
-    now = 0
+    head = [
+        mido.MetaMessage("track_name", name=name, time=0),
+        mido.Message("program_change", channel=channel, program=program, time=0),
+    ]
+    status = (0x80 | channel, 0x90 | channel)  # note_off, note_on
+    raw, now = [], 0
     for tick, on, pitch, velocity in events:
-        kind = "note_on" if on else "note_off"
-        track.append(
-            mido.Message(
-                kind,
-                skip_checks=True,
-                channel=channel,
-                note=pitch,
-                velocity=velocity,
-                time=tick - now,
-            )
-        )
+        raw.append((tick - now, status[on], pitch, velocity))
         now = tick
-    track.append(mido.MetaMessage("end_of_track", time=max(end_tick - now, 0)))
-    return track
+    return _track_chunk(head, raw, max(end_tick - now, 0))
 
 
 def _clean_ticks(notes: list[Note], end_tick: int) -> list[tuple[int, int, int, int]]:
@@ -821,16 +854,16 @@ def _clean_ticks(notes: list[Note], end_tick: int) -> list[tuple[int, int, int, 
     return out
 
 
-def _append_timed(
-    track: mido.MidiTrack, timed: list[tuple[int, mido.Message]], end_tick: int
-) -> mido.MidiTrack:
-    """Append (absolute tick, message) pairs as delta times, then end_of_track."""
-    now = 0
+def _timed_chunk(
+    head: list[mido.MetaMessage], timed: list[tuple[int, mido.MetaMessage]], end_tick: int
+) -> bytes:
+    """The chunk of `head` (at tick 0) then (absolute tick, message) pairs as delta
+    times, then end_of_track at `end_tick` (or right after the last)."""
+    now, messages = 0, list(head)
     for tick, message in timed:
-        track.append(message.copy(time=tick - now))
+        messages.append(message.copy(time=tick - now))
         now = tick
-    track.append(mido.MetaMessage("end_of_track", time=max(end_tick - now, 0)))
-    return track
+    return _track_chunk(messages, end=max(end_tick - now, 0))
 
 
 def _parse_midi(data: bytes) -> mido.MidiFile:
