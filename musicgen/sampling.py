@@ -54,10 +54,14 @@ def sample_next(
     # Only the ids some row allows take part: the rest have probability 0 in every row,
     # and leaving them out (in id order, so ties still go to the lower id) changes no
     # draw while sparing the sort and sums most of the vocabulary.
-    columns = np.flatnonzero(masks.any(axis=0))
-    probs = _distribution(logits[:, columns], masks[:, columns], config)
+    used = masks.any(axis=0)
+    columns = None if used.all() else np.flatnonzero(used)
+    if columns is not None:
+        logits, masks = logits[:, columns], masks[:, columns]
+    probs = _distribution(logits, masks, config)
     draws = np.array([1.0 - rng.random() for rng in rngs])  # in (0, 1]
-    return columns[_draw(probs, draws)].astype(np.int64)
+    ids = _draw(probs, draws)
+    return ids if columns is None else columns[ids].astype(np.int64)
 
 
 def distribution(logits: np.ndarray, masks: np.ndarray, config: SampleConfig) -> np.ndarray:
@@ -70,10 +74,14 @@ def distribution(logits: np.ndarray, masks: np.ndarray, config: SampleConfig) ->
 
 def _distribution(logits: np.ndarray, masks: np.ndarray, config: SampleConfig) -> np.ndarray:
     """`distribution` of float64 logits and bool masks of the same shape."""
-    scores = _masked_scores(logits, masks)
-    scores = scores / config.temperature  # max is 0, so no overflow; -inf stays -inf
+    scores = _masked_scores(logits, masks)  # a new array
+    if config.temperature != 1.0:
+        scores /= config.temperature  # max is 0, so no overflow; -inf stays -inf
     if not 0 < config.top_k < scores.shape[1] and config.top_p >= 1.0:
-        return _softmax(scores)  # nothing to cut: no need to rank
+        # nothing to cut: no need to rank; each row's maximum is already 0
+        probs = np.exp(scores, out=scores)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return probs
     # Most likely first; a stable sort breaks ties by the lower id.
     order = np.argsort(-scores, axis=1, kind="stable")
     ranked = np.take_along_axis(scores, order, axis=1)
@@ -97,7 +105,8 @@ def _masked_scores(logits: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """
     if np.isfinite(logits).all():
         scores = np.where(masks, logits, -np.inf)
-        return scores - scores.max(axis=1, keepdims=True)
+        scores -= scores.max(axis=1, keepdims=True)
+        return scores
     scores = np.where(masks & ~np.isnan(logits), logits, -np.inf)
     infinite = scores == np.inf
     has_infinite = infinite.any(axis=1, keepdims=True)
@@ -116,10 +125,11 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
 def _draw(probs: np.ndarray, draws: np.ndarray) -> np.ndarray:
     """Inverse-CDF sampling: per row, the first id whose cumulative probability
     reaches draws[i] * total. With draws in (0, 1] that id has probability > 0."""
-    cumulative = np.cumsum(probs, axis=1)
+    cumulative = probs.cumsum(axis=1)
     threshold = draws * cumulative[:, -1]
-    ids = np.minimum((cumulative < threshold[:, None]).sum(axis=1), probs.shape[1] - 1)
-    rows = np.arange(len(ids))
-    unlikely = probs[rows, ids] <= 0  # cannot happen; never return an excluded id anyway
-    ids[unlikely] = probs[unlikely].argmax(axis=1)
-    return ids.astype(np.int64)
+    ids = (cumulative < threshold[:, None]).sum(axis=1, dtype=np.int64)
+    np.minimum(ids, probs.shape[1] - 1, out=ids)
+    unlikely = probs[np.arange(len(ids)), ids] <= 0
+    if unlikely.any():  # cannot happen; never return an excluded id anyway
+        ids[unlikely] = probs[unlikely].argmax(axis=1)
+    return ids
