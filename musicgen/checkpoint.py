@@ -28,7 +28,6 @@ import platform
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +103,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 def versions() -> dict[str, str]:
     """Versions of musicgen, keras, tensorflow and python (without importing TensorFlow)."""
+    from importlib import metadata  # here: importing it costs a sampling command ~25 ms
 
     def installed(name: str) -> str:
         try:
