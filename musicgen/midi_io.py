@@ -23,7 +23,8 @@ instrument family merge first), each merge counted. `Score.notes` (every pitched
 overlaps merged across parts) and `Score.drums` are views of them.
 
 Writing: `write_midi` writes what a DAW expects (SPEC.md "Output MIDI", "Arrangements
-in the output") with mido directly, so every byte is under our control: type 1, 480
+in the output"), every byte encoded here as mido's `MidiFile.save` would write it (mido
+is imported only to read), so every byte is under our control: type 1, 480
 ticks per quarter, a conductor track, then one named track per part (pitched parts
 on channels of their own, the drum kit on channel 10; a one-stream piece's part named
 as the caller says); deterministic bytes, atomic replace; `midi_bytes`
@@ -41,10 +42,12 @@ import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import mido
 import numpy as np
+
+if TYPE_CHECKING:
+    import mido
 
 from musicgen.atomic import atomic_write
 from musicgen.instruments import family, track_names
@@ -269,6 +272,8 @@ def _close_open_notes(mid: mido.MidiFile) -> Counter[str]:
     note-off of its key at the same tick (a zero-length note written off-before-on),
     stays open and is dropped, counted as a zero-length note like those closed at the
     tick they start (pretty_midi drops all of these silently). Returns the counts."""
+    import mido  # here, not at the top: writing needs none of it (~40 ms to import)
+
     changes: Counter[str] = Counter()
     for track in mid.tracks:
         now, sounding, last_off = 0, {}, {}
@@ -313,6 +318,8 @@ def _track_per_channel(track: mido.MidiTrack, channels: list[int]) -> list[mido.
     """One track per channel given (sorted): the first keeps the meta events and the
     other channels' messages, each of the rest starts with a copy of the track's name.
     Messages are moved, not copied (speed); every track ends where `track` did."""
+    import mido
+
     first, names = channels[0], [m for m in track if m.type == "track_name"][:1]
     timed = {c: [] if c == first else [(0, m.copy()) for m in names] for c in channels}
     now = 0
@@ -606,6 +613,8 @@ KEY_NAMES = (
     *("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"),
     *("Cm", "C#m", "Dm", "Ebm", "Em", "Fm", "F#m", "Gm", "G#m", "Am", "Bbm", "Bm"),
 )
+# the key signature's sharps (+) or flats (-) of each KEY_NAMES entry
+KEY_SHARPS = (0, -5, 2, -3, 4, -1, 6, 1, -4, 3, -2, 5, -3, 4, -1, -6, 1, -4, 3, -2, 5, 0, -5, 2)
 
 
 def write_midi(
@@ -699,24 +708,20 @@ def _varlen(value: int) -> bytes:
 
 
 def _track_chunk(
-    messages: list[mido.Message | mido.MetaMessage],
+    head: list[tuple[int, bytes]],
     notes: Sequence[tuple[int, int, int, int]] = (),
     end: int = 0,
 ) -> bytes:
-    """One MTrk chunk as mido writes it: `messages` (with delta times), then `notes`
-    as raw channel messages (delta ticks, status, note, velocity; running status),
-    then end_of_track `end` ticks after the last."""
+    """One MTrk chunk as mido's `MidiFile.save` writes it: the `head` events (delta
+    ticks, a meta event's or a channel message's bytes), then `notes` as channel
+    messages (delta ticks, status, note, velocity), with running status, then
+    end_of_track `end` ticks after the last."""
     data = bytearray()
     running = None
-    for message in messages:
-        data += _varlen(message.time)
-        raw = message.bytes()
-        if message.is_meta:
-            data += bytes(raw)
-            running = None
-        else:
-            data += bytes(raw[1:] if raw[0] == running else raw)
-            running = raw[0] if raw[0] < 0xF0 else None
+    for delta, event in head:
+        data += _varlen(delta)
+        data += event[1:] if event[0] == running else event
+        running = event[0] if event[0] < 0xF0 else None
     for delta, status, note, velocity in notes:
         data += _varlen(delta)
         if status != running:
@@ -780,29 +785,44 @@ def _ticks(quarters: float) -> int:
 def _conductor_track(score: Score, end_tick: int) -> bytes:
     """The chunk of tempo and time-signature events (the first at tick 0), the key
     signatures, then end_of_track."""
-    events: list[tuple[int, int, mido.MetaMessage]] = []
+    events: list[tuple[int, int, bytes]] = []  # (tick, kind order, meta event bytes)
     for q, bpm in score.tempos:
         tick = _ticks(q)
         if tick == 0 or tick < end_tick:
             microseconds = min(max(int(round(60_000_000 / bpm)), 1), 0xFFFFFF)
-            events.append((tick, 0, mido.MetaMessage("set_tempo", tempo=microseconds)))
+            events.append((tick, 0, _meta(0x51, microseconds.to_bytes(3, "big"))))
     for q, num, den in score.time_signatures:
         tick = _ticks(q)
         if (tick == 0 or tick < end_tick) and den > 0 and den & (den - 1) == 0 and num <= 255:
-            message = mido.MetaMessage("time_signature", numerator=num, denominator=den)
-            events.append((tick, 1, message))
+            events.append((tick, 1, _time_signature(num, den)))
     if not any(t == 0 and order == 1 for t, order, _ in events):  # an unwritable first metre
-        events.append((0, 1, mido.MetaMessage("time_signature", numerator=4, denominator=4)))
+        events.append((0, 1, _time_signature(4, 4)))
     for q, number in score.key_signatures:
         tick = _ticks(q)
         if tick == 0 or tick < end_tick:
-            events.append((tick, 2, mido.MetaMessage("key_signature", key=KEY_NAMES[number])))
+            sharps, minor = KEY_SHARPS[number], int(number >= 12)
+            events.append((tick, 2, _meta(0x59, bytes([sharps & 0xFF, minor]))))
     # one event per kind and tick: the last given wins (stable sort keeps input order)
-    last: dict[tuple[int, int], mido.MetaMessage] = {}
-    for tick, order, message in sorted(events, key=lambda e: (e[0], e[1])):
-        last[(tick, order)] = message
-    timed = [(tick, message) for (tick, _), message in sorted(last.items())]
-    return _timed_chunk([mido.MetaMessage("track_name", name="conductor", time=0)], timed, end_tick)
+    last: dict[tuple[int, int], bytes] = {}
+    for tick, order, event in sorted(events, key=lambda e: (e[0], e[1])):
+        last[(tick, order)] = event
+    head = [(0, _meta(0x03, b"conductor"))]  # its name
+    now = 0
+    for (tick, _), event in sorted(last.items()):
+        head.append((tick - now, event))
+        now = tick
+    return _track_chunk(head, end=max(end_tick - now, 0))
+
+
+def _meta(kind: int, payload: bytes) -> bytes:
+    """A meta event's bytes (after its delta time): 0xFF, kind, length, payload."""
+    return bytes([0xFF, kind]) + _varlen(len(payload)) + payload
+
+
+def _time_signature(numerator: int, denominator: int) -> bytes:
+    """A time-signature meta event as mido writes it (24 clocks per click, 8 notated
+    32nd notes per beat); the denominator a power of 2."""
+    return _meta(0x58, bytes([numerator, denominator.bit_length() - 1, 24, 8]))
 
 
 def _note_track(notes: list[Note], name: str, program: int, channel: int, end_tick: int) -> bytes:
@@ -818,10 +838,7 @@ def _note_track(notes: list[Note], name: str, program: int, channel: int, end_ti
         events.append((start, 1, pitch, velocity))
         events.append((end, 0, pitch, 0))
     events.sort()  # one note per pitch at a time, so (tick, on, pitch) is never repeated
-    head = [
-        mido.MetaMessage("track_name", name=name, time=0),
-        mido.Message("program_change", channel=channel, program=program, time=0),
-    ]
+    head = [(0, _meta(0x03, name.encode("latin-1"))), (0, bytes([0xC0 | channel, program]))]
     status = (0x80 | channel, 0x90 | channel)  # note_off, note_on
     raw, now = [], 0
     for tick, on, pitch, velocity in events:
@@ -854,21 +871,11 @@ def _clean_ticks(notes: list[Note], end_tick: int) -> list[tuple[int, int, int, 
     return out
 
 
-def _timed_chunk(
-    head: list[mido.MetaMessage], timed: list[tuple[int, mido.MetaMessage]], end_tick: int
-) -> bytes:
-    """The chunk of `head` (at tick 0) then (absolute tick, message) pairs as delta
-    times, then end_of_track at `end_tick` (or right after the last)."""
-    now, messages = 0, list(head)
-    for tick, message in timed:
-        messages.append(message.copy(time=tick - now))
-        now = tick
-    return _track_chunk(messages, end=max(end_tick - now, 0))
-
-
 def _parse_midi(data: bytes) -> mido.MidiFile:
     """`data` parsed by mido, refused before parsing when it holds over MAX_EVENTS events;
     UnreadableFileError with a one-line reason for anything mido cannot read."""
+    import mido
+
     try:
         if count_midi_events(data, MAX_EVENTS) > MAX_EVENTS:
             raise UnreadableFileError(f"too many events (more than {MAX_EVENTS})")
@@ -887,6 +894,8 @@ def with_silence_after(data: bytes, seconds: float) -> bytes:
     The file is checked as `read_score` checks one (size, tracks, tick resolution,
     tempo); UnreadableFileError with a one-line reason when it is not a usable MIDI file.
     """
+    import mido
+
     mid = _parse_midi(data)
     if mid.ticks_per_beat <= 0 or not mid.tracks or mid.type == 2:
         raise UnreadableFileError("not a playable MIDI file (no tracks, type 2 or SMPTE time)")

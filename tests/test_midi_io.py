@@ -614,3 +614,11 @@ def test_written_bytes_are_what_mido_writes_for_the_same_messages(tmp_path):
     assert again.getvalue() == data
     write_midi(score, tmp_path / "a.mid", track_name="x")
     assert (tmp_path / "a.mid").read_bytes() == data
+
+
+def test_every_key_signature_is_written_as_mido_writes_it():
+    from musicgen.midi_io import KEY_NAMES, KEY_SHARPS, _meta
+
+    for name, sharps, number in zip(KEY_NAMES, KEY_SHARPS, range(24), strict=True):
+        mine = _meta(0x59, bytes([sharps & 0xFF, int(number >= 12)]))
+        assert mine == bytes(mido.MetaMessage("key_signature", key=name).bytes())
