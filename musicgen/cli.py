@@ -632,8 +632,6 @@ def generate(
     not asked is left to the model.
     """
     from musicgen.api import generate_request, load
-    from musicgen.generate import write_companions
-    from musicgen.render import RenderUnavailableError
 
     request = generate_request(
         num=num, bars=bars, seconds=seconds, seed=seed, temperature=temperature, top_k=top_k,
@@ -650,6 +648,17 @@ def generate(
         on_file=lambda path, info: echo(info.summary(), quiet),
         on_note=lambda line: echo(f"Note: {line}", quiet, err=True),
     )
+    if plot or render:
+        _write_companions(files, plot, render, soundfont, quiet)
+
+
+def _write_companions(
+    files: list[Any], plot: bool, render: str | None, soundfont: Path | None, quiet: bool
+) -> None:
+    """generate's --plot and --render files (render.py imported only then)."""
+    from musicgen.generate import write_companions
+    from musicgen.render import RenderUnavailableError
+
     try:
         for path in write_companions(files, plot=plot, render=render, soundfont=soundfont):
             echo(f"  {path}", quiet)
