@@ -24,8 +24,10 @@ Python API's `Model` run through here, on a checkpoint folder or one already loa
    per token carrying the recurrent state (`step_function`; a prefix shared by every
    piece is stepped once), each piece with its own grammar and its own Generator
    (`seeded_rngs`: `default_rng([seed, piece])`, so piece i does not change with the
-   batch). Finished pieces are fed PAD and leave the sampling; `max_steps` (commands
-   use MAX_STEPS_PER_UNIT per bar or second) caps a piece that never ends.
+   batch). A finished piece leaves the batch (its NumPy row dropped; keras feeds it
+   PAD), unless `again` draws it anew in its row, in the same pass; each step computes
+   only the logits of ids some piece's grammar allows; `max_steps` (commands use
+   MAX_STEPS_PER_UNIT per bar or second) caps a piece that never ends.
 """
 
 from __future__ import annotations
