@@ -31,7 +31,7 @@ def main(folder: Path, data_dir: Path | None) -> dict:
     path = folder / "config.json"
     payload = json.loads(path.read_text())
     payload["data"].update(learned)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     return learned
 
 

@@ -6,6 +6,8 @@ play to its family's `PartProfile` (`musicgen.profiles`):
 
 - a new note (Pitch) only inside the family's register, a drum hit (Drum) only on the
   family's kit;
+- a part's new notes within its family's `span` of the notes it has struck so far in the
+  piece (its own notes forced by a song count), so one part keeps one register;
 - at most `cap` notes struck at one step (one group of the part); a single-line
   family (cap 1, a bass) also lists nothing else at a step where it strikes or holds
   a note (steps: no held note under a new one);
@@ -70,6 +72,7 @@ class _Rule:
         self.drum = program == DRUM_PROGRAM
         self.cap = profile.cap
         self.single = profile.cap == 1 and not self.drum
+        self.span = 0 if self.drum else profile.span
         self.kind = DRUM if self.drum else PITCH
         self.lo = 0 if self.drum else c.pitch_min  # value of the kind's first id
         values = np.arange(128) if self.drum else np.arange(c.pitch_min, c.pitch_max + 1)
@@ -115,6 +118,7 @@ class PartsGrammar(NarrowedGrammar):
         self.rules: dict[int, _Rule | None] = {}
         self.started = 0  # notes struck in the open group
         self.listed = 0  # notes listed (struck or held) in the open group
+        self.struck: dict[int, tuple[int, int]] = {}  # part -> (lowest, highest) pitch so far
         self._mask: np.ndarray | None = None
 
     @property
@@ -128,6 +132,7 @@ class PartsGrammar(NarrowedGrammar):
         twin.__dict__.update(self.__dict__)
         twin.inner = self.inner.clone()  # type: ignore[attr-defined]
         twin.g = base_grammar(twin.inner)
+        twin.struck = dict(self.struck)
         return twin
 
     # ------------------------------------------------------------------ the mask
@@ -194,15 +199,26 @@ class PartsGrammar(NarrowedGrammar):
         return rule.values > self.g.pitch + rule.lo
 
     def _values(self, rule: _Rule) -> np.ndarray:
-        """The note values the part may strike now: its register or kit, narrowed to the
-        beat's harmony where some such note can still come."""
+        """The note values the part may strike now: its register or kit within its span,
+        narrowed to the beat's harmony where some such note can still come."""
+        ok = self._register(rule)
         if not (rule.harmony and self.harmony is not None and self.g.bars):
-            return rule.ok
+            return ok
         pcs = self.harmony(self.g.bars - 1, max(self.g.position, 0))
         if not pcs:
+            return ok
+        on = ok & np.isin(rule.pcs, sorted(pcs))
+        return on if (on & self._order(rule)).any() else ok
+
+    def _register(self, rule: _Rule) -> np.ndarray:
+        """The register (or kit), narrowed to `span` semitones around the part's notes so
+        far: no new note more than `span` above its lowest or below its highest."""
+        struck = self.struck.get(self.g.part)  # type: ignore[arg-type]
+        if not rule.span or struck is None:
             return rule.ok
-        on = rule.ok & np.isin(rule.pcs, sorted(pcs))
-        return on if (on & self._order(rule)).any() else rule.ok
+        low, high = struck
+        near = rule.ok & (rule.values >= high - rule.span) & (rule.values <= low + rule.span)
+        return near if near.any() else rule.ok
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -213,5 +229,16 @@ class PartsGrammar(NarrowedGrammar):
         elif kind in (PITCH, DRUM):
             self.started += 1
             self.listed += 1
+            if kind == PITCH:
+                self._struck(token_id)
         elif kind == HOLD:
             self.listed += 1
+
+    def _struck(self, token_id: int) -> None:
+        """Widen the part's (lowest, highest) by the pitch of this Pitch token."""
+        part = self.g.part
+        if part is None:
+            return
+        pitch = token_id - self.r[PITCH][0] + self.enc.config.pitch_min
+        low, high = self.struck.get(part, (pitch, pitch))
+        self.struck[part] = (min(low, pitch), max(high, pitch))

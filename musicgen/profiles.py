@@ -1,7 +1,7 @@
 """What each part of the training music plays, learned from the data and kept in the
 checkpoint: per General MIDI family (program // 8) and for the drum kit, a `PartProfile`
-(register, notes struck together, notes per bar, the kit), and the line-up (families
-and drums) of every training file.
+(register, the span one part covers, notes struck together, notes per bar, the kit),
+and the line-up (families and drums) of every training file.
 
 `train` stores both in config.json beside `data.programs`: `data.profiles`
 ({family: profile dict}) and `data.lineups` ({"guitar,bass,drums": files}); the
@@ -31,6 +31,8 @@ from musicgen.score import Part, Score
 REGISTER_PERCENTILES = (0.5, 99.5)  # a family's register leaves stray notes out
 CAP_COVERAGE = 0.98  # the cap covers this share of a family's onsets
 KIT_SHARE = 0.005  # a drum note is in the kit with at least this share of the hits
+SPAN_PERCENTILE = 90  # a part's span covers this share of the family's parts
+SPAN_NOTES = 20  # parts with fewer notes say nothing about a part's span
 MIN_NOTES = 50  # fewer notes of a family teach no profile
 KIT_NOTES = tuple(range(GM_KIT[0], GM_KIT[1] + 1))  # every note of the General MIDI kit
 
@@ -40,6 +42,8 @@ class PartProfile:
     """What one family's parts play in the training data.
 
     low, high:      register, MIDI pitches (inclusive); the kit's range for drums
+    span:           semitones from one part's lowest to its highest note in a piece
+                    (SPAN_PERCENTILE of the family's parts; 0: no limit, and drums)
     cap:            notes struck together at one onset (the smallest n covering
                     CAP_COVERAGE of the family's onsets)
     notes_per_bar:  10th, 50th and 90th percentile of a part's notes per bar
@@ -53,6 +57,7 @@ class PartProfile:
     notes_per_bar: tuple[float, float, float] = (0.0, 0.0, 0.0)
     kit: tuple[int, ...] = ()
     notes: int = 0
+    span: int = 0
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -69,6 +74,7 @@ class PartProfile:
             notes_per_bar=tuple(float(x) for x in raw.get("notes_per_bar", (0, 0, 0))),
             kit=tuple(int(x) for x in raw.get("kit", ())),
             notes=int(raw.get("notes", 0)),
+            span=int(raw.get("span", 0)),
         )
 
 
@@ -84,17 +90,22 @@ DEFAULT_PROFILES = {
 
 
 class _Tally:
-    """One family's notes, onset sizes and per-part densities, gathered piece by piece."""
+    """One family's notes, onset sizes, per-part densities and spans, gathered piece by
+    piece."""
 
     def __init__(self) -> None:
         self.pitches: Counter[int] = Counter()
         self.onsets: Counter[int] = Counter()  # notes struck together -> onsets
         self.per_bar: list[float] = []
+        self.spans: list[int] = []  # highest - lowest pitch of each part with SPAN_NOTES
 
     def add(self, part: Part, bars: float) -> None:
-        self.pitches.update(n.pitch for n in part.notes)
+        pitches = [n.pitch for n in part.notes]
+        self.pitches.update(pitches)
         self.onsets.update(Counter(n.start for n in part.notes).values())
         self.per_bar.append(len(part.notes) / max(bars, 1.0))
+        if len(pitches) >= SPAN_NOTES:
+            self.spans.append(max(pitches) - min(pitches))
 
     def profile(self, drums: bool) -> PartProfile | None:
         total = sum(self.pitches.values())
@@ -115,7 +126,12 @@ class _Tally:
             )
             return PartProfile(kit[0], kit[-1], cap, density, kit, total)
         low, high = _percentiles(self.pitches, REGISTER_PERCENTILES)
-        return PartProfile(low, high, cap, density, (), total)
+        span = (
+            int(np.percentile(self.spans, SPAN_PERCENTILE, method="inverted_cdf"))
+            if self.spans
+            else 0
+        )
+        return PartProfile(low, high, cap, density, (), total, span)
 
 
 def _covering(counts: Counter[int], share: float) -> int:

@@ -4,13 +4,14 @@ extended-kit drum notes read as General MIDI's."""
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 
 import numpy as np
 import pytest
 
 from musicgen.config import EncodingConfig
-from musicgen.encoding import EOS, get_encoding
+from musicgen.encoding import EOS, NarrowedGrammar, get_encoding
 from musicgen.encoding.tracks import InstrumentsGrammar
 from musicgen.instruments import family, parse_instruments
 from musicgen.part_rules import PartsGrammar
@@ -73,6 +74,11 @@ def test_profiles_learn_register_cap_density_and_kit():
     assert drums.cap == 2
     assert PartProfile.from_dict(learned["profiles"]["piano"]).cap == 3
     assert learned["lineups"] == {"piano,bass,drums": 4}
+    assert bass.span == 32  # the song whose bass reaches 60 is one of 4: above 90%
+    assert drums.span == 0  # a kit, not a register
+    assert PartProfile.from_dict(learned["profiles"]["piano"]).span == 7  # C4-G4
+    songs = [[band_song(8, chord_at=3)]] + [[band_song(8)] for _ in range(9)]
+    assert learn_scores(songs)["profiles"]["bass"]["span"] == 20  # E1-C3 in 9 of 10
 
 
 def test_profiles_are_learned_from_encoded_ids_as_train_does():
@@ -137,6 +143,41 @@ def assert_held_to_profiles(
         if single_line and profile.cap == 1:
             notes = part.notes
             assert all(a.end <= b.start for a, b in zip(notes, notes[1:], strict=False))
+
+
+@pytest.mark.parametrize("encoding", [STEPS, TRACKS], ids=["steps", "tracks"])
+def test_random_walks_keep_each_part_within_its_span_and_never_dead_end(encoding):
+    spans = {**PROFILES, "piano": PartProfile(low=48, high=84, cap=2, span=5)}
+    rng = np.random.default_rng(2)
+    for _ in range(8):
+        grammar = PartsGrammar(encoding.grammar(2), encoding, spans, known=(0, 33, DRUM_PROGRAM))
+        score = encoding.decode(walk(encoding, grammar, rng))
+        assert_held_to_profiles(score, single_line=encoding is STEPS, profiles=spans)
+        for part in score.parts:
+            if part.program == 0 and part.notes:
+                pitches = [n.pitch for n in part.notes]
+                assert max(pitches) - min(pitches) <= 5  # the free bass and drums: no span
+
+
+class Cloneable(NarrowedGrammar):
+    """A grammar that can be cloned (as infill's keep grammars can)."""
+
+    def allowed(self) -> np.ndarray:
+        return self.inner.allowed()
+
+    def _observe(self, token_id: int) -> None:
+        pass
+
+    def clone(self) -> Cloneable:
+        return copy.deepcopy(self)
+
+
+def test_a_clone_keeps_its_own_span_state():
+    grammar = PartsGrammar(Cloneable(STEPS.grammar(2)), STEPS, PROFILES)
+    grammar.struck[0] = (60, 62)
+    twin = grammar.clone()
+    twin.struck[0] = (30, 62)
+    assert grammar.struck[0] == (60, 62)
 
 
 @pytest.mark.parametrize("encoding", [STEPS, TRACKS], ids=["steps", "tracks"])
