@@ -268,7 +268,7 @@ def generation_report(
     lineups = report.table("Generated pieces: their parts", ["piece", "families (parts)"])
     for f in made.files:
         lineups.add(f.path, ", ".join(f"{fam} {v['parts']:.0f}" for fam, v in f.parts.items()))
-    overlaps, whole = stats.compare(made, cut)["parts"], stats.compare(made, songs)["parts"]
+    overlaps, whole = stats.part_overlaps(made, cut), stats.part_overlaps(made, songs)
     sa, sc, sw = made.summary(), cut.summary(), songs.summary()
     table = report.table(
         f"Generated ({args.pieces} x {args.gen_bars} bars) against {shown(args.reference)}'s "

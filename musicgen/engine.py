@@ -252,7 +252,7 @@ def _sample_loop(
 
     num = len(grammars)
     live = [i for i, g in enumerate(grammars) if not g.done]
-    rows = step_rows(model, num, prefix[:-1])  # the last one is fed by the loop below
+    rows = Rows(model, num, prefix[:-1])  # the last one is fed by the loop below
     rows.keep(live)
     last = np.full(num, prefix[-1], dtype=np.int32)
     new_ids: list[list[int]] = [[] for _ in range(num)]
@@ -382,17 +382,11 @@ class Rows:
         self.states = [self.tf.constant(s) for s in states]
 
 
-def step_rows(model: Any, batch: int, prefix: list[int]) -> Rows:
-    """`Rows` of `batch` sequences of `model` (a `NumpyRNN` or a keras `MusicRNN`)
-    after reading `prefix` (the same ids for every one)."""
-    return Rows(model, batch, prefix)
-
-
 def step_function(model: Any, batch: int, prefix: list[int]) -> Callable[[np.ndarray], np.ndarray]:
     """A function ids int32[batch] -> logits float32[batch, vocab] (a fresh array) that
     carries the recurrent state from call to call, after feeding it `prefix` (the same
-    ids for every piece): `step_rows` with every row kept."""
-    rows = step_rows(model, batch, prefix)
+    ids for every piece): `Rows` with every row kept."""
+    rows = Rows(model, batch, prefix)
 
     def step(ids: np.ndarray) -> np.ndarray:
         return np.array(rows.step(ids), dtype=np.float32)

@@ -647,33 +647,9 @@ def midi_bytes(
     `program` (default `score.program`). Times become ticks as
     round(quarters * 480). Every track ends at round(score.length * 480) ticks (at
     least the last note when `score.end` is None); notes past `score.end` are cut
-    there. The same input always gives the same bytes.
+    there. The same input always gives the same bytes, encoded here as mido's
+    `MidiFile.save` writes them (header chunk, then each track with running status).
     """
-    return _midi_file(score, track_name, program, melody)
-
-
-def to_pretty_midi(
-    score: Score,
-    track_name: str = "musicgen",
-    program: int | None = None,
-    melody: Score | list[Note] | None = None,
-) -> Any:
-    """A `pretty_midi.PrettyMIDI` read back from `midi_bytes(...)`: the same notes, to
-    the tick, as the file `write_midi` would write with these arguments."""
-    import pretty_midi
-
-    return pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(score, track_name, program, melody)))
-
-
-def _midi_file(
-    score: Score,
-    track_name: str,
-    program: int | None,
-    melody: Score | list[Note] | None,
-) -> bytes:
-    """The bytes of `midi_bytes` (see there): a type-1 file as mido's `MidiFile.save`
-    writes it (header chunk, then each track with running status), its note events
-    encoded here without a mido message each."""
     melody_notes = list(melody.notes if isinstance(melody, Score) else melody or [])
     end_tick = _ticks(score.length)
     if score.end is None:
@@ -689,6 +665,19 @@ def _midi_file(
     tracks = [_conductor_track(score, end_tick), *_part_tracks(parts, end_tick)]
     header = struct.pack(">hhh", 1, len(tracks), WRITE_TPQ)
     return b"".join([_chunk(b"MThd", header), *tracks])
+
+
+def to_pretty_midi(
+    score: Score,
+    track_name: str = "musicgen",
+    program: int | None = None,
+    melody: Score | list[Note] | None = None,
+) -> Any:
+    """A `pretty_midi.PrettyMIDI` read back from `midi_bytes(...)`: the same notes, to
+    the tick, as the file `write_midi` would write with these arguments."""
+    import pretty_midi
+
+    return pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(score, track_name, program, melody)))
 
 
 def _chunk(kind: bytes, data: bytes | bytearray) -> bytes:

@@ -488,13 +488,20 @@ def compare(a: SetStats, b: SetStats) -> dict:
     fa, fb = a.families(), b.families()
     return {
         "overlap": overlap,
-        "parts": {fam: _family_overlap(a, b, fam) for fam in fa if fam in fb},
+        "parts": part_overlaps(a, b),
         "parts_only": {
             "set": [fam for fam in fa if fam not in fb],
             "reference": [fam for fam in fb if fam not in fa],
         },
         "copy": {"files": copies, **_copy_summary(copies)},
     }
+
+
+def part_overlaps(a: SetStats, b: SetStats) -> dict[str, dict[str, float | None]]:
+    """`compare`'s "parts" alone (no copy check): {family: {stat: overlap}} for each
+    family both sets have, in FAMILY_ORDER."""
+    fb = b.families()
+    return {fam: _family_overlap(a, b, fam) for fam in a.families() if fam in fb}
 
 
 def _family_overlap(a: SetStats, b: SetStats, fam: str) -> dict[str, float | None]:
