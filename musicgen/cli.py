@@ -97,8 +97,18 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def echo(message: str = "", quiet: bool = False, err: bool = False) -> None:
-    if not quiet:
+    """Print a line, unless `quiet`. A reader that went away (`musicgen generate | head
+    -1`) stops the printing, never the work: stdout goes to the null device from then
+    on, and the files are written as if it had read everything."""
+    if quiet:
+        return
+    try:
         click.echo(message, err=err)
+    except BrokenPipeError:
+        stream = sys.stderr if err else sys.stdout
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
 
 
 class _OneLineErrors(click.Group):
@@ -287,10 +297,10 @@ def info(checkpoint_dir: Path, as_json: bool) -> None:
         raise UsageError(f"checkpoint folder not found: {checkpoint_dir}")
     described = describe(checkpoint_dir)
     if as_json:
-        click.echo(json.dumps(described, indent=2, sort_keys=True))
+        echo(json.dumps(described, indent=2, sort_keys=True))
         return
     for line in _info_lines(described):
-        click.echo(line)
+        echo(line)
 
 
 def _info_lines(d: dict[str, Any]) -> list[str]:
@@ -721,7 +731,7 @@ def prepare(
                                 progress=progress)  # fmt: skip
     summary = report.to_dict()
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        echo(json.dumps(summary, indent=2))
         return
     for line in _prepare_lines(summary, val_fraction, seed):
         echo(line, quiet)

@@ -381,3 +381,24 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"tensorflow", "keras"}
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
     assert len(list(tmp_path.glob("*.mid"))) == 2
+
+
+def test_a_reader_that_goes_away_stops_the_printing_not_the_files(remi_ckpt, tmp_path):
+    """`musicgen generate ... | head -1`: the pipe closes after the first line, and every
+    piece is still written, with exit code 0 and nothing on stderr."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = ["generate", "--checkpoint", str(remi_ckpt), "--out", str(tmp_path), "--num", "3"]
+    read, write = os.pipe()
+    os.close(read)  # nobody will ever read what generate prints
+    with os.fdopen(write, "wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "musicgen", *args, "--bars", "2"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert len(list(tmp_path.glob("*.mid"))) == 3
