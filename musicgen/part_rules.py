@@ -8,6 +8,11 @@ play to its family's `PartProfile` (`musicgen.profiles`):
   family's kit;
 - a part's new notes within its family's `span` of the notes it has struck so far in the
   piece (its own notes forced by a song count), so one part keeps one register;
+- on steps, a note held no longer than its family's `sustain`: once a note the sampler
+  struck has sounded that long, the stream must come to a step by then (no later
+  Position, no Bar, no EOS, which ends notes at the end of the bar) and list the part
+  there (no later part's Track, no end of the step before it) without the note and
+  without a new one: the note ends and the part rests until the network strikes again;
 - at most `cap` notes struck at one step (one group of the part); a single-line
   family (cap 1, a bass) also lists nothing else at a step where it strikes or holds
   a note (steps: no held note under a new one);
@@ -24,6 +29,7 @@ by register: they go on with notes already struck.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -37,6 +43,7 @@ from musicgen.encoding.tracks import (
     PHASE_HEADER,
     PHASE_NOTE,
     PHASE_POSITION,
+    PHASE_START,
     PHASE_TRACK,
     PHASE_VELOCITY,
     PROGRAM,
@@ -73,6 +80,9 @@ class _Rule:
         self.cap = profile.cap
         self.single = profile.cap == 1 and not self.drum
         self.span = 0 if self.drum else profile.span
+        # grid steps a struck note may sound (0: no limit)
+        steps = profile.sustain * encoding.config.steps_per_quarter
+        self.sustain = 0 if self.drum or steps <= 0 else max(1, math.ceil(steps))
         self.kind = DRUM if self.drum else PITCH
         self.lo = 0 if self.drum else c.pitch_min  # value of the kind's first id
         values = np.arange(128) if self.drum else np.arange(c.pitch_min, c.pitch_max + 1)
@@ -119,6 +129,8 @@ class PartsGrammar(NarrowedGrammar):
         self.started = 0  # notes struck in the open group
         self.listed = 0  # notes listed (struck or held) in the open group
         self.struck: dict[int, tuple[int, int]] = {}  # part -> (lowest, highest) pitch so far
+        self.bar_start = 0  # grid step of the open bar's start (steps)
+        self.onsets: dict[int, dict[int, int]] = {}  # part -> {pitch: grid step struck}
         self._mask: np.ndarray | None = None
 
     @property
@@ -133,6 +145,7 @@ class PartsGrammar(NarrowedGrammar):
         twin.inner = self.inner.clone()  # type: ignore[attr-defined]
         twin.g = base_grammar(twin.inner)
         twin.struck = dict(self.struck)
+        twin.onsets = {part: dict(notes) for part, notes in self.onsets.items()}
         return twin
 
     # ------------------------------------------------------------------ the mask
@@ -141,10 +154,14 @@ class PartsGrammar(NarrowedGrammar):
         if self._mask is None:  # computed once per token (advance reads it again)
             mask = self.inner.allowed()
             out = self._narrow(mask)
-            self._mask = mask if out is None or not out.any() else out
+            out = mask if out is None or not out.any() else out
+            held = self._release(out) if self.onsets else None
+            self._mask = out if held is None or not held.any() else held
         return self._mask
 
     def advance_allowed(self, token_id: int) -> None:
+        if self.steps and token_id == self.r[BAR][0]:
+            self.bar_start += self.g.bar_len  # the bar that ends (0 before the first)
         self.inner.advance_allowed(token_id)  # our mask is a subset of the inner one
         self._mask = None
         self._observe(token_id)
@@ -220,6 +237,71 @@ class PartsGrammar(NarrowedGrammar):
         near = rule.ok & (rule.values >= high - rule.span) & (rule.values <= low + rule.span)
         return near if near.any() else rule.ok
 
+    def _release(self, mask: np.ndarray) -> np.ndarray | None:
+        """`mask` narrowed so that no struck note sounds past its part's `sustain` (steps):
+        see the module docstring. None where nothing is due."""
+        g = self.g
+        if g.phase in (PHASE_HEADER, PHASE_START) or g.done or not g.bars:
+            return None
+        now = self.bar_start + max(g.position, 0)
+        due, deadline = self._due(now)
+        soon = deadline - self.bar_start < g.bar_len and g.position + 1 < g.bar_len
+        if not (due or soon):
+            return None
+        out = mask.copy()
+        plo, phi = self.r[POSITION]
+        if soon:
+            upto = max(deadline - self.bar_start, g.position + 1)  # the step to reach
+            out[plo + upto + 1 : phi] = False
+            out[[self.r[BAR][0], EOS]] = False  # EOS ends notes at the bar's end
+        if not due or g.phase not in NOTE_PHASES:
+            return out
+        tlo, thi = self.r[TRACK]
+        listed = due.pop(g.part, None) if g.part is not None else None
+        if listed:  # being listed, or goes on right after the Position: the late notes
+            hlo = self.r[HOLD][0] - self.enc.config.pitch_min  # end and nothing starts
+            out[[hlo + p for p in listed]] = False
+            for kind in (VELOCITY, PITCH):
+                lo, hi = self.r[kind]
+                out[lo:hi] = False
+            if g.phase == PHASE_POSITION:  # a later part's Track would pass it by
+                out[tlo + g.part + 1 : thi] = False  # type: ignore[operator]
+        if not due:
+            return out
+        part = min(due)  # the next part to list
+        if g.phase != PHASE_POSITION and g.part is not None and g.part > part:
+            return out  # passed in this step: the next step lists it
+        out[tlo + part + 1 : thi] = False
+        out[plo:phi] = False
+        out[[self.r[BAR][0], EOS]] = False
+        if g.phase == PHASE_POSITION and g.part is not None and g.part > part:
+            for kind in (HOLD, VELOCITY, PITCH, DRUM):  # the later part would go on first
+                lo, hi = self.r[kind]
+                out[lo:hi] = False
+        return out
+
+    def _due(self, now: int) -> tuple[dict[int, list[int]], int]:
+        """({part: its sounding struck pitches that have sounded their sustain by grid
+        step `now`}, the earliest grid step by which a struck note must end). The part
+        being listed (or going on after the Position) is due on what it sounded before;
+        its deadline is that of the notes that sound on from this step."""
+        g = self.g
+        due: dict[int, list[int]] = {}
+        deadline = 1 << 30
+        listing = g.listed is not None  # type: ignore[attr-defined]
+        for part, struck in self.onsets.items():
+            sustain = self.rules[part].sustain  # type: ignore[union-attr]
+            sounding = g.sounding[part]  # type: ignore[attr-defined]
+            late = [p for p in sounding if p in struck and struck[p] + sustain <= now]
+            if late:
+                due[part] = late
+            going = sounding
+            if part == g.part and g.phase in NOTE_PHASES:  # listed in this step: late notes end
+                going = (g.listed if listing else sounding) - set(late)  # type: ignore[attr-defined]
+            ends = [struck[p] + sustain for p in going if p in struck]
+            deadline = min(deadline, *ends) if ends else deadline
+        return due, deadline
+
     # ------------------------------------------------------------------ bookkeeping
 
     def _observe(self, token_id: int) -> None:
@@ -231,6 +313,7 @@ class PartsGrammar(NarrowedGrammar):
             self.listed += 1
             if kind == PITCH:
                 self._struck(token_id)
+                self._onset(token_id)
         elif kind == HOLD:
             self.listed += 1
 
@@ -242,3 +325,14 @@ class PartsGrammar(NarrowedGrammar):
         pitch = token_id - self.r[PITCH][0] + self.enc.config.pitch_min
         low, high = self.struck.get(part, (pitch, pitch))
         self.struck[part] = (min(low, pitch), max(high, pitch))
+
+    def _onset(self, token_id: int) -> None:
+        """Note when the sampler struck this Pitch of a part with a sustain (steps)."""
+        part = self.g.part
+        if not self.steps or part is None or part in self.exempt:
+            return
+        rule = self._rule(part)
+        if rule is None or not rule.sustain:
+            return
+        pitch = token_id - self.r[PITCH][0] + self.enc.config.pitch_min
+        self.onsets.setdefault(part, {})[pitch] = self.bar_start + max(self.g.position, 0)

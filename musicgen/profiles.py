@@ -1,6 +1,7 @@
 """What each part of the training music plays, learned from the data and kept in the
 checkpoint: per General MIDI family (program // 8) and for the drum kit, a `PartProfile`
-(register, the span one part covers, notes struck together, notes per bar, the kit),
+(register, the span one part covers, how long a note is held, notes struck together,
+notes per bar, the kit),
 and the line-up (families and drums) of every training file.
 
 `train` stores both in config.json beside `data.programs`: `data.profiles`
@@ -32,7 +33,9 @@ REGISTER_PERCENTILES = (0.5, 99.5)  # a family's register leaves stray notes out
 CAP_COVERAGE = 0.98  # the cap covers this share of a family's onsets
 KIT_SHARE = 0.005  # a drum note is in the kit with at least this share of the hits
 SPAN_PERCENTILE = 90  # a part's span covers this share of the family's parts
-SPAN_NOTES = 20  # parts with fewer notes say nothing about a part's span
+SUSTAIN_PERCENTILE = 90  # a part's longest note: this share of the family's parts ...
+SUSTAIN_NOTES = 99.9  # ... and this share of its notes (a few parts or notes mislead one)
+PART_NOTES = 20  # parts with fewer notes say nothing about a part's span or longest note
 MIN_NOTES = 50  # fewer notes of a family teach no profile
 KIT_NOTES = tuple(range(GM_KIT[0], GM_KIT[1] + 1))  # every note of the General MIDI kit
 
@@ -44,6 +47,9 @@ class PartProfile:
     low, high:      register, MIDI pitches (inclusive); the kit's range for drums
     span:           semitones from one part's lowest to its highest note in a piece
                     (SPAN_PERCENTILE of the family's parts; 0: no limit, and drums)
+    sustain:        quarter notes one note is held at most: the shorter of
+                    SUSTAIN_PERCENTILE of the family's parts' longest notes in a piece
+                    and SUSTAIN_NOTES of its notes' lengths (0: no limit, and drums)
     cap:            notes struck together at one onset (the smallest n covering
                     CAP_COVERAGE of the family's onsets)
     notes_per_bar:  10th, 50th and 90th percentile of a part's notes per bar
@@ -58,6 +64,7 @@ class PartProfile:
     kit: tuple[int, ...] = ()
     notes: int = 0
     span: int = 0
+    sustain: float = 0.0
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -75,6 +82,7 @@ class PartProfile:
             kit=tuple(int(x) for x in raw.get("kit", ())),
             notes=int(raw.get("notes", 0)),
             span=int(raw.get("span", 0)),
+            sustain=float(raw.get("sustain", 0.0)),
         )
 
 
@@ -90,22 +98,26 @@ DEFAULT_PROFILES = {
 
 
 class _Tally:
-    """One family's notes, onset sizes, per-part densities and spans, gathered piece by
-    piece."""
+    """One family's notes, onset sizes, per-part densities, spans and longest notes,
+    gathered piece by piece."""
 
     def __init__(self) -> None:
         self.pitches: Counter[int] = Counter()
         self.onsets: Counter[int] = Counter()  # notes struck together -> onsets
         self.per_bar: list[float] = []
-        self.spans: list[int] = []  # highest - lowest pitch of each part with SPAN_NOTES
+        self.spans: list[int] = []  # highest - lowest pitch of each part with PART_NOTES
+        self.longest: list[float] = []  # the longest note (quarters) of each such part
+        self.lengths: Counter[float] = Counter()  # a note's length in quarters -> notes
 
     def add(self, part: Part, bars: float) -> None:
         pitches = [n.pitch for n in part.notes]
         self.pitches.update(pitches)
         self.onsets.update(Counter(n.start for n in part.notes).values())
+        self.lengths.update(round(n.end - n.start, 3) for n in part.notes)
         self.per_bar.append(len(part.notes) / max(bars, 1.0))
-        if len(pitches) >= SPAN_NOTES:
+        if len(pitches) >= PART_NOTES:
             self.spans.append(max(pitches) - min(pitches))
+            self.longest.append(max(n.end - n.start for n in part.notes))
 
     def profile(self, drums: bool) -> PartProfile | None:
         total = sum(self.pitches.values())
@@ -126,12 +138,11 @@ class _Tally:
             )
             return PartProfile(kit[0], kit[-1], cap, density, kit, total)
         low, high = _percentiles(self.pitches, REGISTER_PERCENTILES)
-        span = (
-            int(np.percentile(self.spans, SPAN_PERCENTILE, method="inverted_cdf"))
-            if self.spans
-            else 0
-        )
-        return PartProfile(low, high, cap, density, (), total, span)
+        span = int(_part_percentile(self.spans, SPAN_PERCENTILE))
+        sustain = _at(self.lengths, SUSTAIN_NOTES)
+        if self.longest:
+            sustain = min(sustain, _part_percentile(self.longest, SUSTAIN_PERCENTILE))
+        return PartProfile(low, high, cap, density, (), total, span, round(sustain, 3))
 
 
 def _covering(counts: Counter[int], share: float) -> int:
@@ -146,11 +157,19 @@ def _covering(counts: Counter[int], share: float) -> int:
 
 def _percentiles(counts: Counter[int], at: tuple[float, float]) -> tuple[int, int]:
     """(low, high) pitches at the two percentiles of the counted pitches."""
+    return int(_at(counts, at[0])), int(_at(counts, at[1]))
+
+
+def _at(counts: Counter, percent: float) -> float:
+    """The smallest counted value whose values up to it hold `percent` of the counts."""
     values = np.array(sorted(counts))
     cumulative = np.cumsum([counts[v] for v in values]) / sum(counts.values())
-    low = values[min(int(np.searchsorted(cumulative, at[0] / 100)), values.size - 1)]
-    high = values[min(int(np.searchsorted(cumulative, at[1] / 100)), values.size - 1)]
-    return int(low), int(high)
+    return float(values[min(int(np.searchsorted(cumulative, percent / 100)), values.size - 1)])
+
+
+def _part_percentile(values: list[float], percent: float) -> float:
+    """A percentile of per-part values, one of the values themselves (0 without any)."""
+    return float(np.percentile(values, percent, method="inverted_cdf")) if values else 0.0
 
 
 def bars_of(score: Score) -> float:

@@ -70,6 +70,7 @@ PITCHED_PART_STATS: dict[str, str] = {
     "polyphony": "mean notes sounding while the part sounds, averaged over the parts",
     "chord_onsets": "share of onsets where more than one note starts (each part on its own)",
     "notes_per_bar": "notes of the family's parts per bar of the piece",
+    "longest": "the longest note of the family's parts (quarters)",
 }
 DRUM_PART_STATS: dict[str, str] = {
     "parts": "drum parts in the piece",
@@ -240,6 +241,7 @@ def _pitched_stats(parts: Sequence[Part], bars: int) -> dict[str, float]:
         "polyphony": float(np.mean(polyphony)),
         "chord_onsets": _pooled_chord_onsets(parts),
         "notes_per_bar": len(pitches) / max(bars, 1),
+        "longest": max(n.end - n.start for part in parts for n in part.notes),
     }
 
 

@@ -81,6 +81,35 @@ def test_profiles_learn_register_cap_density_and_kit():
     assert learn_scores(songs)["profiles"]["bass"]["span"] == 20  # E1-C3 in 9 of 10
 
 
+def held_piano(bars: int, long_at: int | None = None, length: float = 16.0) -> Part:
+    """Quarter-note chords (C4 E4 G4); one C4 of `length` quarters at beat `long_at`."""
+    part = piano(bars)
+    if long_at is None:
+        return part
+    notes = [n for n in part.notes if not (n.start == long_at and n.pitch == 60)]
+    notes.append(Note(60, long_at, long_at + length, 70))
+    return Part(0, sorted(notes, key=lambda n: (n.start, n.pitch)), "Piano")
+
+
+def test_profiles_learn_how_long_a_note_is_held():
+    # ten songs, one of them with a 16-quarter note: most parts' longest note is a quarter
+    songs = [[Score(parts=[held_piano(8, long_at=8 if i == 0 else None), bass_line(8)],
+                    end=48.0)] for i in range(10)]  # fmt: skip
+    profiles = learn_scores(songs)["profiles"]
+    assert profiles["piano"]["sustain"] == 1.0
+    assert profiles["bass"]["sustain"] == 0.5
+    # both of two songs hold a long note: so do the parts' longest (90%) and the notes
+    two = [[Score(parts=[held_piano(16, long_at=8)], end=64.0)] for _ in range(2)]
+    assert learn_scores(two)["profiles"]["piano"]["sustain"] == 16.0
+    # 2 of 10 long songs (1,200 notes each): 20% of the parts, but 2 in 12,000 notes
+    many = [[Score(parts=[held_piano(100, long_at=8 if i < 2 else None)], end=400.0)]
+            for i in range(10)]  # fmt: skip
+    assert learn_scores(many)["profiles"]["piano"]["sustain"] == 1.0
+    drums = learn_scores([[band_song(8)]])["profiles"]["drums"]
+    assert drums["sustain"] == 0.0  # drums have no length
+    assert PartProfile.from_dict({"low": 28, "high": 55, "cap": 1}).sustain == 0.0  # old
+
+
 def test_profiles_are_learned_from_encoded_ids_as_train_does():
     ids = np.concatenate([STEPS.encode(band_song(8)).ids, STEPS.encode(band_song(4)).ids])
     learned = learn(STEPS, [ids])
@@ -159,6 +188,47 @@ def test_random_walks_keep_each_part_within_its_span_and_never_dead_end(encoding
                 assert max(pitches) - min(pitches) <= 5  # the free bass and drums: no span
 
 
+def test_random_walks_hold_no_struck_note_past_its_sustain_and_never_dead_end():
+    held = {
+        **PROFILES,
+        "piano": PartProfile(low=48, high=84, cap=2, sustain=0.5),  # 2 grid steps
+        "bass": PartProfile(low=28, high=55, cap=1, sustain=0.75),
+    }
+    rng = np.random.default_rng(4)
+    longest = {0: 0.0, 33: 0.0}
+    for _ in range(16):
+        inner = InstrumentsGrammar(STEPS.grammar(4), STEPS, parse_instruments("piano,bass,drums"))
+        grammar = PartsGrammar(inner, STEPS, held, known=(0, 33, DRUM_PROGRAM))
+        score = STEPS.decode(walk(STEPS, grammar, rng, limit=20000))
+        assert_held_to_profiles(score, single_line=True, profiles=held)
+        for part in score.parts:
+            if part.program != DRUM_PROGRAM:
+                length = max((n.end - n.start for n in part.notes), default=0.0)
+                longest[part.program] = max(longest[part.program], length)
+    assert longest == {0: 0.5, 33: 0.75}  # each part reaches its sustain, none goes past it
+
+
+def test_a_sustain_ends_a_note_the_stream_would_hold_to_the_end():
+    """One bar of 4/4: a bass note struck on step 0 and then only EOS (which ends notes at
+    the bar's end, 4 quarters) would sound 16 steps; with a sustain of 1 quarter the
+    stream must come to step 4 (or before) and let it go there, striking nothing new."""
+    bass = {"bass": PartProfile(low=28, high=55, cap=1, sustain=1.0)}
+    opening = ["BOS", "Program_33", "Bar", "TimeSig_4/4", "Tempo_10", "Position_0", "Track_0"]
+    grammar = PartsGrammar(STEPS.grammar(1), STEPS, bass)
+    for token in [*opening, "Velocity_10", "Pitch_40"]:
+        grammar.advance(STEPS.vocab.id(token))
+    allowed = [STEPS.vocab.tokens[i] for i in np.flatnonzero(grammar.allowed())]
+    assert "EOS" not in allowed and "Position_5" not in allowed and "Position_4" in allowed
+    grammar.advance(STEPS.vocab.id("Position_4"))
+    allowed = [STEPS.vocab.tokens[i] for i in np.flatnonzero(grammar.allowed())]
+    assert "Hold_40" not in allowed and "EOS" in allowed  # EOS here lists the bass empty
+    assert not any(t.startswith(("Pitch", "Velocity")) for t in allowed)  # it rests here
+    free = PartsGrammar(STEPS.grammar(1), STEPS, {"bass": PartProfile(28, 55, cap=1)})
+    for token in [*opening, "Velocity_10", "Pitch_40"]:
+        free.advance(STEPS.vocab.id(token))
+    assert free.allowed()[EOS]  # no sustain (an old checkpoint): held to the end
+
+
 class Cloneable(NarrowedGrammar):
     """A grammar that can be cloned (as infill's keep grammars can)."""
 
@@ -178,6 +248,10 @@ def test_a_clone_keeps_its_own_span_state():
     twin = grammar.clone()
     twin.struck[0] = (30, 62)
     assert grammar.struck[0] == (60, 62)
+    grammar.onsets[0] = {60: 4}
+    twin = grammar.clone()
+    twin.onsets[0][60] = 8
+    assert grammar.onsets[0] == {60: 4}
 
 
 @pytest.mark.parametrize("encoding", [STEPS, TRACKS], ids=["steps", "tracks"])

@@ -128,6 +128,7 @@ def test_part_statistics_per_family():
         "polyphony": pytest.approx((3.0 + 1.0) / 2),  # the triad's part and the lone note's
         "chord_onsets": 0.5,  # the triad's one onset is a chord, the lone note's is not
         "notes_per_bar": 2,
+        "longest": 4,  # the triad, held a whole bar
     }
     assert parts["bass"] == {
         "parts": 1,
@@ -137,6 +138,7 @@ def test_part_statistics_per_family():
         "polyphony": 1,
         "chord_onsets": 0,
         "notes_per_bar": 4,
+        "longest": 1,
     }
     # per bar 4 kicks + 2 snares + 8 hats = 14 hits, over 2 bars
     assert parts["drums"] == pytest.approx(
@@ -204,6 +206,7 @@ def test_set_summary_per_family():
                     "polyphony": 1.0,
                     "chord_onsets": 0.0,
                     "notes_per_bar": 1.0,
+                    "longest": 1.0,
                 }.items()
             },
         }
