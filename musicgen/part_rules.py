@@ -57,6 +57,7 @@ from musicgen.score import DRUM_PROGRAM
 
 NOTE_PHASES = (PHASE_POSITION, PHASE_TRACK, PHASE_VELOCITY, PHASE_NOTE)
 HARMONY_FAMILIES = ("bass",)  # families held to the song's harmony in accompany
+NEVER = 1 << 30  # a grid step no piece reaches
 
 # (bar index from 0, position in the bar in grid steps) -> pitch classes sounding in
 # that beat, or None where the song sounds none
@@ -131,6 +132,7 @@ class PartsGrammar(NarrowedGrammar):
         self.struck: dict[int, tuple[int, int]] = {}  # part -> (lowest, highest) pitch so far
         self.bar_start = 0  # grid step of the open bar's start (steps)
         self.onsets: dict[int, dict[int, int]] = {}  # part -> {pitch: grid step struck}
+        self.earliest = NEVER  # the earliest end (grid step) of a note in `onsets`
         self._mask: np.ndarray | None = None
 
     @property
@@ -244,6 +246,8 @@ class PartsGrammar(NarrowedGrammar):
         if g.phase in (PHASE_HEADER, PHASE_START) or g.done or not g.bars:
             return None
         now = self.bar_start + max(g.position, 0)
+        if self.earliest > now and self.earliest - self.bar_start >= g.bar_len:
+            return None  # no struck note ends before this bar does
         due, deadline = self._due(now)
         soon = deadline - self.bar_start < g.bar_len and g.position + 1 < g.bar_len
         if not (due or soon):
@@ -287,7 +291,7 @@ class PartsGrammar(NarrowedGrammar):
         its deadline is that of the notes that sound on from this step."""
         g = self.g
         due: dict[int, list[int]] = {}
-        deadline = 1 << 30
+        deadline = NEVER
         listing = g.listed is not None  # type: ignore[attr-defined]
         for part, struck in self.onsets.items():
             sustain = self.rules[part].sustain  # type: ignore[union-attr]
@@ -308,6 +312,8 @@ class PartsGrammar(NarrowedGrammar):
         kind = self.enc.token_kind(token_id)
         if kind in (POSITION, BAR, TRACK) or token_id == EOS:
             self.started = self.listed = 0
+            if self.onsets:
+                self._forget()
         elif kind in (PITCH, DRUM):
             self.started += 1
             self.listed += 1
@@ -335,4 +341,21 @@ class PartsGrammar(NarrowedGrammar):
         if rule is None or not rule.sustain:
             return
         pitch = token_id - self.r[PITCH][0] + self.enc.config.pitch_min
-        self.onsets.setdefault(part, {})[pitch] = self.bar_start + max(self.g.position, 0)
+        now = self.bar_start + max(self.g.position, 0)
+        self.onsets.setdefault(part, {})[pitch] = now
+        self.earliest = min(self.earliest, now + rule.sustain)
+
+    def _forget(self) -> None:
+        """Drop the onsets of notes that no longer sound (parts whose group is closed)
+        and find the earliest end of those that do."""
+        g = self.g
+        listing = g.listed is not None  # type: ignore[attr-defined]
+        self.earliest = NEVER
+        for part, struck in self.onsets.items():
+            if not (listing and part == g.part):
+                sounding = g.sounding[part]  # type: ignore[attr-defined]
+                for pitch in [p for p in struck if p not in sounding]:
+                    del struck[pitch]
+            if struck:
+                sustain = self.rules[part].sustain  # type: ignore[union-attr]
+                self.earliest = min(self.earliest, min(struck.values()) + sustain)
