@@ -41,8 +41,18 @@ _CHECKPOINT: dict = {}
 
 
 def steps_checkpoint(tmp_path_factory):
+    """The untrained steps band, its parts held to profiles that let every note go after
+    half a quarter note (a sampler that cut a kept note would show here)."""
     if "steps" not in _CHECKPOINT:
-        _CHECKPOINT["steps"] = band(tmp_path_factory.mktemp("steps") / "band", "steps")
+        from musicgen import checkpoint as ckpt
+
+        folder = band(tmp_path_factory.mktemp("steps") / "band", "steps")
+        config, meta = ckpt.read_config(folder)
+        short = {"low": 0, "high": 127, "cap": 4, "sustain": 0.5}
+        profiles = {name: short for name in ("piano", "guitar", "bass")}
+        data = {**meta["data"], "profiles": profiles}
+        ckpt.save_config(folder, config, meta["vocab_size"], data)
+        _CHECKPOINT["steps"] = folder
     return _CHECKPOINT["steps"]
 
 
