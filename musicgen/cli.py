@@ -595,7 +595,9 @@ class _ProgressBar:
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Same checkpoint, options and seed give the same files.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
-@click.option("--plot", is_flag=True, help="Also write a piano-roll PNG beside each file.")
+@click.option(
+    "--plot", is_flag=True, help="Also write a piano-roll PNG beside each file (a colour per part)."
+)
 @click.option("--render", type=click.Choice(["wav"]),
               help="Also write each file as audio (a WAV beside it; see `musicgen render`).")  # fmt: skip
 @click.option("--soundfont", type=click.Path(path_type=Path, dir_okay=False, exists=True),

@@ -1,4 +1,4 @@
-"""Pictures: a piano roll of a Score, training curves, two sets' statistics side by side.
+"""Pictures: a piano roll of a Score (a colour per part), training curves, two sets' statistics side by side.
 
 Each function writes one PNG and returns its path. matplotlib is imported lazily with
 the Agg backend (no display needed), so importing this module costs nothing.
@@ -15,7 +15,7 @@ import numpy as np
 
 from musicgen.atomic import atomic_write
 from musicgen.errors import UserError
-from musicgen.score import Score
+from musicgen.score import Part, Score
 
 if TYPE_CHECKING:  # pragma: no cover
     from musicgen.stats import SetStats
@@ -39,34 +39,56 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def roll_layers(score: Score) -> list[tuple[str, Part]]:
+    """The piano roll's layers: every part that has notes, in the score's order, with its
+    legend label (its track name; "Drums" or "Part N" for an unnamed one)."""
+    layers = []
+    for i, part in enumerate(score.parts, start=1):
+        if part.notes:
+            label = part.name or ("Drums" if part.is_drum else f"Part {i}")
+            layers.append((label, part))
+    return layers
+
+
 def plot_piano_roll(score: Score, path: str | Path, title: str | None = None) -> Path:
-    """Notes as horizontal bars (x: quarters, y: MIDI pitch, shade: velocity), with bar
-    lines from the time-signature map."""
+    """Every part in a colour of its own, named in the legend, so each can be read on
+    its own: notes as horizontal bars (x: quarters, y: MIDI pitch, fainter: softer),
+    drum hits as ticks at their kit note; bar lines from the time-signature map."""
     from musicgen.stats import bar_grid
 
     plt = _pyplot()
     length = max(score.length, 1.0)
-    fig, ax = plt.subplots(figsize=(min(4 + length / 4, 40), 5))
-    cmap = plt.get_cmap("Blues")
-    notes = score.notes
-    for n in notes:
-        ax.add_patch(
-            plt.Rectangle(
-                (n.start, n.pitch - 0.4),
-                n.end - n.start,
-                0.8,
-                color=cmap(0.35 + 0.65 * n.velocity / 127),
-                linewidth=0,
+    fig, ax = plt.subplots(figsize=(min(5 + length / 4, 42), 5))
+    layers = roll_layers(score)
+    colours = plt.get_cmap("tab10" if len(layers) <= 10 else "tab20")
+    for i, (label, part) in enumerate(layers):
+        colour = colours(i % colours.N)
+        if part.is_drum:
+            ax.scatter([n.start for n in part.notes], [n.pitch for n in part.notes],
+                       marker="|", s=30, linewidths=1, color=colour, label=label)  # fmt: skip
+            continue
+        for n in part.notes:
+            ax.add_patch(
+                plt.Rectangle(
+                    (n.start, n.pitch - 0.4),
+                    n.end - n.start,
+                    0.8,
+                    color=colour,
+                    alpha=0.4 + 0.6 * n.velocity / 127,
+                    linewidth=0,
+                )
             )
-        )
+        ax.plot([], [], color=colour, linewidth=6, label=label)  # the legend's swatch
     for start, _, _, _ in bar_grid(score):
         ax.axvline(start, color="0.85", linewidth=0.6, zorder=0)
-    pitches = [n.pitch for n in notes] or [60]
+    pitches = [n.pitch for _, part in layers for n in part.notes] or [60]
     ax.set_xlim(0, length)
     ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
     ax.set_xlabel("quarter notes")
     ax.set_ylabel("MIDI pitch")
     ax.set_title(title or "piano roll")
+    if layers:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     return _save(fig, path)
 
 

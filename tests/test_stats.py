@@ -429,6 +429,12 @@ def test_piano_roll_and_history_pictures(tmp_path):
 
     roll = plots.plot_piano_roll(scale_score(), tmp_path / "roll.png", "C major")
     assert roll.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    band = band_score()  # Piano, Bass, Drums, Piano 2: a colour and a legend entry each
+    assert [label for label, _ in plots.roll_layers(band)] == ["Piano", "Bass", "Drums", "Piano 2"]
+    unnamed = Score(parts=[Part(0, []), Part(0, make_notes([(60, 0, 1, 80)]))])
+    assert [label for label, _ in plots.roll_layers(unnamed)] == ["Part 2"]  # no empty layer
+    band_roll = plots.plot_piano_roll(band, tmp_path / "band.png")
+    assert band_roll.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     history = tmp_path / "history.csv"
     history.write_text(
         "epoch,accuracy,loss,val_accuracy,val_loss\n1,0.3,2.5,0.35,2.3\n2,0.4,2,0.4,2\n"
