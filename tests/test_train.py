@@ -320,7 +320,7 @@ def test_a_stall_while_the_training_loss_falls_raises_dropout_before_the_rate_ha
     # validation stalls from epoch 2 on while the training loss keeps falling: learning
     # the training music by heart, answered by more dropout, up to the ceiling
     val = [3.0, 2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6]
-    falling = [3.0, 2.5, 2.2, 1.9, 1.8, 1.6, 1.4, 1.2]
+    falling = [3.0, 2.5, 1.8, 1.6, 1.5, 1.3, 1.1, 1.0]
     assert answers(_rows(val[:2], falling[:2]), 2, dropout=0.2, max_dropout=0.5) == (
         callbacks.PlateauAnswers(0, 0.2)
     )
@@ -355,8 +355,12 @@ def test_a_stall_with_the_training_loss_as_high_as_validation_halves_the_rate():
     train = [0.7474, 0.7412, 0.7393, 0.7329]
     answers = callbacks.plateau_answers(_rows(val, train), 2, dropout=0.2, max_dropout=0.5)
     assert answers == callbacks.PlateauAnswers(1, 0.2)
-    # the same stall with the training loss 20% below validation: dropout rises
-    lower = [t * 0.8 for t in train]
+    # the 130-minute run, epochs 42-44: validation 1.10 x training, and the rise to 0.35
+    # it got then took validation from 7.44 to 7.51-7.53 nats per quarter note
+    later = _rows([0.73126, 0.73177, 0.73362], [0.67303, 0.66624, 0.66669])
+    assert callbacks.plateau_answers(later, 2, dropout=0.2, max_dropout=0.5).halvings == 1
+    # the same stall with the training loss a third below validation: dropout rises
+    lower = [t * 0.67 for t in train]
     risen = callbacks.plateau_answers(_rows(val, lower), 2, dropout=0.2, max_dropout=0.5)
     assert risen == callbacks.PlateauAnswers(0, pytest.approx(0.2 + callbacks.DROPOUT_STEP))
 
@@ -366,7 +370,7 @@ def test_the_schedule_logs_each_epochs_dropout_and_decides_the_next(tmp_path):
     config = tiny(learning_rate=0.01, lr_patience=1, dropout=0.1, max_dropout=0.4)
     schedule = callbacks.LearningRateSchedule(optimizer, config, [], 0)
     logged = []
-    for epoch, (val, loss) in enumerate([(2.0, 3.0), (2.5, 2.0), (2.6, 1.0), (2.7, 0.5)]):
+    for epoch, (val, loss) in enumerate([(2.0, 3.0), (2.5, 1.8), (2.6, 1.0), (2.7, 0.5)]):
         schedule.on_epoch_begin(epoch)
         logs = {"loss": loss, "val_loss": val}
         schedule.on_epoch_end(epoch, logs)
@@ -378,7 +382,7 @@ def test_the_schedule_logs_each_epochs_dropout_and_decides_the_next(tmp_path):
     # --resume: the same decisions from history.csv's rows
     rows = [
         {"loss": t, "val_loss": v, "dropout": d}
-        for (v, t), d in zip([(2.0, 3.0), (2.5, 2.0), (2.6, 1.0), (2.7, 0.5)], logged, strict=True)
+        for (v, t), d in zip([(2.0, 3.0), (2.5, 1.8), (2.6, 1.0), (2.7, 0.5)], logged, strict=True)
     ]
     resumed = callbacks.LearningRateSchedule(optimizer, config, rows, 40)
     assert resumed.dropout == pytest.approx(0.4) and resumed.halvings == 0
