@@ -253,36 +253,43 @@ class PartsGrammar(NarrowedGrammar):
         if not (due or soon):
             return None
         out = mask.copy()
-        plo, phi = self.r[POSITION]
-        if soon:
-            upto = max(deadline - self.bar_start, g.position + 1)  # the step to reach
-            out[plo + upto + 1 : phi] = False
+        if soon:  # no step after the deadline (at least the next step stays open)
+            upto = max(deadline - self.bar_start, g.position + 1)
+            out[self.r[POSITION][0] + upto + 1 : self.r[POSITION][1]] = False
             out[[self.r[BAR][0], EOS]] = False  # EOS ends notes at the bar's end
-        if not due or g.phase not in NOTE_PHASES:
-            return out
+        if due and g.phase in NOTE_PHASES:
+            self._list_due(out, due)
+        return out
+
+    def _list_due(self, out: np.ndarray, due: dict[int, list[int]]) -> None:
+        """Narrow `out` (in a step) so that the parts with late notes are listed here, in
+        part order, each without its late notes and without a new one."""
+        g = self.g
         tlo, thi = self.r[TRACK]
-        listed = due.pop(g.part, None) if g.part is not None else None
-        if listed:  # being listed, or goes on right after the Position: the late notes
+        late = due.pop(g.part, None) if g.part is not None else None
+        if late:  # being listed, or goes on right after the Position: the late notes
             hlo = self.r[HOLD][0] - self.enc.config.pitch_min  # end and nothing starts
-            out[[hlo + p for p in listed]] = False
-            for kind in (VELOCITY, PITCH):
-                lo, hi = self.r[kind]
-                out[lo:hi] = False
+            out[[hlo + p for p in late]] = False
+            self._clear(out, VELOCITY, PITCH)
             if g.phase == PHASE_POSITION:  # a later part's Track would pass it by
                 out[tlo + g.part + 1 : thi] = False  # type: ignore[operator]
         if not due:
-            return out
+            return
         part = min(due)  # the next part to list
-        if g.phase != PHASE_POSITION and g.part is not None and g.part > part:
-            return out  # passed in this step: the next step lists it
+        passed = g.part is not None and g.part > part
+        if passed and g.phase != PHASE_POSITION:
+            return  # passed in this step: the next step lists it
         out[tlo + part + 1 : thi] = False
-        out[plo:phi] = False
-        out[[self.r[BAR][0], EOS]] = False
-        if g.phase == PHASE_POSITION and g.part is not None and g.part > part:
-            for kind in (HOLD, VELOCITY, PITCH, DRUM):  # the later part would go on first
-                lo, hi = self.r[kind]
-                out[lo:hi] = False
-        return out
+        self._clear(out, POSITION, BAR)
+        out[EOS] = False
+        if passed:  # after the Position, the later part's notes would come first
+            self._clear(out, HOLD, VELOCITY, PITCH, DRUM)
+
+    def _clear(self, out: np.ndarray, *kinds: int) -> None:
+        """Disallow every id of these token kinds."""
+        for kind in kinds:
+            lo, hi = self.r[kind]
+            out[lo:hi] = False
 
     def _due(self, now: int) -> tuple[dict[int, list[int]], int]:
         """({part: its sounding struck pitches that have sounded their sustain by grid
