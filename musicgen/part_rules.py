@@ -43,7 +43,6 @@ from musicgen.encoding.tracks import (
     PHASE_HEADER,
     PHASE_NOTE,
     PHASE_POSITION,
-    PHASE_START,
     PHASE_TRACK,
     PHASE_VELOCITY,
     PROGRAM,
@@ -243,9 +242,9 @@ class PartsGrammar(NarrowedGrammar):
         """`mask` narrowed so that no struck note sounds past its part's `sustain` (steps):
         see the module docstring. None where nothing is due."""
         g = self.g
-        if g.phase in (PHASE_HEADER, PHASE_START) or g.done or not g.bars:
+        if g.done or not g.bars:  # the header, or the piece has ended
             return None
-        now = self.bar_start + max(g.position, 0)
+        now = self._now()
         if self.earliest > now and self.earliest - self.bar_start >= g.bar_len:
             return None  # no struck note ends before this bar does
         due, deadline = self._due(now)
@@ -324,33 +323,32 @@ class PartsGrammar(NarrowedGrammar):
         elif kind in (PITCH, DRUM):
             self.started += 1
             self.listed += 1
-            if kind == PITCH:
-                self._struck(token_id)
-                self._onset(token_id)
+            if kind == PITCH and self.g.part is not None:
+                pitch = token_id - self.r[PITCH][0] + self.enc.config.pitch_min
+                self._struck(self.g.part, pitch)
+                self._onset(self.g.part, pitch)
         elif kind == HOLD:
             self.listed += 1
 
-    def _struck(self, token_id: int) -> None:
-        """Widen the part's (lowest, highest) by the pitch of this Pitch token."""
-        part = self.g.part
-        if part is None:
-            return
-        pitch = token_id - self.r[PITCH][0] + self.enc.config.pitch_min
+    def _struck(self, part: int, pitch: int) -> None:
+        """Widen the part's (lowest, highest) by a pitch it strikes."""
         low, high = self.struck.get(part, (pitch, pitch))
         self.struck[part] = (min(low, pitch), max(high, pitch))
 
-    def _onset(self, token_id: int) -> None:
-        """Note when the sampler struck this Pitch of a part with a sustain (steps)."""
-        part = self.g.part
-        if not self.steps or part is None or part in self.exempt:
+    def _onset(self, part: int, pitch: int) -> None:
+        """Note when the sampler struck a pitch of a part with a sustain (steps)."""
+        if not self.steps or part in self.exempt:
             return
         rule = self._rule(part)
         if rule is None or not rule.sustain:
             return
-        pitch = token_id - self.r[PITCH][0] + self.enc.config.pitch_min
-        now = self.bar_start + max(self.g.position, 0)
+        now = self._now()
         self.onsets.setdefault(part, {})[pitch] = now
         self.earliest = min(self.earliest, now + rule.sustain)
+
+    def _now(self) -> int:
+        """The grid step of the open step (a bar's start before its first Position)."""
+        return self.bar_start + max(self.g.position, 0)
 
     def _forget(self) -> None:
         """Drop the onsets of notes that no longer sound (parts whose group is closed)

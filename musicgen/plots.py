@@ -1,4 +1,5 @@
-"""Pictures: a piano roll of a Score (a colour per part), training curves, two sets' statistics side by side.
+"""Pictures: a piano roll of a Score (a colour per part), training curves, two sets'
+statistics side by side.
 
 Each function writes one PNG and returns its path. matplotlib is imported lazily with
 the Agg backend (no display needed), so importing this module costs nothing.

@@ -1,8 +1,7 @@
 """What each part of the training music plays, learned from the data and kept in the
 checkpoint: per General MIDI family (program // 8) and for the drum kit, a `PartProfile`
 (register, the span one part covers, how long a note is held, notes struck together,
-notes per bar, the kit),
-and the line-up (families and drums) of every training file.
+notes per bar, the kit), and the line-up (families and drums) of every training file.
 
 `train` stores both in config.json beside `data.programs`: `data.profiles`
 ({family: profile dict}) and `data.lineups` ({"guitar,bass,drums": files}); the
@@ -111,13 +110,14 @@ class _Tally:
 
     def add(self, part: Part, bars: float) -> None:
         pitches = [n.pitch for n in part.notes]
+        lengths = [n.end - n.start for n in part.notes]
         self.pitches.update(pitches)
         self.onsets.update(Counter(n.start for n in part.notes).values())
-        self.lengths.update(round(n.end - n.start, 3) for n in part.notes)
+        self.lengths.update(round(length, 3) for length in lengths)
         self.per_bar.append(len(part.notes) / max(bars, 1.0))
         if len(pitches) >= PART_NOTES:
             self.spans.append(max(pitches) - min(pitches))
-            self.longest.append(max(n.end - n.start for n in part.notes))
+            self.longest.append(max(lengths))
 
     def profile(self, drums: bool) -> PartProfile | None:
         total = sum(self.pitches.values())
