@@ -325,7 +325,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--add", default="drums,bass", help="parts to take away and write back")
     parser.add_argument("--num", type=int, default=2, help="arrangements per song")
     parser.add_argument("--seed", type=int, default=1, help="accompany's and generate's seed")
-    parser.add_argument("--pieces", type=int, default=30, help="pieces of plain generation")
+    parser.add_argument(
+        "--pieces", type=int, default=30, help="pieces of plain generation (0: none)"
+    )
     parser.add_argument("--gen-bars", type=int, default=16, help="bars of each generated piece")
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="corpus for stats")
     parser.add_argument("--quick", action="store_true", help="2 songs, 8 bars, 2 pieces")
@@ -365,7 +367,8 @@ def main() -> None:
             f"no instruments; stats against {shown(args.reference)} (no key finding)",
         ]
         accompany_report(report, results)
-        generation_report(report, model, args, Path(tmp) / "generated")
+        if args.pieces:
+            generation_report(report, model, args, Path(tmp) / "generated")
     if args.markdown:
         print(markdown(report))
     else:

@@ -17,7 +17,10 @@ trainer.py's loop calls these as Keras's `fit` would (`on_epoch_begin`,
   the budget or patience ends it;
 - `TimeBudget`: stops between two steps once the run's wall-clock budget is spent
   (its clock can be replaced, for tests);
-- `EpochScalars`: TensorBoard scalars (logs/train, logs/validation).
+- `EpochScalars`: TensorBoard scalars (logs/train, logs/validation);
+- `AveragedWeights` (not a callback): the optimizer's moving average of the weights
+  (`--average-epochs`), swapped into the model while it is validated and saved as
+  best.
 
 The learning rate is a variable of the optimizer (saved in optimizer.npz) and a column
 of history.csv; the schedule's state (steps taken, halvings so far, where the closing
@@ -27,6 +30,7 @@ history.csv's `val_loss`, so --resume continues it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -409,12 +413,52 @@ def describe_left(seconds: float | None) -> str:
 # ----------------------------------------------------------------------------- checkpoint
 
 
+class AveragedWeights:
+    """`with averaged:` the model holds the optimizer's moving average of its weights
+    (Keras's `use_ema`, `--average-epochs`), and its trained weights again after.
+
+    Values are exchanged, not added and subtracted, so the trained weights come back
+    bit for bit. Nothing is swapped when the optimizer keeps no average, or before its
+    first step: the average is then a copy of the weights it was built on, not of those
+    loaded after (--from, --resume). Reads the optimizer's
+    `_model_variables_moving_average`, as Keras's own SwapEMAWeights callback does;
+    tests/test_train.py fails if Keras renames it."""
+
+    def __init__(self, model: keras.Model, optimizer: Any):
+        inner = getattr(optimizer, "inner_optimizer", optimizer)  # under loss scaling
+        self.optimizer = inner
+        self.pairs = (
+            list(zip(model.trainable_variables, inner._model_variables_moving_average, strict=True))
+            if inner.use_ema
+            else []
+        )
+        self.swapped = False
+
+    def __enter__(self) -> AveragedWeights:
+        self.swapped = bool(self.pairs) and int(self.optimizer.iterations.numpy()) > 0
+        if self.swapped:
+            self._exchange()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.swapped:
+            self._exchange()
+            self.swapped = False
+
+    def _exchange(self) -> None:
+        for variable, average in self.pairs:
+            trained = variable.numpy()
+            variable.assign(average.numpy())
+            average.assign(trained)
+
+
 class CheckpointWriter(keras.callbacks.Callback):
     """Writes the folder after every epoch and stops on a NaN/inf loss.
 
-    Order per epoch: last weights, optimizer, best weights (if improved), history,
-    and state.json last, so the folder is loadable whenever the process dies. Only the
-    chief writes; another worker's writer keeps the same state and writes nothing.
+    Order per epoch: last weights, optimizer, best weights (if improved; the averaged
+    ones, `averaged`, when the run keeps an average), history, and state.json last, so
+    the folder is loadable whenever the process dies. Only the chief writes; another
+    worker's writer keeps the same state and writes nothing.
     state.json's `metrics` is the best epoch's history row (the epoch best.weights.h5
     holds), so `info` and `TrainResult.metrics` describe the model that is used.
     """
@@ -432,6 +476,8 @@ class CheckpointWriter(keras.callbacks.Callback):
         super().__init__()
         self.out, self.config, self.started, self.chief = out, config, started, chief
         self.optimizer = optimizer  # saved with every epoch
+        # best.weights.h5 holds the averaged weights when the run keeps an average
+        self.averaged: AveragedWeights | contextlib.nullcontext = contextlib.nullcontext()
         self.history: list[dict[str, Any]] = list(previous.get("history", []))
         self.state: dict[str, Any] = {
             "epoch": previous.get("epoch", 0),
@@ -491,7 +537,8 @@ class CheckpointWriter(keras.callbacks.Callback):
             ckpt.save_weights(self.out, self.model, "last")
             ckpt.save_optimizer(self.out, self.optimizer)
             if improved:
-                ckpt.save_weights(self.out, self.model, "best")
+                with self.averaged:
+                    ckpt.save_weights(self.out, self.model, "best")
         if improved:
             self.state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, metrics=row)
         if self.chief:

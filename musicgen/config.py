@@ -287,6 +287,14 @@ class TrainConfig(_Config):
         "Decoupled weight decay (AdamW): each step shrinks the weights by rate x this (0 disables).",
         low=0,
     )  # decoupled weight decay, a multiple of the learning rate (0 disables)
+    # The weights validated and kept: an exponential moving average of the weights
+    # over about this many epochs of steps (callbacks.AveragedWeights; 0: the weights
+    # as trained). last.weights.h5 keeps the trained ones, for --resume.
+    average_epochs: float = setting(
+        0.0,
+        "Validate and keep a moving average of the weights over about N epochs (0: the weights as trained).",
+        low=0,
+    )
     clip_norm: float = setting(
         1.0, "Global gradient-norm clip (0 disables).", low=0
     )  # global gradient-norm clip (0 disables)
@@ -335,6 +343,7 @@ class TrainConfig(_Config):
         _check(self.lr_patience >= 0, "lr_patience must be >= 0")
         _check(self.clip_norm >= 0, "clip_norm must be >= 0")
         _check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        _check(self.average_epochs >= 0, "average_epochs must be >= 0")
         _check(0.0 <= self.max_dropout < 1.0, "max_dropout must be in [0, 1)")
         _check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)")
         _check(0 <= self.transpose <= 24, "transpose must be 0..24")

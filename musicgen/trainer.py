@@ -13,9 +13,11 @@
    (`Encoding.music_size`, for the encoding-independent figures); each worker feeds its
    own part (`shards.assign`) through `feed.py` (`_feeds`);
 6. the model and Adam (`build_model_and_optimizer`: global-norm clipping, loss scaling
-   under mixed precision), built in the strategy's scope;
+   under mixed precision, a moving average of the weights with --average-epochs),
+   built in the strategy's scope;
 7. `_fit`: one `tf.function` training step for every mode (`make_train_step`) and an
-   exact validation pass after each epoch, calling the callbacks (callbacks.py) as
+   exact validation pass after each epoch (of the averaged weights, when the run keeps
+   an average: `callbacks.AveragedWeights`), calling the callbacks (callbacks.py) as
    Keras's `fit` would: the learning-rate schedule (warm-up, then halved when
    validation stalls, and brought down over the time budget's last quarter or over
    the epochs after patience ran out), the
@@ -441,12 +443,15 @@ def build_model_and_optimizer(
     layout: distribute.Layout,
     *,
     make_optimizer: Callable[[], Any] | None = None,
+    average_steps: float = 0.0,
 ) -> tuple[Any, Any]:
     """(model, optimizer) with their variables, created in the strategy's scope.
 
     The optimizer is Adam at config.train.learning_rate (the schedule sets the rate of
     every step) with global-norm clipping and decoupled weight decay
-    (config.train.weight_decay), taking replica-summed gradients;
+    (config.train.weight_decay), taking replica-summed gradients, and, when
+    `average_steps` > 0, a moving average of the weights over about that many steps
+    (`callbacks.AveragedWeights`);
     `make_optimizer()` builds another in its place (called in the scope; it must take
     summed gradients too, e.g. a `SummedGradients` SGD). Under mixed_float16 it is
     wrapped in a LossScaleOptimizer."""
@@ -458,6 +463,8 @@ def build_model_and_optimizer(
                 cfg.learning_rate,
                 global_clipnorm=cfg.clip_norm or None,
                 weight_decay=cfg.weight_decay or None,
+                use_ema=average_steps > 0,
+                ema_momentum=1.0 - 1.0 / max(average_steps, 1.0),
                 name="adam",
             )
         else:
@@ -658,7 +665,8 @@ def _fit(run: RunContext, named: _Callbacks) -> None:
         logs, taken = _train_epoch(run, train_step, iterator, cbs, bar)
         if not math.isfinite(logs["loss"]):
             break  # diverged: the writer has kept the last good epoch
-        logs.update(_validate(val_step, run.feeds, run.data.validation_music))
+        with named.writer.averaged:
+            logs.update(_validate(val_step, run.feeds, run.data.validation_music))
         if bar:
             bar.update(taken, list(logs.items()), finalize=True)
         for callback in cbs:
@@ -812,8 +820,14 @@ def _prepare(run: RunContext, writer: callbacks.CheckpointWriter) -> None:
     run.encoding = get_encoding(config.encoding)
     run.data = _load_data(run)
     vocab_size = len(run.encoding.vocab)
-    run.model, run.optimizer = build_model_and_optimizer(config, vocab_size, run.layout)
+    run.steps = cfg.steps_per_epoch or max(
+        cfg.min_steps_per_epoch, _tokens(run.data.train) // (cfg.batch_size * cfg.seq_len)
+    )
+    run.model, run.optimizer = build_model_and_optimizer(
+        config, vocab_size, run.layout, average_steps=cfg.average_epochs * run.steps
+    )
     writer.optimizer = run.optimizer
+    writer.averaged = callbacks.AveragedWeights(run.model, run.optimizer)
     start = _starting_weights(run)
     if start is not None:
         ckpt.load_weights(run.model, start)
@@ -828,9 +842,6 @@ def _prepare(run: RunContext, writer: callbacks.CheckpointWriter) -> None:
         )
     if run.layout.is_chief:
         ckpt.save_config(out, config, vocab_size, run.data.summary, started_from=run.origin)
-    run.steps = cfg.steps_per_epoch or max(
-        cfg.min_steps_per_epoch, _tokens(run.data.train) // (cfg.batch_size * cfg.seq_len)
-    )
     run.feeds = _feeds(
         run.data, config, run.encoding, run.layout,
         first_batch=run.previous.get("train_steps", 0),
@@ -838,11 +849,17 @@ def _prepare(run: RunContext, writer: callbacks.CheckpointWriter) -> None:
     if run.layout.workers > 1:
         run.log(f"Data over {run.layout.workers} workers: each reads its own {run.feeds.how}")
     budget = f"; time budget {cfg.max_minutes:g} min" if cfg.max_minutes else ""
+    average = (
+        f"; the weights validated and kept: their average over about "
+        f"{cfg.average_epochs * run.steps:,.0f} steps"
+        if cfg.average_epochs
+        else ""
+    )
     run.log(
         f"Model: {config.model.layers} x {config.model.units} {config.model.cell.upper()}, "
         f"{run.model.count_params():,} parameters; {run.steps} steps of {cfg.batch_size} x "
         f"{cfg.seq_len} tokens per epoch; epochs {run.previous['epoch'] + 1}..{cfg.epochs}"
-        f"{budget}"
+        f"{budget}{average}"
     )
 
 

@@ -214,6 +214,16 @@ def test_mirrored_training_matches_one_device_and_resumes(corpus, tmp_path):
     assert loaded.config.train.distribute == "none"  # the mode may change on --resume
 
 
+@pytest.mark.slow
+def test_mirrored_training_averages_the_weights_as_one_device_does(corpus, tmp_path):
+    _two_cpus()
+    for mode in ("none", "mirrored"):
+        train(tiny(epochs=2, average_epochs=1, distribute=mode), corpus, tmp_path / mode, verbose=0)
+    np.testing.assert_allclose(
+        _losses(tmp_path / "mirrored"), _losses(tmp_path / "none"), rtol=MIRRORED_TOLERANCE
+    )
+
+
 def test_batch_must_split_over_the_replicas(corpus, tmp_path):
     _two_cpus()
     with pytest.raises(UsageError, match="global batch.*2 replicas"):

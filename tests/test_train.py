@@ -160,6 +160,54 @@ def test_resume_continues_epochs_history_and_optimizer(corpus, tmp_path):
         train(tiny(epochs=4, units=32), corpus, out, resume=True, verbose=0)
 
 
+def test_averaged_weights_swap_the_average_in_and_the_trained_weights_back_exactly():
+    model = build_model(ModelConfig(units=8, embedding_dim=4, layers=1), 20)
+    variables = model.trainable_variables
+    optimizer = keras.optimizers.Adam(0.1, use_ema=True, ema_momentum=0.5)
+    optimizer.build(variables)
+    averaged = callbacks.AveragedWeights(model, optimizer)
+    start = [v.numpy().copy() for v in variables]
+    with averaged:  # before the first step the average is not the model's yet
+        assert all(np.array_equal(v.numpy(), w) for v, w in zip(variables, start, strict=True))
+    expected = None
+    for step in range(3):
+        optimizer.apply([np.full(v.shape, step + 1.0, "float32") for v in variables], variables)
+        now = [v.numpy().copy() for v in variables]  # the first step's weights, then halves
+        expected = (
+            now
+            if expected is None
+            else [0.5 * a + 0.5 * w for a, w in zip(expected, now, strict=True)]
+        )
+    with averaged:
+        for variable, average in zip(variables, expected, strict=True):
+            np.testing.assert_allclose(variable.numpy(), average, rtol=1e-6)
+    assert all(np.array_equal(v.numpy(), w) for v, w in zip(variables, now, strict=True))
+    assert not all(np.allclose(a, w) for a, w in zip(expected, now, strict=True))
+    plain = keras.optimizers.Adam()
+    plain.build(variables)
+    assert callbacks.AveragedWeights(model, plain).pairs == []
+
+
+@pytest.mark.slow
+def test_a_run_with_average_epochs_validates_and_keeps_the_average(corpus, tmp_path):
+    out = tmp_path / "run"
+    lines = []
+    train(tiny(epochs=1, average_epochs=1), corpus, out, verbose=0, log=lines.append)
+    assert any("their average over about 6 steps" in line for line in lines)
+    config = ckpt.load_checkpoint(out).config
+    best = ckpt.load_checkpoint(out, which="best").model.trainable_variables
+    last = ckpt.load_checkpoint(out, which="last").model.trainable_variables
+    with np.load(out / "optimizer.npz") as saved:
+        paths = [str(p) for p in saved["paths"]]
+        averages = [saved[f"v{i:04d}"] for i, p in enumerate(paths) if "average" in p]
+    assert config.train.average_epochs == 1 and len(averages) == len(best)
+    for kept, average in zip(best, averages, strict=True):  # best: epoch 1's average, bit for bit
+        np.testing.assert_array_equal(kept.numpy(), average)
+    assert not all(np.array_equal(b.numpy(), t.numpy()) for b, t in zip(best, last, strict=True))
+    result = train(tiny(epochs=2, average_epochs=1), corpus, out, resume=True, verbose=0)
+    assert result.epochs == 2
+
+
 @pytest.mark.slow
 def test_checkpoint_outlives_data_and_refuses_reuse(corpus, tmp_path):
     data = tmp_path / "data"
