@@ -13,6 +13,11 @@ play to its family's `PartProfile` (`musicgen.profiles`):
   Position, no Bar, no EOS, which ends notes at the end of the bar) and list the part
   there (no later part's Track, no end of the step before it) without the note and
   without a new one: the note ends and the part rests until the network strikes again;
+- as many new notes in the long run as the family's busier parts play where they play
+  (`pace`), with room for a busy bar (`burst`): each part draws its new notes from an
+  allowance that starts full and that every Bar raises by `pace`, up to `burst`; a part
+  whose allowance is spent strikes nothing until the next bar (it may hold notes, and
+  rest);
 - at most `cap` notes struck at one step (one group of the part); a single-line
   family (cap 1, a bass) also lists nothing else at a step where it strikes or holds
   a note (steps: no held note under a new one);
@@ -95,6 +100,9 @@ class _Rule:
             self.ok[:] = True
         self.pcs = values % 12
         self.harmony = not self.drum and family(program) in HARMONY_FAMILIES
+        # new notes per bar in the long run, and at most in one bar (0: no limit)
+        self.rate = profile.pace if profile.burst else 0.0
+        self.burst = float(profile.burst) if self.rate > 0 else 0.0
 
 
 class PartsGrammar(NarrowedGrammar):
@@ -132,6 +140,7 @@ class PartsGrammar(NarrowedGrammar):
         self.bar_start = 0  # grid step of the open bar's start (steps)
         self.onsets: dict[int, dict[int, int]] = {}  # part -> {pitch: grid step struck}
         self.earliest = NEVER  # the earliest end (grid step) of a note in `onsets`
+        self.allowance: dict[int, float] = {}  # part -> new notes it may strike now
         self._mask: np.ndarray | None = None
 
     @property
@@ -147,6 +156,7 @@ class PartsGrammar(NarrowedGrammar):
         twin.g = base_grammar(twin.inner)
         twin.struck = dict(self.struck)
         twin.onsets = {part: dict(notes) for part, notes in self.onsets.items()}
+        twin.allowance = dict(self.allowance)
         return twin
 
     # ------------------------------------------------------------------ the mask
@@ -180,7 +190,11 @@ class PartsGrammar(NarrowedGrammar):
             return None
         out = mask.copy()
         lo, hi = self.r[rule.kind]
-        full = self.started >= rule.cap or (rule.single and self.listed >= 1)
+        full = (
+            self.started >= rule.cap
+            or (rule.single and self.listed >= 1)
+            or (rule.burst > 0 and self.allowance.get(part, rule.burst) < 1.0)
+        )
         ok = self._values(rule)
         if full:
             out[lo:hi] = False
@@ -320,15 +334,33 @@ class PartsGrammar(NarrowedGrammar):
             self.started = self.listed = 0
             if self.onsets:
                 self._forget()
+            if kind == BAR:
+                self._refill()
         elif kind in (PITCH, DRUM):
             self.started += 1
             self.listed += 1
+            self._spend(self.g.part)
             if kind == PITCH and self.g.part is not None:
                 pitch = token_id - self.r[PITCH][0] + self.enc.config.pitch_min
                 self._struck(self.g.part, pitch)
                 self._onset(self.g.part, pitch)
         elif kind == HOLD:
             self.listed += 1
+
+    def _spend(self, part: int | None) -> None:
+        """A new note of a part with a `burst` comes out of its allowance (never below 0:
+        a song's own notes forced in a rewritten part leave it empty, not in debt)."""
+        if part is None or part in self.exempt:
+            return
+        rule = self._rule(part)
+        if rule is not None and rule.burst:
+            self.allowance[part] = max(0.0, self.allowance.get(part, rule.burst) - 1.0)
+
+    def _refill(self) -> None:
+        """A new bar: each part's allowance rises by its rate, up to its burst."""
+        for part, left in self.allowance.items():
+            rule = self.rules[part]
+            self.allowance[part] = min(rule.burst, left + rule.rate)  # type: ignore[union-attr]
 
     def _struck(self, part: int, pitch: int) -> None:
         """Widen the part's (lowest, highest) by a pitch it strikes."""

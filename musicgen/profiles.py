@@ -1,7 +1,7 @@
 """What each part of the training music plays, learned from the data and kept in the
 checkpoint: per General MIDI family (program // 8) and for the drum kit, a `PartProfile`
 (register, the span one part covers, how long a note is held, notes struck together,
-notes per bar, the kit), and the line-up (families and drums) of every training file.
+notes per bar and at most in one bar, the kit), and the line-up (families and drums) of every training file.
 
 `train` stores both in config.json beside `data.programs`: `data.profiles`
 ({family: profile dict}) and `data.lineups` ({"guitar,bass,drums": files}); the
@@ -34,6 +34,8 @@ KIT_SHARE = 0.005  # a drum note is in the kit with at least this share of the h
 SPAN_PERCENTILE = 90  # a part's span covers this share of the family's parts
 SUSTAIN_PERCENTILE = 90  # a part's longest note: this share of the family's parts ...
 SUSTAIN_NOTES = 99.9  # ... and this share of its notes (a few parts or notes mislead one)
+BURST_PERCENTILE = 99  # notes one part strikes in one bar: this share of the family's bars
+PACE_PERCENTILE = 90  # a part's notes per bar where it plays: this share of the family's parts
 PART_NOTES = 20  # parts with fewer notes say nothing about a part's span or longest note
 MIN_NOTES = 50  # fewer notes of a family teach no profile
 KIT_NOTES = tuple(range(GM_KIT[0], GM_KIT[1] + 1))  # every note of the General MIDI kit
@@ -51,7 +53,11 @@ class PartProfile:
                     and SUSTAIN_NOTES of its notes' lengths (0: no limit, and drums)
     cap:            notes struck together at one onset (the smallest n covering
                     CAP_COVERAGE of the family's onsets)
-    notes_per_bar:  10th, 50th and 90th percentile of a part's notes per bar
+    notes_per_bar:  10th, 50th and 90th percentile of a part's notes per bar (in a piece)
+    pace:           a part's notes per bar in the bars where it strikes any (its notes
+                    over those bars; PACE_PERCENTILE of the family's parts)
+    burst:          notes one part strikes in one bar at most (BURST_PERCENTILE of the
+                    family's bars in which a part strikes any; 0: no limit)
     kit:            drums: the drum notes with a real share of the hits (in GM_KIT)
     notes:          notes counted
     """
@@ -64,6 +70,8 @@ class PartProfile:
     notes: int = 0
     span: int = 0
     sustain: float = 0.0
+    pace: float = 0.0
+    burst: int = 0
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -82,6 +90,8 @@ class PartProfile:
             notes=int(raw.get("notes", 0)),
             span=int(raw.get("span", 0)),
             sustain=float(raw.get("sustain", 0.0)),
+            pace=float(raw.get("pace", 0.0)),
+            burst=int(raw.get("burst", 0)),
         )
 
 
@@ -97,8 +107,8 @@ DEFAULT_PROFILES = {
 
 
 class _Tally:
-    """One family's notes, onset sizes, per-part densities, spans and longest notes,
-    gathered piece by piece."""
+    """One family's notes, onset sizes, per-part densities (per piece and per bar), spans
+    and longest notes, gathered piece by piece."""
 
     def __init__(self) -> None:
         self.pitches: Counter[int] = Counter()
@@ -107,9 +117,14 @@ class _Tally:
         self.spans: list[int] = []  # highest - lowest pitch of each part with PART_NOTES
         self.longest: list[float] = []  # the longest note (quarters) of each such part
         self.lengths: Counter[float] = Counter()  # a note's length in quarters -> notes
+        self.in_bar: Counter[int] = Counter()  # notes a part strikes in one bar -> bars
+        self.paces: list[float] = []  # each part's notes per bar where it plays
 
-    def add(self, part: Part, bars: float) -> None:
+    def add(self, part: Part, bars: float, bar_quarters: float) -> None:
         pitches = [n.pitch for n in part.notes]
+        in_bar = Counter(int(n.start // bar_quarters) for n in part.notes)
+        self.in_bar.update(in_bar.values())
+        self.paces.append(len(part.notes) / len(in_bar))
         lengths = [n.end - n.start for n in part.notes]
         self.pitches.update(pitches)
         self.onsets.update(Counter(n.start for n in part.notes).values())
@@ -136,13 +151,20 @@ class _Tally:
                 )
                 or KIT_NOTES
             )
-            return PartProfile(kit[0], kit[-1], cap, density, kit, total)
+            return PartProfile(kit[0], kit[-1], cap, density, kit, total, **self._pace())
         low, high = _percentiles(self.pitches, REGISTER_PERCENTILES)
         span = int(_part_percentile(self.spans, SPAN_PERCENTILE))
         sustain = _at(self.lengths, SUSTAIN_NOTES)
         if self.longest:
             sustain = min(sustain, _part_percentile(self.longest, SUSTAIN_PERCENTILE))
-        return PartProfile(low, high, cap, density, (), total, span, round(sustain, 3))
+        return PartProfile(
+            low, high, cap, density, (), total, span, round(sustain, 3), **self._pace()
+        )
+
+    def _pace(self) -> dict[str, float | int]:
+        """{"pace", "burst"}: notes per bar where a part plays, and at most in one bar."""
+        pace = round(_part_percentile(self.paces, PACE_PERCENTILE), 2)
+        return {"pace": pace, "burst": int(_at(self.in_bar, BURST_PERCENTILE))}
 
 
 def _covering(counts: Counter[int], share: float) -> int:
@@ -172,10 +194,15 @@ def _part_percentile(values: list[float], percent: float) -> float:
     return float(np.percentile(values, percent, method="inverted_cdf")) if values else 0.0
 
 
+def bar_quarters(score: Score) -> float:
+    """Quarter notes in a bar of the score's first time signature."""
+    _, num, den = score.time_signatures[0]
+    return num * 4 / den
+
+
 def bars_of(score: Score) -> float:
     """The score's length in bars of its first time signature."""
-    _, num, den = score.time_signatures[0]
-    return score.length / (num * 4 / den)
+    return score.length / bar_quarters(score)
 
 
 def lineup(score: Score) -> tuple[str, ...]:
@@ -194,10 +221,10 @@ def learn_scores(files: Iterable[Sequence[Score]]) -> dict:
     for pieces in files:
         best: tuple[str, ...] = ()
         for score in pieces:
-            bars = bars_of(score)
+            bars, quarters = bars_of(score), bar_quarters(score)
             for part in score.parts:
                 if part.notes:
-                    tallies.setdefault(family(part.program), _Tally()).add(part, bars)
+                    tallies.setdefault(family(part.program), _Tally()).add(part, bars, quarters)
             parts = lineup(score)
             if len(parts) > len(best):
                 best = parts

@@ -91,6 +91,53 @@ def held_piano(bars: int, long_at: int | None = None, length: float = 16.0) -> P
     return Part(0, sorted(notes, key=lambda n: (n.start, n.pitch)), "Piano")
 
 
+def test_profiles_learn_how_many_notes_a_part_strikes_in_one_bar():
+    songs = [[band_song(8)] for _ in range(14)]
+    busy = piano(8)  # one bar of 32 notes among 120 bars of 12
+    busy.notes.extend(Note(72, 4 + i / 8, 4 + (i + 1) / 8, 70) for i in range(20))
+    songs.append([Score(parts=[busy, bass_line(8)], end=32.0)])
+    profiles = learn_scores(songs)["profiles"]
+    assert profiles["bass"]["burst"] == 8  # eighth notes
+    assert profiles["bass"]["pace"] == 8.0
+    assert profiles["piano"]["pace"] == 12.0  # the busy song's piano (14.5) is 1 of 15
+    assert profiles["piano"]["burst"] == 12  # one bar in 120 is above the 99th percentile
+    assert learn_scores(songs[:1])["profiles"]["drums"]["burst"] == 13  # the crash's bar
+    assert PartProfile.from_dict({"low": 28, "high": 55, "cap": 1}).burst == 0  # old
+
+
+def notes_in_bars(encoding, ids: list[int], part: int) -> list[int]:
+    """New notes (Pitch tokens) of header part `part` in each bar of a token stream."""
+    counts: list[int] = []
+    current = None
+    for token in (encoding.vocab.tokens[i] for i in ids):
+        if token == "Bar":
+            counts.append(0)
+        elif token.startswith("Track_"):
+            current = int(token.split("_")[1])
+        elif token.startswith("Pitch_") and current == part and counts:
+            counts[-1] += 1
+    return counts
+
+
+@pytest.mark.parametrize("encoding", [STEPS, TRACKS], ids=["steps", "tracks"])
+def test_random_walks_strike_no_more_notes_than_the_allowance_and_never_dead_end(encoding):
+    # piano: one note a bar in the long run, three in one bar at most
+    sparse = {**PROFILES, "piano": PartProfile(48, 84, cap=2, pace=1.0, burst=3)}
+    rng = np.random.default_rng(5)
+    asked = parse_instruments("piano,bass,drums")
+    seen = []
+    for _ in range(8):
+        inner = InstrumentsGrammar(encoding.grammar(6), encoding, asked)
+        grammar = PartsGrammar(inner, encoding, sparse, known=(0, 33, DRUM_PROGRAM))
+        counts = notes_in_bars(encoding, walk(encoding, grammar, rng, limit=20000), 0)
+        left = 3.0
+        for count in counts:  # the allowance: full at the start, +1 a bar, at most 3
+            assert count <= left
+            left = min(3.0, left - count + 1.0)
+        seen += counts
+    assert max(seen) == 3  # a bar after rests strikes up to the burst
+
+
 def test_profiles_learn_how_long_a_note_is_held():
     # ten songs, one of them with a 16-quarter note: most parts' longest note is a quarter
     songs = [[Score(parts=[held_piano(8, long_at=8 if i == 0 else None), bass_line(8)],
