@@ -1,7 +1,8 @@
 """What each part of the training music plays, learned from the data and kept in the
 checkpoint: per General MIDI family (program // 8) and for the drum kit, a `PartProfile`
 (register, the span one part covers, how long a note is held, notes struck together,
-notes per bar and at most in one bar, the kit), and the line-up (families and drums) of every training file.
+notes per bar, a part's pace where it plays and its busiest bar, the kit), and the
+line-up (families and drums) of every training file.
 
 `train` stores both in config.json beside `data.programs`: `data.profiles`
 ({family: profile dict}) and `data.lineups` ({"guitar,bass,drums": files}); the
