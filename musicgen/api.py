@@ -310,8 +310,8 @@ class Model:
         """Write `voices` voices under the melody in the file `melody` (MIDI or
         MusicXML; its highest note at each onset); a list of `pretty_midi.PrettyMIDI`,
         the same notes as `musicgen harmonize` writes: the melody kept note for note on
-        its own instrument, each voice on one of its own. Needs a tracks checkpoint
-        (the bundled Bach model is one). Settings as for `generate`."""
+        its own instrument, each voice on one of its own. Needs a checkpoint with parts
+        (steps or tracks; the bundled Bach model is one). Settings as for `generate`."""
         from musicgen.arrange import harmonize
 
         return self._arranged(
@@ -335,7 +335,8 @@ class Model:
         `pretty_midi.PrettyMIDI`s, the same notes as `musicgen accompany` writes: every
         instrument of the song note for note, plus one instrument per new part (drums
         on the drum channel). force: replace the song's own drums when "drums" is
-        added. Needs a tracks checkpoint (the bundled band model is one)."""
+        added. Needs a checkpoint with parts (steps or tracks; the bundled band model
+        is one)."""
         from musicgen.arrange import accompany
 
         add = add if isinstance(add, str) else ",".join(str(a) for a in add)

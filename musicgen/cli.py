@@ -826,7 +826,7 @@ def _song_options(default_checkpoint: str, num_help: str) -> Callable[..., Any]:
         options = [
             click.option("--checkpoint", "checkpoint_dir", type=click.Path(path_type=Path),
                          default=default_checkpoint, show_default=True,
-                         help="Multi-track (tracks) checkpoint folder to sample from."),
+                         help="Checkpoint folder with parts (steps or tracks) to sample from."),
             click.option("--out", type=click.Path(path_type=Path), default="generated",
                          show_default=True, help="Folder for the MIDI files."),
             click.option("--num", type=click.IntRange(1, 1024), default=1, show_default=True,

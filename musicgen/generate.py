@@ -91,7 +91,7 @@ class GenerateRequest:
     time_signature: str | None = None  # e.g. "3/4"
     tempo: float | None = None  # beats per minute; replaces the written tempo map too
     program: int | None = None  # General MIDI program 0..127 of the track (default 0)
-    # the parts of every piece (tracks checkpoints): an `--instruments` list of GM
+    # the parts of every piece (checkpoints with parts): an `--instruments` list of GM
     # families, program numbers and "drums"; None leaves them to the model
     instruments: str | None = None
     sample: SampleConfig = field(default_factory=default_sample)  # temperature, top-k/p, seed

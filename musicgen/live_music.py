@@ -9,7 +9,7 @@ Each mode is a `live.Music` that the player's worker thread asks for bars:
   the player's instrument) is encoded, the network is stepped through it, and as many
   bars as the phrase had (at most MAX_PHRASE_BARS) are sampled after it, in the same
   part, bar by bar, so that the reply can start as soon as its first bar is ready;
-- `AccompanyMusic` (tracks checkpoints): the added parts (--add, default drums and
+- `AccompanyMusic` (checkpoints with parts: steps, tracks): the added parts (--add, default drums and
   bass) for the next bar. The network hears the last CONTEXT_BARS bars - the player's
   notes as heard so far and the added parts' own notes - as a short piece whose header
   names every part, from a fresh state, and samples one more bar in which the player's
@@ -349,7 +349,7 @@ def _no_overlaps(notes: list[Note]) -> list[Note]:
 
 
 class AccompanyMusic:
-    """The added parts for the bar after the one the player is playing (tracks)."""
+    """The added parts for the bar after the one the player is playing (steps, tracks)."""
 
     mode = "bars"
     ahead = 1.0  # quarters: the player's bar is heard up to its last beat (see `bar`)
