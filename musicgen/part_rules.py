@@ -143,11 +143,6 @@ class PartsGrammar(NarrowedGrammar):
         self.allowance: dict[int, float] = {}  # part -> new notes it may strike now
         self._mask: np.ndarray | None = None
 
-    @property
-    def length(self) -> int | None:
-        """The inner grammar's length in bars (controls read it), None without one."""
-        return getattr(self.inner, "length", None)
-
     def clone(self) -> PartsGrammar:
         """An independent copy (the inner grammar's `clone`), the rules shared."""
         twin = PartsGrammar.__new__(PartsGrammar)

@@ -38,7 +38,10 @@ from musicgen.encoding.remi import (
     density_range,
     find_key,
 )
+from musicgen.engine import start_grammar
 from musicgen.errors import UsageError
+from musicgen.instruments import parse_instruments
+from musicgen.profiles import PartProfile
 from musicgen.score import DRUM_PROGRAM, Note, Part, Score
 from tests.music import make_score, untrained_checkpoint
 
@@ -555,6 +558,17 @@ def test_cadence_on_steps_holds_at_every_step_held_notes_and_silent_parts_includ
             elif pitched:
                 assert sounding and {p % 12 for p in sounding} <= D_MINOR_TRIAD, (t, sounding)
                 assert sounding[0] % 12 == 2, (t, sounding)  # a D lowest
+
+
+def test_an_asked_or_drawn_line_up_keeps_the_cadence():
+    """`generate --instruments` and a line-up drawn from the training files wrap the
+    grammar in an InstrumentsGrammar (and a PartsGrammar): the controls must still find
+    the piece's length through them, or an asked key gets no closing cadence."""
+    ensemble = parse_instruments("ensemble,ensemble,ensemble,ensemble")
+    profiles = {"ensemble": PartProfile(low=41, high=78, cap=1)}
+    controls = Controls.request(STEPS, key="D minor")
+    grammar = start_grammar(STEPS, 6, [], controls, ensemble, profiles=profiles)
+    assert isinstance(grammar, CadenceGrammar) and grammar.length == 6
 
 
 CHORALE = get_encoding(EncodingConfig(name="steps", controls=True))

@@ -146,6 +146,12 @@ class NarrowedGrammar(Grammar):
     def elapsed(self) -> float:
         return self.inner.elapsed
 
+    @property
+    def length(self) -> float | None:
+        """The inner grammar's length (bars or seconds; None without one): what the
+        controls read to find a piece's closing bars, through any wrapper."""
+        return getattr(self.inner, "length", None)
+
 
 class Encoding(ABC):
     """Score <-> ids for one family of token events.
