@@ -46,7 +46,7 @@ import numpy as np
 
 from musicgen.atomic import check_free
 from musicgen.config import ConfigError, RunConfig, SampleConfig
-from musicgen.constraints import Controls, stored_density_choices
+from musicgen.constraints import Controls, parse_key, stored_density_choices
 from musicgen.encoding import BOS, REGISTRY, Encoding, Grammar
 from musicgen.engine import (
     MAX_STEPS_PER_UNIT,
@@ -385,7 +385,7 @@ def _piece(
     *,
     drop_silent: bool = False,
 ) -> Piece:
-    """Decode one piece and apply the request's tempo and program. drop_silent (a
+    """Decode one piece and apply the request's tempo, key and program. drop_silent (a
     drawn line-up): the parts that play no note are left out, no track of theirs
     written, and the others named as the parts that remain (`track_names`: "Guitar 1",
     "Guitar 2", not the header's "Guitar 2", "Guitar 5"), unless no part plays at all
@@ -399,6 +399,9 @@ def _piece(
         ]
     if request.tempo is not None:
         score.tempos = [(0.0, float(request.tempo))]
+    if request.key is not None:  # the asked key as the file's key signature, for a DAW's score
+        tonic, mode = parse_key(request.key)
+        score.key_signatures = [(0.0, tonic + 12 * mode)]  # MIDI key numbers: minor 12..23
     if request.program is not None:  # a one-stream piece: its pitched part's program
         score.parts = [
             p if p.is_drum else Part(request.program, p.notes, p.name) for p in score.parts

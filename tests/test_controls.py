@@ -41,6 +41,7 @@ from musicgen.encoding.remi import (
 from musicgen.engine import start_grammar
 from musicgen.errors import UsageError
 from musicgen.instruments import parse_instruments
+from musicgen.midi_io import read_score
 from musicgen.profiles import PartProfile
 from musicgen.score import DRUM_PROGRAM, Note, Part, Score
 from tests.music import make_score, untrained_checkpoint
@@ -670,6 +671,7 @@ def test_generate_closes_a_steps_piece_on_the_tonic_chord_over_a_tonic(tmp_path)
         for t, sounding in _sounding_at(score, changes).items():
             assert sounding and {p % 12 for p in sounding} <= {10, 1, 5}, (t, sounding)
             assert sounding[0] % 12 == 10, (t, sounding)  # a Bb lowest
+        assert read_score(f.path).key_signatures == [(0.0, 22)]  # Bb minor: a DAW shows it
 
 
 def test_generate_without_controls_keeps_metre_and_refuses_key(checkpoints, tmp_path):
