@@ -201,11 +201,6 @@ def bar_quarters(score: Score) -> float:
     return num * 4 / den
 
 
-def bars_of(score: Score) -> float:
-    """The score's length in bars of its first time signature."""
-    return score.length / bar_quarters(score)
-
-
 def lineup(score: Score) -> tuple[str, ...]:
     """The score's parts as family names, in the canonical order (pitched by family, the
     drums last); a family with two parts appears twice."""
@@ -222,7 +217,8 @@ def learn_scores(files: Iterable[Sequence[Score]]) -> dict:
     for pieces in files:
         best: tuple[str, ...] = ()
         for score in pieces:
-            bars, quarters = bars_of(score), bar_quarters(score)
+            quarters = bar_quarters(score)
+            bars = score.length / quarters  # in bars of the first time signature
             for part in score.parts:
                 if part.notes:
                     tallies.setdefault(family(part.program), _Tally()).add(part, bars, quarters)
