@@ -596,7 +596,7 @@ class _ProgressBar:
               help="Same checkpoint, options and seed give the same files.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option(
-    "--plot", is_flag=True, help="Also write a piano-roll PNG beside each file (a colour per part)."
+    "--plot", is_flag=True, help="Also write a piano-roll PNG beside each file (a lane per part)."
 )
 @click.option("--render", type=click.Choice(["wav"]),
               help="Also write each file as audio (a WAV beside it; see `musicgen render`).")  # fmt: skip

@@ -1,4 +1,4 @@
-"""Pictures: a piano roll of a Score (a colour per part), training curves, two sets'
+"""Pictures: a piano roll of a Score (a lane per part), training curves, two sets'
 statistics side by side.
 
 Each function writes one PNG and returns its path. matplotlib is imported lazily with
@@ -41,8 +41,8 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def roll_layers(score: Score) -> list[tuple[str, Part]]:
-    """The piano roll's layers: every part that has notes, in the score's order, with its
-    legend label (its track name; "Drums" or "Part N" for an unnamed one)."""
+    """The piano roll's lanes: every part that has notes, in the score's order, with its
+    label (its track name; "Drums" or "Part N" for an unnamed one)."""
     layers = []
     for i, part in enumerate(score.parts, start=1):
         if part.notes:
@@ -51,45 +51,63 @@ def roll_layers(score: Score) -> list[tuple[str, Part]]:
     return layers
 
 
+LANE_INCHES = 1.4  # height of one part's lane in the piano roll
+
+
 def plot_piano_roll(score: Score, path: str | Path, title: str | None = None) -> Path:
-    """Every part in a colour of its own, named in the legend, so each can be read on
-    its own: notes as horizontal bars (x: quarters, y: MIDI pitch, fainter: softer),
-    drum hits as ticks at their kit note; bar lines from the time-signature map."""
+    """The score as a DAW's arrangement view: one lane per part, top to bottom in the
+    score's order, all on one time axis (x: quarters, bar lines from the time-signature
+    map), so each part reads on its own. A pitched part's notes are horizontal bars in
+    its own register (y: its pitches, octaves marked C2, C3, ...; fainter: softer); the
+    drums' hits are ticks on a row per kit note, named as General MIDI names them."""
+    from pretty_midi import note_number_to_drum_name
+
     from musicgen.stats import bar_grid
 
     plt = _pyplot()
     length = max(score.length, 1.0)
-    fig, ax = plt.subplots(figsize=(min(5 + length / 4, 42), 5))
-    layers = roll_layers(score)
+    layers = roll_layers(score) or [("(no notes)", Part(0, []))]
+    fig, axes = plt.subplots(
+        len(layers), 1, sharex=True, squeeze=False,
+        figsize=(min(5 + length / 4, 42), 0.8 + LANE_INCHES * len(layers)),
+    )  # fmt: skip
     colours = plt.get_cmap("tab10" if len(layers) <= 10 else "tab20")
-    for i, (label, part) in enumerate(layers):
+    bars = [start for start, _, _, _ in bar_grid(score)]
+    for i, ((label, part), ax) in enumerate(zip(layers, axes[:, 0], strict=True)):
         colour = colours(i % colours.N)
+        pitches = sorted({n.pitch for n in part.notes}) or [60]
         if part.is_drum:
-            ax.scatter([n.start for n in part.notes], [n.pitch for n in part.notes],
-                       marker="|", s=30, linewidths=1, color=colour, label=label)  # fmt: skip
-            continue
-        for n in part.notes:
-            ax.add_patch(
-                plt.Rectangle(
-                    (n.start, n.pitch - 0.4),
-                    n.end - n.start,
-                    0.8,
-                    color=colour,
-                    alpha=0.4 + 0.6 * n.velocity / 127,
-                    linewidth=0,
+            rows = {pitch: row for row, pitch in enumerate(pitches)}
+            ax.scatter([n.start for n in part.notes], [rows[n.pitch] for n in part.notes],
+                       marker="|", s=40, linewidths=1.2, color=colour)  # fmt: skip
+            ax.set_yticks(range(len(pitches)))
+            names = [note_number_to_drum_name(p) or str(p) for p in pitches]
+            ax.set_yticklabels(names, fontsize=6)
+            ax.set_ylim(-0.7, len(pitches) - 0.3)
+        else:
+            for n in part.notes:
+                ax.add_patch(
+                    plt.Rectangle(
+                        (n.start, n.pitch - 0.4),
+                        n.end - n.start,
+                        0.8,
+                        color=colour,
+                        alpha=0.4 + 0.6 * n.velocity / 127,
+                        linewidth=0,
+                    )
                 )
-            )
-        ax.plot([], [], color=colour, linewidth=6, label=label)  # the legend's swatch
-    for start, _, _, _ in bar_grid(score):
-        ax.axvline(start, color="0.85", linewidth=0.6, zorder=0)
-    pitches = [n.pitch for _, part in layers for n in part.notes] or [60]
-    ax.set_xlim(0, length)
-    ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
-    ax.set_xlabel("quarter notes")
-    ax.set_ylabel("MIDI pitch")
-    ax.set_title(title or "piano roll")
-    if layers:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+            low, high = pitches[0], pitches[-1]
+            pad = max(0, 12 - (high - low)) / 2  # at least an octave in view
+            ax.set_ylim(low - 1 - pad, high + 1 + pad)
+            octaves = range((int(low - pad) // 12 + 1) * 12, int(high + pad) + 1, 12)
+            ax.set_yticks(list(octaves))
+            ax.set_yticklabels([f"C{p // 12 - 1}" for p in octaves], fontsize=7)
+        for start in bars:
+            ax.axvline(start, color="0.85", linewidth=0.6, zorder=0)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_xlim(0, length)
+    axes[-1, 0].set_xlabel("quarter notes")
+    axes[0, 0].set_title(title or "piano roll")
     return _save(fig, path)
 
 

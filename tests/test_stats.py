@@ -435,6 +435,13 @@ def test_piano_roll_and_history_pictures(tmp_path):
     assert [label for label, _ in plots.roll_layers(unnamed)] == ["Part 2"]  # no empty layer
     band_roll = plots.plot_piano_roll(band, tmp_path / "band.png")
     assert band_roll.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def height(png):  # the PNG header's image height, pixels
+        return int.from_bytes(png.read_bytes()[20:24], "big")
+
+    # a lane per part: four lanes stand three lanes taller than one (at least half of
+    # LANE_INCHES each at 100 dpi, once the margins are cropped)
+    assert height(band_roll) - height(roll) > 3 * plots.LANE_INCHES * 100 / 2
     history = tmp_path / "history.csv"
     history.write_text(
         "epoch,accuracy,loss,val_accuracy,val_loss\n1,0.3,2.5,0.35,2.3\n2,0.4,2,0.4,2\n"
