@@ -60,8 +60,6 @@ def plot_piano_roll(score: Score, path: str | Path, title: str | None = None) ->
     map), so each part reads on its own. A pitched part's notes are horizontal bars in
     its own register (y: its pitches, octaves marked C2, C3, ...; fainter: softer); the
     drums' hits are ticks on a row per kit note, named as General MIDI names them."""
-    from pretty_midi import note_number_to_drum_name
-
     from musicgen.stats import bar_grid
 
     plt = _pyplot()
@@ -74,34 +72,8 @@ def plot_piano_roll(score: Score, path: str | Path, title: str | None = None) ->
     colours = plt.get_cmap("tab10" if len(layers) <= 10 else "tab20")
     bars = [start for start, _, _, _ in bar_grid(score)]
     for i, ((label, part), ax) in enumerate(zip(layers, axes[:, 0], strict=True)):
-        colour = colours(i % colours.N)
-        pitches = sorted({n.pitch for n in part.notes}) or [60]
-        if part.is_drum:
-            rows = {pitch: row for row, pitch in enumerate(pitches)}
-            ax.scatter([n.start for n in part.notes], [rows[n.pitch] for n in part.notes],
-                       marker="|", s=40, linewidths=1.2, color=colour)  # fmt: skip
-            ax.set_yticks(range(len(pitches)))
-            names = [note_number_to_drum_name(p) or str(p) for p in pitches]
-            ax.set_yticklabels(names, fontsize=6)
-            ax.set_ylim(-0.7, len(pitches) - 0.3)
-        else:
-            for n in part.notes:
-                ax.add_patch(
-                    plt.Rectangle(
-                        (n.start, n.pitch - 0.4),
-                        n.end - n.start,
-                        0.8,
-                        color=colour,
-                        alpha=0.4 + 0.6 * n.velocity / 127,
-                        linewidth=0,
-                    )
-                )
-            low, high = pitches[0], pitches[-1]
-            pad = max(0, 12 - (high - low)) / 2  # at least an octave in view
-            ax.set_ylim(low - 1 - pad, high + 1 + pad)
-            octaves = range((int(low - pad) // 12 + 1) * 12, int(high + pad) + 1, 12)
-            ax.set_yticks(list(octaves))
-            ax.set_yticklabels([f"C{p // 12 - 1}" for p in octaves], fontsize=7)
+        draw = _drum_lane if part.is_drum else _pitched_lane
+        draw(ax, part, colours(i % colours.N))
         for start in bars:
             ax.axvline(start, color="0.85", linewidth=0.6, zorder=0)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
@@ -109,6 +81,45 @@ def plot_piano_roll(score: Score, path: str | Path, title: str | None = None) ->
     axes[-1, 0].set_xlabel("quarter notes")
     axes[0, 0].set_title(title or "piano roll")
     return _save(fig, path)
+
+
+def _drum_lane(ax, part: Part, colour) -> None:
+    """Drum hits as ticks, one row per kit note the part uses, named by General MIDI."""
+    from pretty_midi import note_number_to_drum_name
+
+    notes = sorted({n.pitch for n in part.notes})
+    rows = {pitch: row for row, pitch in enumerate(notes)}
+    ax.scatter([n.start for n in part.notes], [rows[n.pitch] for n in part.notes],
+               marker="|", s=40, linewidths=1.2, color=colour)  # fmt: skip
+    ax.set_yticks(range(len(notes)))
+    ax.set_yticklabels([note_number_to_drum_name(p) or str(p) for p in notes], fontsize=6)
+    ax.set_ylim(-0.7, len(notes) - 0.3)
+
+
+def _pitched_lane(ax, part: Part, colour) -> None:
+    """Notes as bars in the part's own register (at least an octave in view), fainter
+    when softer, the octaves' Cs marked."""
+    from pretty_midi import note_number_to_name
+
+    plt = _pyplot()
+    for n in part.notes:
+        ax.add_patch(
+            plt.Rectangle(
+                (n.start, n.pitch - 0.4),
+                n.end - n.start,
+                0.8,
+                color=colour,
+                alpha=0.4 + 0.6 * n.velocity / 127,
+                linewidth=0,
+            )
+        )
+    pitches = [n.pitch for n in part.notes] or [60]
+    low, high = min(pitches), max(pitches)
+    pad = max(0, 12 - (high - low)) / 2
+    ax.set_ylim(low - 1 - pad, high + 1 + pad)
+    octaves = list(range((int(low - pad) // 12 + 1) * 12, int(high + pad) + 1, 12))
+    ax.set_yticks(octaves)
+    ax.set_yticklabels([note_number_to_name(p) for p in octaves], fontsize=7)
 
 
 def read_history(history_csv: str | Path) -> dict[str, np.ndarray]:
