@@ -541,7 +541,7 @@ def train_settings(
         read_settings_file,
         resolve_settings,
     )
-    from musicgen.encoding import check_config
+    from musicgen.encoding import check_config, encoding_class
 
     out = Path(out)
     stored = checkpoint.read_config(out)[0] if resume and checkpoint.is_checkpoint(out) else None
@@ -556,6 +556,8 @@ def train_settings(
     try:
         run_config = resolve_settings(checkpoint=stored, config_file=from_file, flags=settings)
         check_config(run_config.encoding)
+        if not encoding_class(run_config.encoding.name).has_parts:  # nothing to tell apart
+            run_config = run_config.replace(model=run_config.model.replace(part_programs=False))
         if source is not None:
             check_fine_tune(source, run_config, str(from_checkpoint))
     except FineTuneError as exc:

@@ -369,6 +369,8 @@ def load_checkpoint(path: str | Path, which: str = "best", *, engine: str = "ker
 
         model = build_model(config.model, vocab_size)
         load_weights(model, chosen)
+    # what the sampler packs each id with (encoding/parts.py); None: plain ids
+    model.parts = encoding if config.model.part_programs and encoding.has_parts else None
     info = {
         "path": str(folder),
         "weights": chosen.name,

@@ -321,9 +321,10 @@ def _info_lines(d: dict[str, Any]) -> list[str]:
     music = _validation_music_line(state.get("metrics") or {}, d.get("last_epoch") or {})
     if music:
         lines.append(music)
+    parts = ", each token told its part" if model.get("part_programs") else ""
     lines += [
         f"Model: {model['layers']} x {model['units']} {model['cell'].upper()}, embedding "
-        f"{model['embedding_dim']}, dropout {model['dropout']}; vocabulary "
+        f"{model['embedding_dim']}{parts}, dropout {model['dropout']}; vocabulary "
         f"{d.get('vocab_size')} tokens ({enc['name']})",
         f"Training: seq_len {tr['seq_len']}, batch {tr['batch_size']}, learning rate "
         f"{tr['learning_rate']}, clip norm {tr['clip_norm']}, transpose +-{tr['transpose']}, "

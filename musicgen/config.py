@@ -217,6 +217,17 @@ class ModelConfig(_Config):
         high=1,
         high_open=True,
     )  # share of input tokens whose embedding is zeroed while training (0 disables)
+    # the instrument family of the part each token is in, as a second input
+    # (encoding/parts.py): a training window rarely holds the header that names the parts
+    part_programs: bool = setting(
+        True,
+        "Tell the network which instrument each token belongs to (encodings with parts).",
+    )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        # a config.json written before part_programs existed: its network had none
+        return super().from_dict({"part_programs": False, **data})
 
     def validate(self) -> None:
         _check(self.cell in ("lstm", "gru"), f"cell must be lstm or gru, not {self.cell!r}")

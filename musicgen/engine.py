@@ -41,7 +41,7 @@ import numpy as np
 
 from musicgen import checkpoint as ckpt
 from musicgen.config import RunConfig, SampleConfig
-from musicgen.encoding import BOS, PAD, Encoding, Grammar, get_encoding
+from musicgen.encoding import BOS, PAD, Encoding, Grammar, PartTracker, get_encoding
 from musicgen.encoding.tracks import InstrumentsGrammar
 from musicgen.errors import UsageError, UserError, param
 from musicgen.npmodel import NumpyRNN, one_blas_thread
@@ -333,12 +333,20 @@ class Rows:
     vocab or len(columns)]`, a buffer the next step may overwrite); `keep(rows)` goes
     on with those rows only, `reset(row)` puts a row back to the prefix's state.
 
+    A network that reads each token's part (`model.parts`, the encoding, set by
+    checkpoint.py for `part_programs`) gets its ids packed with their part feature by a
+    `PartTracker` that follows every row.
+
     A `NumpyRNN` steps only the live rows, in place (`npmodel.StepBatch`; the prefix
     once, at batch 1). A keras `MusicRNN` steps its fixed batch through one compiled
     `tf.function(model.step)`, dropped rows fed PAD."""
 
     def __init__(self, model: Any, batch: int, prefix: list[int]):
         self.vocab_size = int(model.vocab_size)
+        parts = getattr(model, "parts", None)
+        self.tracker = PartTracker(parts, batch) if parts is not None else None
+        prefix = [int(self._inputs(np.full(batch, t, np.int32))[0]) for t in prefix]
+        self.start_parts = self.tracker.state(0) if self.tracker is not None else None
         if isinstance(model, NumpyRNN):
             self.start = model.initial_states(1)
             for token_id in prefix:
@@ -357,7 +365,12 @@ class Rows:
         self.slots = np.arange(batch)  # the fixed batch's slot of each live row
         self.ids = np.full(batch, PAD, dtype=np.int32)
 
+    def _inputs(self, ids: np.ndarray) -> np.ndarray:
+        """The live rows' ids as the network reads them (packed with their parts)."""
+        return ids if self.tracker is None else self.tracker.feed(ids)
+
     def step(self, ids: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+        ids = self._inputs(ids)
         if self.numpy is not None:
             return self.numpy.step(ids, columns)
         self.ids[:] = PAD
@@ -367,12 +380,16 @@ class Rows:
         return logits if columns is None else logits[:, columns]
 
     def keep(self, rows: list[int]) -> None:
+        if self.tracker is not None:
+            self.tracker.keep(rows)
         if self.numpy is not None:
             self.numpy.keep(rows)
         else:
             self.slots = self.slots[np.asarray(rows, dtype=np.intp)]
 
     def reset(self, row: int) -> None:
+        if self.tracker is not None:
+            self.tracker.reset(row, self.start_parts)  # type: ignore[arg-type]
         if self.numpy is not None:
             self.numpy.reset(row, self.start)
             return

@@ -30,7 +30,7 @@ import numpy as np
 
 from musicgen import checkpoint as ckpt
 from musicgen.dataset import prepare
-from musicgen.encoding import BOS
+from musicgen.encoding import BOS, pack_stream
 from musicgen.errors import UserError
 from musicgen.ngram import fit_order
 
@@ -153,6 +153,7 @@ def network_token_nll(
     padding never changes a real position, and padded targets are masked out.
     """
     forward = _compiled_forward(model)
+    parts = getattr(model, "parts", None)  # the network reads each token's part (checkpoint.py)
     out: list[tuple[np.ndarray, int]] = [(np.zeros(0), 0)] * len(sequences)
     for batch in _batches([len(s) - 1 for s in sequences], batch_size):
         width = max(len(sequences[i]) - 1 for i in batch)
@@ -161,7 +162,7 @@ def network_token_nll(
         mask = np.zeros((len(batch), width), bool)
         for row, i in enumerate(batch):
             ids = np.asarray(sequences[i])
-            inputs[row, : len(ids) - 1] = ids[:-1]
+            inputs[row, : len(ids) - 1] = (ids if parts is None else pack_stream(ids, parts))[:-1]
             targets[row, : len(ids) - 1] = ids[1:]
             mask[row, : len(ids) - 1] = True
         logits = forward(inputs)

@@ -23,6 +23,11 @@ corpus shorter than a window) and 1.0 elsewhere.
   padded with PAD (weight 0); a finite dataset that is the same on every pass
   (optionally padded with empty windows to a fixed number of batches).
 
+On a network that reads each token's part (`part_programs`, encoding/parts.py) the
+arrays hold packed ids (id + vocab x part feature) and `vocab` says so: windows are
+cut from the packed stream, transposition moves the ids alone, the inputs stay packed
+and the targets are the plain ids.
+
 For tf.distribute, `replicas=R` cuts each batch into R consecutive per-replica batches
 (elements R * n ... R * n + R - 1): a strategy's local replicas take them in turn, so
 the replicas together see exactly the batch a single device would.
@@ -62,6 +67,7 @@ def train_dataset(
     cyclic_id_groups: Sequence[tuple[int, int]] = (),
     key: int | None = None,
     replicas: int = 1,
+    vocab: int = 0,
 ) -> tf.data.Dataset:
     """Endless (inputs, targets, weights) batches of random windows, each [batch, seq_len].
 
@@ -72,10 +78,11 @@ def train_dataset(
     by k semitones has each such id rotated by k within its group.
     key: the random ops' seed (default `seed`; each worker of a cluster has its own).
     replicas: cut each batch into this many per-replica batches (batch_size / replicas).
+    vocab: the arrays hold packed ids of this vocabulary (0: plain ids).
     """
     make_batch = _batch_maker(
         seq_len, batch_size, transpose, pitch_id_ranges, cyclic_id_groups,
-        seed if key is None else key,
+        seed if key is None else key, vocab,
     )  # fmt: skip
     tokens = tf.constant(concatenate(arrays, min_length=seq_len + 1))
     dataset = tf.data.Dataset.counter(start=first_batch).map(
@@ -133,6 +140,7 @@ def grouped_train_dataset(
     cyclic_id_groups: Sequence[tuple[int, int]] = (),
     key: int | None = None,
     replicas: int = 1,
+    vocab: int = 0,
 ) -> tf.data.Dataset:
     """`train_dataset` over `groups` loaded one at a time (see `group_schedule`).
 
@@ -143,10 +151,10 @@ def grouped_train_dataset(
         return train_dataset(
             [groups[0].load()], seq_len, batch_size, transpose, pitch_id_ranges, seed,
             first_batch=first_batch, cyclic_id_groups=cyclic_id_groups, key=key,
-            replicas=replicas,
+            replicas=replicas, vocab=vocab,
         )  # fmt: skip
     make_batch = _batch_maker(
-        seq_len, batch_size, transpose, pitch_id_ranges, cyclic_id_groups, key
+        seq_len, batch_size, transpose, pitch_id_ranges, cyclic_id_groups, key, vocab
     )
     visits = group_schedule([g.tokens for g in groups], batch_size * seq_len, key)
 
@@ -178,6 +186,7 @@ def _batch_maker(
     pitch_id_ranges: Sequence[tuple[int, int]],
     cyclic_id_groups: Sequence[tuple[int, int]],
     key: int,
+    vocab: int = 0,
 ) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
     """make_batch(tokens int32[N >= seq_len + 1], step int64) -> batch `step` of windows
     of `tokens`: starts drawn with the stateless seed (key, 2 step), shifts with
@@ -194,10 +203,10 @@ def _batch_maker(
         starts = tf.random.stateless_uniform(
             [batch_size], start_seed, minval=0, maxval=num_starts, dtype=tf.int32
         )
-        windows = tf.gather(tokens, starts[:, None] + offsets[None, :])
+        windows, parts = _unpacked(tf.gather(tokens, starts[:, None] + offsets[None, :]), vocab)
         if transpose > 0 and ranges:
             windows = _transpose_windows(windows, transpose, ranges, shift_seed, cycles)
-        return _split(windows)
+        return _split(windows, parts, vocab)
 
     return make_batch
 
@@ -218,13 +227,15 @@ def val_dataset(
     *,
     steps: int | None = None,
     replicas: int = 1,
+    vocab: int = 0,
 ) -> tf.data.Dataset:
     """Finite (inputs, targets, weights) batches of consecutive, non-overlapping windows.
 
     Window i covers tokens [i * seq_len, (i + 1) * seq_len] of the concatenated stream;
     the stream is padded with PAD (weight 0) to fill the last window. Same every pass.
     steps: pad with all-PAD windows (weight 0) to exactly this many full batches, so
-    that every replica of a cluster runs the same number of steps.
+    that every replica of a cluster runs the same number of steps. vocab: as
+    `train_dataset`'s.
     """
     windows = val_windows(arrays, seq_len)
     if steps is not None:
@@ -232,7 +243,11 @@ def val_dataset(
             raise ValueError(f"{len(windows)} windows do not fit {steps} batches")
         padding = np.full((steps * batch_size - len(windows), seq_len + 1), PAD, np.int32)
         windows = np.concatenate([windows, padding])
-    dataset = tf.data.Dataset.from_tensor_slices(windows).batch(batch_size).map(_split)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(windows)
+        .batch(batch_size)
+        .map(lambda w: _split(*_unpacked(w, vocab), vocab))
+    )
     return _per_replica(dataset, batch_size, replicas).prefetch(tf.data.AUTOTUNE)
 
 
@@ -251,9 +266,21 @@ def val_windows(arrays: Sequence[np.ndarray], seq_len: int) -> np.ndarray:
     return tokens[index]
 
 
-def _split(windows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """windows int[b, t + 1] -> inputs int[b, t], targets int[b, t], weights float[b, t]."""
+def _unpacked(windows: tf.Tensor, vocab: int) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """(ids, part features) of packed windows; (windows, None) when vocab is 0."""
+    if not vocab:
+        return windows, None
+    return tf.math.floormod(windows, vocab), tf.math.floordiv(windows, vocab)
+
+
+def _split(
+    windows: tf.Tensor, parts: tf.Tensor | None = None, vocab: int = 0
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """windows int[b, t + 1] -> inputs int[b, t] (packed again with `parts`, when
+    given), targets int[b, t], weights float[b, t]."""
     inputs, targets = windows[:, :-1], windows[:, 1:]
+    if parts is not None:
+        inputs = inputs + vocab * parts[:, :-1]
     weights = tf.cast(tf.not_equal(targets, PAD), tf.float32)
     return inputs, targets, weights
 

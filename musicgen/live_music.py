@@ -40,7 +40,7 @@ from musicgen.constraints import Controls
 from musicgen.encoding.base import BOS, EOS, Grammar, NarrowedGrammar
 from musicgen.encoding.remi import BAR, PITCH, VELOCITY
 from musicgen.encoding.tracks import DRUM, HOLD, PROGRAM, TRACK
-from musicgen.engine import default_sample, load_model, start_grammar
+from musicgen.engine import default_sample, load_model, start_grammar, step_function
 from musicgen.errors import UsageError, UserError
 from musicgen.generate import GenerateRequest, plan_request
 from musicgen.instruments import known_requests, parse_instruments
@@ -160,12 +160,8 @@ class Stream:
     def __init__(self, net: Network, grammar: Grammar, prefix: Sequence[int]):
         self.net, self.grammar = net, grammar
         self.ids = [int(i) for i in prefix]
-        model = net.model
-        states = model.initial_states(1)
-        with one_blas_thread():
-            for token_id in self.ids[:-1]:
-                _, states = model.step(np.array([token_id]), states)
-        self.states = states
+        with one_blas_thread():  # the network's state (and parts) carried from call to call
+            self.step = step_function(net.model, 1, self.ids[:-1])
 
     @property
     def done(self) -> bool:
@@ -176,7 +172,7 @@ class Stream:
         net, config = self.net, self.net.request.sample
         with one_blas_thread():
             for _ in range(MAX_TOKENS_PER_BAR):
-                logits, self.states = net.model.step(np.array([self.ids[-1]]), self.states)
+                logits = self.step(np.array([self.ids[-1]], np.int32))
                 mask = self.grammar.allowed()[None, :]
                 token_id = int(sample_next(logits, mask, config, [net.rng])[0])
                 self.grammar.advance(token_id)

@@ -8,6 +8,12 @@ serve two ways of running it:
 - `model.step(ids[b], states) -> (logits[b, vocab], states)` for generation: one
   token per call, carrying the recurrent state, so sampling never re-runs a window.
 
+On encodings with parts (`ModelConfig.part_programs`) the network also reads which
+instrument each token belongs to: its ids come packed as id + vocab_size x part
+feature (encoding/parts.py), and the part's embedding is added to the token's. A
+window of 128 tokens rarely holds the header that names the parts, so without it
+the network cannot tell a bass from a lead.
+
 Depth is data: `ModelConfig.layers` recurrent layers of `units` each, built in one
 loop. The recurrent layers keep Keras's defaults (tanh/sigmoid, no recurrent dropout,
 no unrolling, biases, GRU reset_after) so that TensorFlow runs them on the fused cuDNN
@@ -25,10 +31,12 @@ from keras import layers as kl
 from keras import ops
 
 from musicgen.config import ModelConfig
+from musicgen.encoding import PART_VALUES
 
 
 class MusicRNN(keras.Model):
-    """Embedding -> token dropout -> `layers` x (LSTM|GRU -> Dropout) -> Dense(vocab) logits.
+    """Embedding (+ the part's) -> token dropout -> `layers` x (LSTM|GRU -> Dropout) ->
+    Dense(vocab) logits.
 
     States (what `initial_states` returns and `step` carries) are a flat list of
     float tensors of shape [batch, units]: per recurrent layer, in order, `h, c` for
@@ -41,6 +49,13 @@ class MusicRNN(keras.Model):
         self.model_config = model_config
         self.vocab_size = int(vocab_size)
         self.embedding = kl.Embedding(self.vocab_size, model_config.embedding_dim, name="embedding")
+        # inputs packed as id + vocab_size x part feature (encoding/parts.py): the
+        # part's embedding is added to the token's
+        self.part_embedding = (
+            kl.Embedding(PART_VALUES, model_config.embedding_dim, name="part_embedding")
+            if model_config.part_programs
+            else None
+        )
         # whole tokens hidden: one mask value per position, shared by its features
         self.token_dropout = kl.Dropout(
             model_config.token_dropout, noise_shape=(None, None, 1), name="token_dropout"
@@ -99,7 +114,12 @@ class MusicRNN(keras.Model):
 
     def _run(self, ids: Any, states: list[Any] | None, training: bool) -> tuple[Any, list[Any]]:
         """ids int[b, t] (+ optional initial states) -> (logits[b, t, vocab], final states)."""
-        x = self.token_dropout(self.embedding(ids), training=training)
+        if self.part_embedding is None:
+            x = self.embedding(ids)
+        else:
+            x = self.embedding(ops.mod(ids, self.vocab_size))
+            x = x + self.part_embedding(ops.floor_divide(ids, self.vocab_size))
+        x = self.token_dropout(x, training=training)
         per = self.states_per_layer
         new_states: list[Any] = []
         for i, (rnn, dropout) in enumerate(zip(self.recurrent, self.dropouts, strict=True)):

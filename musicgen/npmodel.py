@@ -9,7 +9,8 @@ checkpoint.py saved (a Keras 3 `.weights.h5`, read with h5py):
 - `NumpyRNN.from_weights_file(path, model_config, vocab_size)` finds the arrays by
   the layer names model.py gives (`embedding`, `rnn_0`.., `logits`), checks their
   shapes against the config, and folds the embedding into the first layer's input
-  projection (one table row per token id);
+  projection (one table row per token id; with `part_programs`, a second table per
+  part feature, the ids packed as encoding/parts.py packs them);
 - `initial_states(batch)` and `step(ids[b], states) -> (logits[b, vocab], states)`
   have `MusicRNN`'s meaning and state layout (a flat list of float32[b, units]: per
   layer `h, c` for an LSTM, `h` for a GRU); `run(ids[b, t])` steps a whole sequence;
@@ -39,6 +40,7 @@ import h5py
 import numpy as np
 
 from musicgen.config import ModelConfig
+from musicgen.encoding import PART_VALUES
 from musicgen.errors import UserError
 
 GATES = {"lstm": 4, "gru": 3}  # gate blocks per cell in the kernels' last axis
@@ -67,10 +69,12 @@ class NumpyRNN:
         biases: list[np.ndarray],
         dense_kernel: np.ndarray,
         dense_bias: np.ndarray,
+        part_embedding: np.ndarray | None = None,
     ):
         """Weights as Keras stores them: embedding [vocab, dim]; per layer kernel
         [in, g*u], recurrent [u, g*u], bias [g*u] (lstm) or [2, g*u] (gru); dense
-        kernel [u, vocab] and bias [vocab]."""
+        kernel [u, vocab] and bias [vocab]; the part embedding [PART_VALUES, dim] of a
+        model with `part_programs` (its ids packed as id + vocab x part feature)."""
         if cell not in GATES:
             raise ValueError(f"cell must be lstm or gru, not {cell!r}")
         self.cell = cell
@@ -94,6 +98,10 @@ class NumpyRNN:
         # token id -> the first layer's input projection plus its input bias
         embedding = np.asarray(embedding, f32)
         self.table = embedding @ np.asarray(kernels[0], f32) + self.layers[0].bias
+        # part feature -> its share of the first layer's input projection (None: no parts)
+        self.part_table = (
+            None if part_embedding is None else np.asarray(part_embedding, f32) @ kernels[0]
+        )
         self.dense_kernel = np.ascontiguousarray(dense_kernel, f32)
         self.dense_rows = np.ascontiguousarray(self.dense_kernel.T)  # [vocab, u]: id -> row
         self.dense_bias = np.asarray(dense_bias, f32)
@@ -251,7 +259,12 @@ class StepBatch:
         ids = np.asarray(ids, dtype=np.intp)
         x = self.inputs[:b]
         inner = self.inner[:b]
-        np.take(model.table, ids, axis=0, out=x)
+        if model.part_table is None:
+            np.take(model.table, ids, axis=0, out=x)
+        else:  # packed: id + vocab x part feature
+            parts, tokens = np.divmod(ids, model.vocab_size)
+            np.take(model.table, tokens, axis=0, out=x)
+            x += model.part_table[parts]
         h = x
         for i, layer in enumerate(model.layers):
             if layer.kernel is not None:
@@ -313,8 +326,9 @@ def _arrays(group: h5py.Group | None, count: int) -> list[np.ndarray] | None:
 
 
 def _collect(named: dict[str, h5py.Group], model_config: ModelConfig, path: Path) -> tuple:
-    """(embedding, kernels, recurrents, biases, dense_kernel, dense_bias) from a file's
-    named groups; UserError naming the first layer that is missing."""
+    """(embedding, kernels, recurrents, biases, dense_kernel, dense_bias, part
+    embedding or None) from a file's named groups; UserError naming the first layer
+    that is missing."""
 
     def need(what: str, arrays: list[np.ndarray] | None) -> list[np.ndarray]:
         if arrays is None:
@@ -334,12 +348,15 @@ def _collect(named: dict[str, h5py.Group], model_config: ModelConfig, path: Path
         recurrents.append(recurrent)
         biases.append(bias)
     dense_kernel, dense_bias = need("output layer 'logits'", _arrays(named.get("logits"), 2))
-    return embedding, kernels, recurrents, biases, dense_kernel, dense_bias
+    parts = None
+    if model_config.part_programs:
+        [parts] = need("part embedding 'part_embedding'", _arrays(named.get("part_embedding"), 1))
+    return embedding, kernels, recurrents, biases, dense_kernel, dense_bias, parts
 
 
 def _check_shapes(arrays: tuple, config: ModelConfig, vocab_size: int, path: Path) -> None:
     """UserError when an array's shape is not what `build_model(config, vocab_size)` makes."""
-    embedding, kernels, recurrents, biases, dense_kernel, dense_bias = arrays
+    embedding, kernels, recurrents, biases, dense_kernel, dense_bias, parts = arrays
     g, u = GATES[config.cell], config.units
     bias_shape = (g * u,) if config.cell == "lstm" else (2, g * u)
     expected = [("embedding", embedding, (vocab_size, config.embedding_dim))]
@@ -352,6 +369,8 @@ def _check_shapes(arrays: tuple, config: ModelConfig, vocab_size: int, path: Pat
         ]
     expected += [("logits kernel", dense_kernel, (u, vocab_size))]
     expected += [("logits bias", dense_bias, (vocab_size,))]
+    if parts is not None:
+        expected += [("part embedding", parts, (PART_VALUES, config.embedding_dim))]
     for what, array, shape in expected:
         if tuple(array.shape) != shape:
             raise UserError(

@@ -69,7 +69,11 @@ tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 from musicgen import callbacks, distribute, feed, shards  # noqa: E402
-from musicgen.encoding import Encoding, get_encoding  # noqa: E402
+from musicgen.encoding import (  # noqa: E402
+    Encoding,
+    get_encoding,
+    pack_stream,  # noqa: E402
+)
 from musicgen.model import build_model  # noqa: E402
 from musicgen.profiles import learn as learn_profiles  # noqa: E402
 
@@ -486,12 +490,17 @@ def _pipeline_key(seed: int, pipeline: int, pipelines: int) -> int:
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
-def _groups(packed: shards.ShardSet, files: Sequence[shards.ShardFile]) -> list[feed.TokenGroup]:
+def _groups(
+    packed: shards.ShardSet,
+    files: Sequence[shards.ShardFile],
+    inputs: Callable[[np.ndarray], np.ndarray],
+) -> list[feed.TokenGroup]:
     """A worker's training files as groups of whole shards of at most GROUP_TOKENS tokens
-    (one group, files in path order, when they fit: then the feed is `train_dataset`'s)."""
+    (one group, files in path order, when they fit: then the feed is `train_dataset`'s),
+    each stream read through `inputs` (`_inputs`)."""
     if _tokens(files) <= GROUP_TOKENS:
         ordered = sorted(files, key=lambda f: f.path)
-        return [feed.TokenGroup(_tokens(ordered), lambda: packed.concatenated(ordered))]
+        return [feed.TokenGroup(_tokens(ordered), lambda: inputs(packed.concatenated(ordered)))]
     by_shard: dict[int, list[shards.ShardFile]] = {}
     for f in files:
         by_shard.setdefault(f.shard, []).append(f)
@@ -500,7 +509,18 @@ def _groups(packed: shards.ShardSet, files: Sequence[shards.ShardFile]) -> list[
         if groups[-1] and _tokens(groups[-1]) + _tokens(by_shard[shard]) > GROUP_TOKENS:
             groups.append([])
         groups[-1].extend(by_shard[shard])
-    return [feed.TokenGroup(_tokens(g), lambda g=g: packed.concatenated(g)) for g in groups]
+    return [feed.TokenGroup(_tokens(g), lambda g=g: inputs(packed.concatenated(g))) for g in groups]
+
+
+def _inputs(
+    config: RunConfig, encoding: Encoding
+) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    """(what the network reads of a stream of ids, the feed's `vocab`): the ids packed
+    with their parts for a network with `part_programs` (encoding/parts.py), else the
+    ids as they are (vocab 0)."""
+    if config.model.part_programs and encoding.has_parts:
+        return (lambda ids: pack_stream(ids, encoding)), len(encoding.vocab)  # type: ignore[arg-type]
+    return (lambda ids: ids), 0
 
 
 def _feeds(
@@ -529,23 +549,26 @@ def _feeds(
     val_steps = max(
         -(-feed.val_window_count(_tokens(val), cfg.seq_len) // batch) for _, val in parts
     )
+    inputs, vocab = _inputs(config, encoding)
 
     def train_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         p = context.input_pipeline_id
         (files, _), _ = parts[p]
         return feed.grouped_train_dataset(
-            _groups(data.shards, files), cfg.seq_len, batch, cfg.transpose,
+            _groups(data.shards, files, inputs), cfg.seq_len, batch, cfg.transpose,
             encoding.pitch_id_ranges(), cfg.seed, first_batch=first_batch,
             cyclic_id_groups=encoding.cyclic_id_groups(),  # Key_* tokens move with pitches
             key=_pipeline_key(cfg.seed, p, pipelines), replicas=layout.local_replicas,
+            vocab=vocab,
         )  # fmt: skip
 
     def val_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         _, files = parts[context.input_pipeline_id]
-        arrays = list(data.ids(sorted(files, key=lambda f: f.path)))
+        arrays = [inputs(ids) for ids in data.ids(sorted(files, key=lambda f: f.path))]
         return feed.val_dataset(
-            arrays, cfg.seq_len, batch, steps=val_steps, replicas=layout.local_replicas
-        )
+            arrays, cfg.seq_len, batch, steps=val_steps, replicas=layout.local_replicas,
+            vocab=vocab,
+        )  # fmt: skip
 
     strategy = layout.strategy
     return _Feeds(
@@ -855,8 +878,10 @@ def _prepare(run: RunContext, writer: callbacks.CheckpointWriter) -> None:
         if cfg.average_epochs
         else ""
     )
+    parts = " told each token's part" if _inputs(config, run.encoding)[1] else ""
     run.log(
-        f"Model: {config.model.layers} x {config.model.units} {config.model.cell.upper()}, "
+        f"Model: {config.model.layers} x {config.model.units} {config.model.cell.upper()}"
+        f"{parts}, "
         f"{run.model.count_params():,} parameters; {run.steps} steps of {cfg.batch_size} x "
         f"{cfg.seq_len} tokens per epoch; epochs {run.previous['epoch'] + 1}..{cfg.epochs}"
         f"{budget}{average}"

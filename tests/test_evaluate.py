@@ -19,6 +19,7 @@ from musicgen.cli import main  # noqa: E402
 from musicgen.config import EncodingConfig, ModelConfig, RunConfig  # noqa: E402
 from musicgen.dataset import PreparedFile  # noqa: E402
 from musicgen.encoding import get_encoding  # noqa: E402
+from musicgen.encoding.parts import pack_stream  # noqa: E402
 from musicgen.errors import UserError  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
 from tests.music import Track, make_score, untrained_checkpoint, write_test_midi  # noqa: E402
@@ -27,8 +28,11 @@ VOCAB = 19
 
 
 def _direct_scores(model, ids):
-    """(nll nats, correct) of one sequence straight from the model's logits."""
-    logits = model(np.asarray(ids[None, :-1], np.int32)).numpy()[0].astype(np.float64)
+    """(nll nats, correct) of one sequence straight from the model's logits (its
+    inputs packed with their parts where the checkpoint's network reads them)."""
+    parts = getattr(model, "parts", None)
+    inputs = ids if parts is None else pack_stream(ids, parts)
+    logits = model(np.asarray(inputs[None, :-1], np.int32)).numpy()[0].astype(np.float64)
     logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
     logp -= logits.max(-1, keepdims=True)
     targets = ids[1:]

@@ -4,7 +4,9 @@ The registry lives here, so that `base.py` (the interface every encoding impleme
 imports no encoding: `encoding_class(name)` is the class an `EncodingConfig.name`
 stands for (what the encoding can do, read off the class without building it:
 `has_parts`, `counts_bars`, `takes_controls`, ...), `get_encoding(config)` builds one,
-`check_config(config)` says whether the settings suit the named encoding.
+`check_config(config)` says whether the settings suit the named encoding;
+`pack_stream`, `PartTracker` and `PART_VALUES` (parts.py) give the network each
+token's part.
 `config.ENCODINGS` lists the same names (the settings' choices; a test keeps the two
 equal).
 """
@@ -23,6 +25,7 @@ from musicgen.encoding.base import (
     Vocabulary,
     allowed_id,
 )
+from musicgen.encoding.parts import PART_VALUES, PartTracker, pack_stream
 from musicgen.encoding.performance import PerformanceEncoding
 from musicgen.encoding.remi import RemiEncoding
 from musicgen.encoding.steps import StepsEncoding
@@ -67,9 +70,12 @@ __all__ = [
     "Encoding",
     "Grammar",
     "NarrowedGrammar",
+    "PART_VALUES",
+    "PartTracker",
     "allowed_id",
     "Vocabulary",
     "check_config",
     "encoding_class",
     "get_encoding",
+    "pack_stream",
 ]
