@@ -319,6 +319,16 @@ class TrainConfig(_Config):
     transpose: int = setting(
         5, "Random transposition of each window within +-N semitones.", low=0, high=24
     )  # random transposition of each window in [-t, +t] semitones
+    # With part_programs: this share of the training windows is fed without the part
+    # features (feed.py), so the network also learns to hear an instrument from its notes
+    # instead of leaning on the feature to learn the training songs by heart
+    # (checkpoints/README.md, "Each token's instrument").
+    hide_parts: float = setting(
+        0.5,
+        "Share of training windows that are not told each token's instrument (with --part-programs).",
+        low=0,
+        high=1,
+    )
     patience: int = setting(
         8,
         "After N epochs without validation improvement, anneal the rate over 3 epochs, then stop at the next epoch without improvement (0 = never).",
@@ -358,6 +368,7 @@ class TrainConfig(_Config):
         _check(0.0 <= self.max_dropout < 1.0, "max_dropout must be in [0, 1)")
         _check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)")
         _check(0 <= self.transpose <= 24, "transpose must be 0..24")
+        _check(0.0 <= self.hide_parts <= 1.0, "hide_parts must be in [0, 1]")
         _check(self.patience >= 0, "patience must be >= 0")
         _check(self.device in ("auto", "cpu", "gpu"), "device must be auto, cpu or gpu")
         _check(

@@ -26,7 +26,9 @@ corpus shorter than a window) and 1.0 elsewhere.
 On a network that reads each token's part (`part_programs`, encoding/parts.py) the
 arrays hold packed ids (id + vocab x part feature) and `vocab` says so: windows are
 cut from the packed stream, transposition moves the ids alone, the inputs stay packed
-and the targets are the plain ids.
+and the targets are the plain ids; `hide_parts` of the training windows (each drawn
+with the batch's stateless seed) are fed with every feature 0, as if no part had been
+named.
 
 For tf.distribute, `replicas=R` cuts each batch into R consecutive per-replica batches
 (elements R * n ... R * n + R - 1): a strategy's local replicas take them in turn, so
@@ -43,6 +45,7 @@ import tensorflow as tf
 
 from musicgen.encoding import PAD
 
+_HIDE_KEY = 7  # the key of the draw of hidden windows: the feed's key plus this
 _FAR = 1 << 20  # larger than any id offset: "no pitch token in this window"
 
 
@@ -68,6 +71,7 @@ def train_dataset(
     key: int | None = None,
     replicas: int = 1,
     vocab: int = 0,
+    hide_parts: float = 0.0,
 ) -> tf.data.Dataset:
     """Endless (inputs, targets, weights) batches of random windows, each [batch, seq_len].
 
@@ -79,10 +83,11 @@ def train_dataset(
     key: the random ops' seed (default `seed`; each worker of a cluster has its own).
     replicas: cut each batch into this many per-replica batches (batch_size / replicas).
     vocab: the arrays hold packed ids of this vocabulary (0: plain ids).
+    hide_parts: the share of windows fed without their part features (packed ids only).
     """
     make_batch = _batch_maker(
         seq_len, batch_size, transpose, pitch_id_ranges, cyclic_id_groups,
-        seed if key is None else key, vocab,
+        seed if key is None else key, vocab, hide_parts,
     )  # fmt: skip
     tokens = tf.constant(concatenate(arrays, min_length=seq_len + 1))
     dataset = tf.data.Dataset.counter(start=first_batch).map(
@@ -141,6 +146,7 @@ def grouped_train_dataset(
     key: int | None = None,
     replicas: int = 1,
     vocab: int = 0,
+    hide_parts: float = 0.0,
 ) -> tf.data.Dataset:
     """`train_dataset` over `groups` loaded one at a time (see `group_schedule`).
 
@@ -151,11 +157,12 @@ def grouped_train_dataset(
         return train_dataset(
             [groups[0].load()], seq_len, batch_size, transpose, pitch_id_ranges, seed,
             first_batch=first_batch, cyclic_id_groups=cyclic_id_groups, key=key,
-            replicas=replicas, vocab=vocab,
+            replicas=replicas, vocab=vocab, hide_parts=hide_parts,
         )  # fmt: skip
     make_batch = _batch_maker(
-        seq_len, batch_size, transpose, pitch_id_ranges, cyclic_id_groups, key, vocab
-    )
+        seq_len, batch_size, transpose, pitch_id_ranges, cyclic_id_groups, key, vocab,
+        hide_parts,
+    )  # fmt: skip
     visits = group_schedule([g.tokens for g in groups], batch_size * seq_len, key)
 
     def segments() -> Iterator[tuple[np.ndarray, int, int]]:
@@ -187,10 +194,11 @@ def _batch_maker(
     cyclic_id_groups: Sequence[tuple[int, int]],
     key: int,
     vocab: int = 0,
+    hide_parts: float = 0.0,
 ) -> Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
     """make_batch(tokens int32[N >= seq_len + 1], step int64) -> batch `step` of windows
     of `tokens`: starts drawn with the stateless seed (key, 2 step), shifts with
-    (key, 2 step + 1)."""
+    (key, 2 step + 1), the windows whose parts are hidden with (key + _HIDE_KEY, 2 step + 1)."""
     offsets = tf.range(seq_len + 1, dtype=tf.int32)
     ranges = [(int(a), int(b)) for a, b in pitch_id_ranges]
     cycles = [(int(a), int(b)) for a, b in cyclic_id_groups]
@@ -204,6 +212,10 @@ def _batch_maker(
             [batch_size], start_seed, minval=0, maxval=num_starts, dtype=tf.int32
         )
         windows, parts = _unpacked(tf.gather(tokens, starts[:, None] + offsets[None, :]), vocab)
+        if parts is not None and hide_parts > 0:
+            hide_seed = tf.stack([key_tensor + _HIDE_KEY, step * 2 + 1])
+            told = tf.random.stateless_uniform([batch_size], hide_seed) >= hide_parts
+            parts = parts * tf.cast(told, parts.dtype)[:, None]
         if transpose > 0 and ranges:
             windows = _transpose_windows(windows, transpose, ranges, shift_seed, cycles)
         return _split(windows, parts, vocab)

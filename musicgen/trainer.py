@@ -559,7 +559,7 @@ def _feeds(
             encoding.pitch_id_ranges(), cfg.seed, first_batch=first_batch,
             cyclic_id_groups=encoding.cyclic_id_groups(),  # Key_* tokens move with pitches
             key=_pipeline_key(cfg.seed, p, pipelines), replicas=layout.local_replicas,
-            vocab=vocab,
+            vocab=vocab, hide_parts=cfg.hide_parts,
         )  # fmt: skip
 
     def val_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:

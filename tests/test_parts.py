@@ -162,3 +162,28 @@ def test_encodings_without_parts_train_without_them(tmp_path):
         tmp_path / "b", encoding="steps", part_programs=False
     ).model.part_programs
     assert not train_settings(tmp_path / "c", encoding="remi").model.part_programs
+
+
+def test_feed_hides_the_parts_of_a_share_of_windows():
+    enc = _encoding()
+    vocab = len(enc.vocab)
+    files = [pack_stream(enc.encode(_score(s)).ids, enc) for s in (0.0, 0.5, 0.25)]
+    ranges = enc.pitch_id_ranges()
+
+    def batches(hide):
+        feed = train_dataset(files, 32, 16, 5, ranges, seed=3, vocab=vocab, hide_parts=hide)
+        return [tuple(np.asarray(t) for t in batch) for batch in feed.take(3)]
+
+    told, half, none = batches(0.0), batches(0.5), batches(1.0)
+    hidden = []
+    for (ti, tt, _), (hi, ht, _), (ni, nt, _) in zip(told, half, none, strict=True):
+        np.testing.assert_array_equal(ht, tt)  # the same windows and targets
+        np.testing.assert_array_equal(nt, tt)
+        ids, features = unpack(hi, vocab)
+        np.testing.assert_array_equal(ids, unpack(ti, vocab)[0])
+        assert not unpack(ni, vocab)[1].any()
+        told_features = unpack(ti, vocab)[1]
+        for row in range(len(ids)):  # each window whole: told as before, or nothing
+            assert (features[row] == told_features[row]).all() or not features[row].any()
+            hidden.append(not features[row].any() and told_features[row].any())
+    assert 0.2 < np.mean(hidden) < 0.8
