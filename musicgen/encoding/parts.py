@@ -11,11 +11,12 @@ pianos, leads in the bass register).
 The part feature of a token says which instrument the stream is in after it: the
 General MIDI family of the last part written since BOS (1..16, the drums 17), and 0
 before the first Track (the header and the first Bar). The family, not the program:
-on band_corpus (20-minute runs side by side, checkpoints/README.md) the program made
-the parts play like their instruments but let the network learn rare programs' parts
-by heart (4.8% worse held out than no feature); the family did the first without the
-second. It is a function of the stream alone, so training, evaluation and sampling
-compute the same thing:
+on band_corpus (20-minute runs, checkpoints/README.md) the program made the parts play
+like their instruments but let the network learn rare programs' parts by heart (4.8%
+worse on the validation windows than no feature); the family did so less, and the
+feed hides it from a share of the training windows (`hide_parts`) so that the network
+does not lean on it. It is a function of the stream alone, so training, evaluation
+and sampling compute the same thing:
 
 - `part_features(ids, encoding)`: the feature of every id of a stream of one or more
   pieces (each from its BOS), vectorised;
@@ -89,7 +90,9 @@ class PartTracker:
         self.vocab_size = len(encoding.vocab)
         self.plo, self.phi = encoding.id_range[PROGRAM]
         self.tlo, self.thi = encoding.id_range[TRACK]
-        self.programs = np.zeros((batch, encoding.config.max_parts + 1), np.int64)
+        # each row's parts' features, in header order (a spare last slot for a header
+        # longer than max_parts)
+        self.part_feature = np.zeros((batch, encoding.config.max_parts + 1), np.int64)
         self.count = np.zeros(batch, np.int64)  # header programs read (BOS clears)
         self.feature = np.zeros(batch, np.int64)
         self.rows = np.arange(batch)  # the state row of each live row
@@ -104,22 +107,22 @@ class PartTracker:
         program = (ids >= self.plo) & (ids < self.phi)
         if program.any():
             r = rows[program]
-            slot = np.minimum(self.count[r], self.programs.shape[1] - 1)
-            self.programs[r, slot] = FEATURE_OF_PROGRAM[ids[program] - self.plo]
+            slot = np.minimum(self.count[r], self.part_feature.shape[1] - 1)
+            self.part_feature[r, slot] = FEATURE_OF_PROGRAM[ids[program] - self.plo]
             self.count[r] += 1
         track = (ids >= self.tlo) & (ids < self.thi)
         if track.any():
             r, part = rows[track], ids[track] - self.tlo
             known = part < self.count[r]
             self.feature[r] = np.where(
-                known, self.programs[r, np.minimum(part, self.programs.shape[1] - 1)], 0
+                known, self.part_feature[r, np.minimum(part, self.part_feature.shape[1] - 1)], 0
             )
-        return (ids + self.vocab_size * self.feature[rows]).astype(np.int32)
+        return pack(ids, self.feature[rows], self.vocab_size)
 
     def state(self, row: int) -> tuple[np.ndarray, int, int]:
-        """One row's state (its programs, count and feature), for `reset`."""
+        """One row's state (its parts' features, count and feature), for `reset`."""
         r = self.rows[row]
-        return self.programs[r].copy(), int(self.count[r]), int(self.feature[r])
+        return self.part_feature[r].copy(), int(self.count[r]), int(self.feature[r])
 
     def keep(self, rows: Sequence[int]) -> None:
         """Go on with these live rows only (indices of the live rows, in their order)."""
@@ -128,4 +131,4 @@ class PartTracker:
     def reset(self, row: int, start: tuple[np.ndarray, int, int]) -> None:
         """Live row `row` back to a state `state` gave."""
         r = self.rows[row]
-        self.programs[r], self.count[r], self.feature[r] = start
+        self.part_feature[r], self.count[r], self.feature[r] = start
