@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from musicgen import stats
+from musicgen.instruments import DRUM_GROUPS
 from musicgen.score import DRUM_PROGRAM, Note, Part, Score
 
 BASS_REGISTER = (23, 64)  # MIDI B0..E4: a bass guitar's range with a low B, plus its top
-HAT_NOTES = stats.DRUM_GROUPS["hat_share"]  # GM 42, 44, 46
-CYMBAL_NOTES = stats.DRUM_GROUPS["cymbal_share"]  # GM 49, 51, 52, 53, 55, 57, 59
+HAT_NOTES = DRUM_GROUPS["hat_share"]  # GM 42, 44, 46
+CYMBAL_NOTES = DRUM_GROUPS["cymbal_share"]  # GM 49, 51, 52, 53, 55, 57, 59
 
 
 def beat_grid(score: Score) -> np.ndarray:

@@ -63,6 +63,12 @@ FAMILY_ORDER = (
     DRUMS,
 )  # families in reports and line-ups: General MIDI order, drums last
 GM_KIT = (35, 81)  # lowest and highest note of the General MIDI percussion key map
+DRUM_GROUPS: dict[str, tuple[int, ...]] = {  # share name -> General MIDI drum notes
+    "kick_share": (35, 36),
+    "snare_share": (37, 38, 40),
+    "hat_share": (42, 44, 46),
+    "cymbal_share": (49, 51, 52, 53, 55, 57, 59),  # crash 1/2, ride 1/2, bell, china, splash
+}
 VOICES = ("Soprano", "Alto", "Tenor", "Bass")
 
 

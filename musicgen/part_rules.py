@@ -18,6 +18,12 @@ play to its family's `PartProfile` (`musicgen.profiles`):
   allowance that starts full and that every Bar raises by `pace`, up to `burst`; a part
   whose allowance is spent strikes nothing until the next bar (it may hold notes, and
   rest);
+- a drum part's cymbals (crash, ride, china, splash) no more of its hits than the
+  family's `cymbals`: once they would pass that share of the part's hits so far (with a
+  grace of CYMBAL_GRACE hits, a crash on the one), the part plays the rest of its kit
+  until they are back under it, so no part washes in cymbals more than 3 in 4 of the
+  training drum parts do (a ride groove becomes a hi-hat one, not a mix of the two
+  groups capped in turn);
 - at most `cap` notes struck at one step (one group of the part); a single-line
   family (cap 1, a bass) also lists nothing else at a step where it strikes or holds
   a note (steps: no held note under a new one);
@@ -55,13 +61,14 @@ from musicgen.encoding.tracks import (
     TracksEncoding,
     TracksGrammar,
 )
-from musicgen.instruments import family
+from musicgen.instruments import DRUM_GROUPS, family
 from musicgen.profiles import PartProfile
 from musicgen.score import DRUM_PROGRAM
 
 NOTE_PHASES = (PHASE_POSITION, PHASE_TRACK, PHASE_VELOCITY, PHASE_NOTE)
 HARMONY_FAMILIES = ("bass",)  # families held to the song's harmony in accompany
 NEVER = 1 << 30  # a grid step no piece reaches
+CYMBAL_GRACE = 2.0  # cymbal hits allowed beyond their share of a drum part's hits
 
 # (bar index from 0, position in the bar in grid steps) -> pitch classes sounding in
 # that beat, or None where the song sounds none
@@ -92,6 +99,9 @@ class _Rule:
         self.lo = 0 if self.drum else c.pitch_min  # value of the kind's first id
         values = np.arange(128) if self.drum else np.arange(c.pitch_min, c.pitch_max + 1)
         self.values = values  # the note value of each entry (PartsGrammar._order reads it)
+        # drums: the most of the part's hits its cymbals may take (None: no limit)
+        self.cymbals = profile.cymbals if self.drum and profile.cymbals < 1.0 else None
+        self.cymbal = np.isin(values, DRUM_GROUPS["cymbal_share"])
         if self.drum:
             self.ok = np.isin(values, profile.kit or range(profile.low, profile.high + 1))
         else:
@@ -141,6 +151,7 @@ class PartsGrammar(NarrowedGrammar):
         self.onsets: dict[int, dict[int, int]] = {}  # part -> {pitch: grid step struck}
         self.earliest = NEVER  # the earliest end (grid step) of a note in `onsets`
         self.allowance: dict[int, float] = {}  # part -> new notes it may strike now
+        self.hits: dict[int, tuple[int, int]] = {}  # drum part -> (hits, cymbal hits)
         self._mask: np.ndarray | None = None
 
     def clone(self) -> PartsGrammar:
@@ -152,6 +163,7 @@ class PartsGrammar(NarrowedGrammar):
         twin.struck = dict(self.struck)
         twin.onsets = {part: dict(notes) for part, notes in self.onsets.items()}
         twin.allowance = dict(self.allowance)
+        twin.hits = dict(self.hits)
         return twin
 
     # ------------------------------------------------------------------ the mask
@@ -229,6 +241,8 @@ class PartsGrammar(NarrowedGrammar):
         """The note values the part may strike now: its register or kit within its span,
         narrowed to the beat's harmony where some such note can still come."""
         ok = self._register(rule)
+        if rule.cymbals is not None:
+            ok = self._cymbals(rule, ok)
         if not (rule.harmony and self.harmony is not None and self.g.bars):
             return ok
         pcs = self.harmony(self.g.bars - 1, max(self.g.position, 0))
@@ -236,6 +250,15 @@ class PartsGrammar(NarrowedGrammar):
             return ok
         on = ok & np.isin(rule.pcs, sorted(pcs))
         return on if (on & self._order(rule)).any() else ok
+
+    def _cymbals(self, rule: _Rule, ok: np.ndarray) -> np.ndarray:
+        """The kit without its cymbals once one more would pass their share of the part's
+        hits (the kit as it is where that would leave no drum)."""
+        hits, cymbals = self.hits.get(self.g.part, (0, 0))  # type: ignore[arg-type]
+        if cymbals + 1 <= rule.cymbals * (hits + 1) + CYMBAL_GRACE:
+            return ok
+        out = ok & ~rule.cymbal
+        return out if out.any() else ok
 
     def _register(self, rule: _Rule) -> np.ndarray:
         """The register (or kit), narrowed to `span` semitones around the part's notes so
@@ -335,6 +358,8 @@ class PartsGrammar(NarrowedGrammar):
             self.started += 1
             self.listed += 1
             self._spend(self.g.part)
+            if kind == DRUM and self.g.part is not None:
+                self._hit(self.g.part, token_id - self.r[DRUM][0])
             if kind == PITCH and self.g.part is not None:
                 pitch = token_id - self.r[PITCH][0] + self.enc.config.pitch_min
                 self._struck(self.g.part, pitch)
@@ -350,6 +375,14 @@ class PartsGrammar(NarrowedGrammar):
         rule = self._rule(part)
         if rule is not None and rule.burst:
             self.allowance[part] = max(0.0, self.allowance.get(part, rule.burst) - 1.0)
+
+    def _hit(self, part: int, note: int) -> None:
+        """Count a drum part's hit, and whether it is a cymbal (a part held to `cymbals`)."""
+        rule = None if part in self.exempt else self._rule(part)
+        if rule is None or rule.cymbals is None:
+            return
+        hits, cymbals = self.hits.get(part, (0, 0))
+        self.hits[part] = (hits + 1, cymbals + int(rule.cymbal[note]))
 
     def _refill(self) -> None:
         """A new bar: each part's allowance rises by its rate, up to its burst."""

@@ -1,7 +1,8 @@
 """What each part of the training music plays, learned from the data and kept in the
 checkpoint: per General MIDI family (program // 8) and for the drum kit, a `PartProfile`
 (register, the span one part covers, how long a note is held, notes struck together,
-notes per bar, a part's pace where it plays and its busiest bar, the kit), and the
+notes per bar, a part's pace where it plays and its busiest bar, the kit and how much
+of a kit part's hits its cymbals take), and the
 line-up (families and drums) of every training file.
 
 `train` stores both in config.json beside `data.programs`: `data.profiles`
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from musicgen.encoding import BOS, Encoding
-from musicgen.instruments import DRUMS, GM_KIT, family, family_order
+from musicgen.instruments import DRUM_GROUPS, DRUMS, GM_KIT, family, family_order
 from musicgen.score import Part, Score
 
 REGISTER_PERCENTILES = (0.5, 99.5)  # a family's register leaves stray notes out
@@ -37,6 +38,7 @@ SUSTAIN_PERCENTILE = 90  # a part's longest note: this share of the family's par
 SUSTAIN_NOTES = 99.9  # ... and this share of its notes (a few parts or notes mislead one)
 BURST_PERCENTILE = 99  # notes one part strikes in one bar: this share of the family's bars
 PACE_PERCENTILE = 90  # a part's notes per bar where it plays: this share of the family's parts
+CYMBAL_PERCENTILE = 75  # the cymbals' share of a kit part's hits: this share of the parts
 PART_NOTES = 20  # parts with fewer notes say nothing about a part's span or longest note
 MIN_NOTES = 50  # fewer notes of a family teach no profile
 KIT_NOTES = tuple(range(GM_KIT[0], GM_KIT[1] + 1))  # every note of the General MIDI kit
@@ -60,6 +62,8 @@ class PartProfile:
     burst:          notes one part strikes in one bar at most (BURST_PERCENTILE of the
                     family's bars in which a part strikes any; 0: no limit)
     kit:            drums: the drum notes with a real share of the hits (in GM_KIT)
+    cymbals:        drums: the most of a part's hits its crashes, rides, chinas and
+                    splashes take (CYMBAL_PERCENTILE of the family's parts; 1: no limit)
     notes:          notes counted
     """
 
@@ -73,6 +77,7 @@ class PartProfile:
     sustain: float = 0.0
     pace: float = 0.0
     burst: int = 0
+    cymbals: float = 1.0
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -93,6 +98,7 @@ class PartProfile:
             sustain=float(raw.get("sustain", 0.0)),
             pace=float(raw.get("pace", 0.0)),
             burst=int(raw.get("burst", 0)),
+            cymbals=float(raw.get("cymbals", 1.0)),
         )
 
 
@@ -120,6 +126,7 @@ class _Tally:
         self.lengths: Counter[float] = Counter()  # a note's length in quarters -> notes
         self.in_bar: Counter[int] = Counter()  # notes a part strikes in one bar -> bars
         self.paces: list[float] = []  # each part's notes per bar where it plays
+        self.cymbals: list[float] = []  # each kit part's share of cymbal hits
 
     def add(self, part: Part, bars: float, bar_quarters: float) -> None:
         pitches = [n.pitch for n in part.notes]
@@ -134,6 +141,8 @@ class _Tally:
         if len(pitches) >= PART_NOTES:
             self.spans.append(max(pitches) - min(pitches))
             self.longest.append(max(lengths))
+            if part.is_drum:
+                self.cymbals.append(float(np.isin(pitches, DRUM_GROUPS["cymbal_share"]).mean()))
 
     def profile(self, drums: bool) -> PartProfile | None:
         total = sum(self.pitches.values())
@@ -152,7 +161,12 @@ class _Tally:
                 )
                 or KIT_NOTES
             )
-            return PartProfile(kit[0], kit[-1], cap, density, kit, total, **self._pace())
+            cymbals = (
+                round(_part_percentile(self.cymbals, CYMBAL_PERCENTILE), 3) if self.cymbals else 1.0
+            )
+            return PartProfile(
+                kit[0], kit[-1], cap, density, kit, total, **self._pace(), cymbals=cymbals
+            )
         low, high = _percentiles(self.pitches, REGISTER_PERCENTILES)
         span = int(_part_percentile(self.spans, SPAN_PERCENTILE))
         sustain = _at(self.lengths, SUSTAIN_NOTES)

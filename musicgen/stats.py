@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from musicgen.errors import UsageError, UserError
-from musicgen.instruments import DRUMS, FAMILY_ORDER, GM_KIT, family
+from musicgen.instruments import DRUM_GROUPS, DRUMS, FAMILY_ORDER, GM_KIT, family
 from musicgen.score import EmptyMusicError, MusicError, Note, Part, Score
 
 LABEL = 24  # width of the report's first column
@@ -81,12 +81,6 @@ DRUM_PART_STATS: dict[str, str] = {
     "hat_share": "share of the hits on a hi-hat (GM 42 closed, 44 pedal, 46 open)",
     "cymbal_share": "share of the hits on a crash, ride, china or splash (GM 49-59)",
     "off_kit_share": "share of the hits outside the General MIDI kit (GM 35-81)",
-}
-DRUM_GROUPS: dict[str, tuple[int, ...]] = {  # share name -> General MIDI drum notes
-    "kick_share": (35, 36),
-    "snare_share": (37, 38, 40),
-    "hat_share": (42, 44, 46),
-    "cymbal_share": (49, 51, 52, 53, 55, 57, 59),  # crash 1/2, ride 1/2, bell, china, splash
 }
 
 GROOVE_STEPS_PER_QUARTER = 12  # onset grid for groove patterns (sixteenths and triplets)

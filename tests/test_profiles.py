@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from musicgen.config import EncodingConfig
 from musicgen.encoding import EOS, NarrowedGrammar, get_encoding
 from musicgen.encoding.tracks import InstrumentsGrammar
 from musicgen.instruments import family, parse_instruments
-from musicgen.part_rules import PartsGrammar
+from musicgen.part_rules import CYMBAL_GRACE, PartsGrammar
 from musicgen.profiles import (
     DEFAULT_PROFILES,
     PartProfile,
@@ -79,6 +80,18 @@ def test_profiles_learn_register_cap_density_and_kit():
     assert PartProfile.from_dict(learned["profiles"]["piano"]).span == 7  # C4-G4
     songs = [[band_song(8, chord_at=3)]] + [[band_song(8)] for _ in range(9)]
     assert learn_scores(songs)["profiles"]["bass"]["span"] == 20  # E1-C3 in 9 of 10
+
+
+def test_profiles_learn_how_much_of_a_kit_part_its_cymbals_take():
+    songs = [[band_song(8)] for _ in range(9)]
+    washed = band_song(8)  # one song in 10 whose drummer plays the ride over every hat
+    ride = [replace(n, pitch=51) if n.pitch == 42 else n for n in washed.parts[2].notes]
+    washed.parts[2].notes[:] = ride
+    drums = PartProfile.from_dict(learn_scores([*songs, [washed]])["profiles"]["drums"])
+    # 64 hats, 32 kicks and snares, 1 crash in each song: the ride song is above 75%
+    assert drums.cymbals == round(1 / 97, 3)
+    assert PartProfile.from_dict(learn_scores(songs)["profiles"]["bass"]).cymbals == 1.0  # free
+    assert PartProfile.from_dict({"low": 35, "high": 81, "cap": 4}).cymbals == 1.0  # old
 
 
 def held_piano(bars: int, long_at: int | None = None, length: float = 16.0) -> Part:
@@ -233,6 +246,39 @@ def test_random_walks_keep_each_part_within_its_span_and_never_dead_end(encoding
             if part.program == 0 and part.notes:
                 pitches = [n.pitch for n in part.notes]
                 assert max(pitches) - min(pitches) <= 5  # the free bass and drums: no span
+
+
+def drum_groups_so_far(encoding, ids: list[int], group: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(hits, hits in `group`) after each drum hit of a token stream with one kit part."""
+    counts, out = [0, 0], []
+    for token in (encoding.vocab.tokens[i] for i in ids):
+        if token.startswith("Drum_"):
+            counts = [counts[0] + 1, counts[1] + (int(token.split("_")[1]) in group)]
+            out.append((counts[0], counts[1]))
+    return out
+
+
+@pytest.mark.parametrize("encoding", [STEPS, TRACKS], ids=["steps", "tracks"])
+def test_random_walks_keep_the_cymbals_to_their_share_and_never_dead_end(encoding):
+    kit = (36, 38, 42, 49, 51, 57)  # half the kit is cymbals: a random walk washes in them
+    free = {**PROFILES, "drums": PartProfile(36, 57, cap=2, kit=kit)}
+    held = {**PROFILES, "drums": PartProfile(36, 57, cap=2, kit=kit, cymbals=0.1)}
+    cymbals = (49, 51, 52, 53, 55, 57, 59)
+    shares = {}
+    for name, profiles in (("free", free), ("held", held)):
+        rng = np.random.default_rng(3)
+        hits = total = 0
+        for _ in range(8):
+            inner = InstrumentsGrammar(encoding.grammar(4), encoding, parse_instruments("drums"))
+            grammar = PartsGrammar(inner, encoding, profiles, known=(DRUM_PROGRAM,))
+            ids = walk(encoding, grammar, rng, limit=20000)
+            so_far = drum_groups_so_far(encoding, ids, cymbals)
+            if name == "held":
+                assert all(c <= 0.1 * n + CYMBAL_GRACE for n, c in so_far)
+            if so_far:
+                total, hits = total + so_far[-1][0], hits + so_far[-1][1]
+        shares[name] = hits / total
+    assert shares["free"] > 0.3 and shares["held"] < shares["free"] / 1.5, shares
 
 
 def test_random_walks_hold_no_struck_note_past_its_sustain_and_never_dead_end():
