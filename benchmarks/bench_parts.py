@@ -14,12 +14,15 @@ accompany SONG --add drums,bass --num 2 --seed 1`. The written bass and drums ar
 beside the song's own (its main bass part: the bass-family part with the most notes in
 the window; all its drum parts) with benchmarks/part_metrics.py: bass chord onsets,
 register (MIDI 23-64), notes on the harmony the kept parts sound in that beat (beside
-chance), notes per bar and its ratio to the song's own; drum hi-hat and cymbal shares
-and notes outside the GM kit (35-81).
+chance), notes per bar and its ratio to the song's own; drum hi-hat and cymbal shares,
+notes outside the GM kit (35-81), hits per bar, and the arrangements whose drums barely
+play (under QUIET_DRUMS = 4 hits a bar: a musician asked for drums).
 
 (b) Plain generation. `Model.write(num=--pieces, bars=16, seed)` (what `musicgen
 generate --checkpoint CHECKPOINT --num 30 --bars 16` writes, no --instruments): the
-pieces with drums and at least 3 pitched parts, and `musicgen.stats` per instrument
+pieces with drums and at least 3 pitched parts, those whose drums barely play (beside
+the songs' first 16 bars and all their 16-bar windows: a drum part of one hit counts as
+drums above), and `musicgen.stats` per instrument
 family against `--reference` (band_corpus/freedoom): the overlap of each family's
 statistic (what `musicgen stats GENERATED --reference band_corpus/freedoom` prints). A
 16-bar piece against whole songs compares unlike things: the notes, the parts that
@@ -73,7 +76,9 @@ DRUM_ROWS = [
     ("hi-hat share of drum hits", "hat_share", ">= 20%", lambda v: v >= 0.20, True),
     ("crash/ride/china/splash share", "cymbal_share", "<= 15%", lambda v: v <= 0.15, True),
     ("drum notes outside the GM kit (35-81)", "off_kit", "0", lambda v: v == 0, False),
+    ("drum hits per bar", "hits_per_bar", "", None, False),
 ]
+QUIET_DRUMS = 4.0  # drum hits per bar under which a piece's drums barely play
 RATIO = (0.5, 2.0)  # bass notes per bar, written / the song's own
 MIN_OVERLAP = 0.7
 MIN_FAMILY_PIECES = 5  # a family's overlaps are judged when this many pieces have it
@@ -125,9 +130,11 @@ def main_part(score: Score, fam: str) -> list[Note]:
 def part_figures(score: Score, kept: list[Note], reference: Score) -> dict[str, dict[str, float]]:
     """{"bass": bass_metrics, "drums": drum_metrics} of the parts of `score`; the
     harmony and the bars are `reference`'s (the song's window)."""
+    hits = [n.pitch for p in score.parts if p.is_drum for n in p.notes]
+    bars = max(len(stats.bar_grid(reference)), 1)
     return {
         "bass": bass_metrics(main_part(score, "bass"), kept, reference),
-        "drums": drum_metrics([n.pitch for p in score.parts if p.is_drum for n in p.notes]),
+        "drums": {**drum_metrics(hits), "hits_per_bar": len(hits) / bars},
     }
 
 
@@ -197,6 +204,14 @@ def accompany_report(report: Report, results: list[dict]) -> None:
             if key == "off_kit":
                 shown_value = f"{value:.0f} in {len(written)} arrangements"
             report.target(f"accompany: {figure}", shown_value, target, bool(test(value)))
+    quiet = [
+        (_values(results, who, "drums", "hits_per_bar") < QUIET_DRUMS) for who in ("own", "written")
+    ]
+    table.add(
+        f"drums striking under {QUIET_DRUMS:.0f} times a bar",
+        *(f"{q.sum()} of {q.size}" for q in quiet),
+        "",
+    )
     ratios = bass_ratios(results)
     table.add("bass notes per bar, written / own", "1", _cell(ratios, False), "0.5-2")
     within = int(np.sum((ratios >= RATIO[0]) & (ratios <= RATIO[1])))
@@ -265,6 +280,15 @@ def generation_report(
     report.target(f"generate: pieces with drums and >= 3 pitched parts (of {args.pieces})",
                   f"{bands} of {args.pieces}", ">= 9 in 10",
                   bands >= PIECES_TARGET * args.pieces)  # fmt: skip
+    quiet = report.table(
+        f"Drums that barely play: pieces whose drums strike under {QUIET_DRUMS:.0f} times a bar",
+        ["pieces", "with drums", f"under {QUIET_DRUMS:.0f} hits a bar"],
+    )
+    openings = [f for f in cut.files if f.path.endswith("@1")]
+    for name, files in (("generated", made.files), (f"the songs' first {args.gen_bars} bars", openings),
+                        (f"the songs' {args.gen_bars}-bar windows", cut.files)):  # fmt: skip
+        drums = [f.parts[DRUMS]["hits_per_bar"] for f in files if DRUMS in f.parts]
+        quiet.add(name, str(len(drums)), str(sum(h < QUIET_DRUMS for h in drums)))
     lineups = report.table("Generated pieces: their parts", ["piece", "families (parts)"])
     for f in made.files:
         lineups.add(f.path, ", ".join(f"{fam} {v['parts']:.0f}" for fam, v in f.parts.items()))

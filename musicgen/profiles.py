@@ -83,6 +83,8 @@ class PartProfile:
         out = asdict(self)
         out["notes_per_bar"] = list(self.notes_per_bar)
         out["kit"] = list(self.kit)
+        if self.cymbals >= 1.0:  # no limit (every pitched family): left out, as old profiles
+            del out["cymbals"]
         return out
 
     @classmethod

@@ -13,9 +13,9 @@ General MIDI family of the last part written since BOS (1..16, the drums 17), an
 before the first Track (the header and the first Bar). The family, not the program:
 on band_corpus (20-minute runs, checkpoints/README.md) the program made the parts play
 like their instruments but let the network learn rare programs' parts by heart (4.8%
-worse on the validation windows than no feature); the family did so less, and the
-feed hides it from a share of the training windows (`hide_parts`) so that the network
-does not lean on it. It is a function of the stream alone, so training, evaluation
+worse on the validation windows than no feature); the family did so less. The feed
+can hide it from a share of the training windows (`hide_parts`, off by default) so
+that the network does not lean on it. It is a function of the stream alone, so training, evaluation
 and sampling compute the same thing:
 
 - `part_features(ids, encoding)`: the feature of every id of a stream of one or more
