@@ -16,7 +16,9 @@ the window; all its drum parts) with benchmarks/part_metrics.py: bass chord onse
 register (MIDI 23-64), notes on the harmony the kept parts sound in that beat (beside
 chance), notes per bar and its ratio to the song's own; drum hi-hat and cymbal shares,
 notes outside the GM kit (35-81), hits per bar, and the arrangements whose drums barely
-play (under QUIET_DRUMS = 4 hits a bar: a musician asked for drums).
+play (under QUIET_DRUMS = 4 hits a bar: a musician asked for drums). Then the drums
+written 4 times into bench_arrange's built-in 64-bar song (`--sparse-bars`), a melody,
+string chords and a bass with no drums, where a model may leave them out.
 
 (b) Plain generation. `Model.write(num=--pieces, bars=16, seed)` (what `musicgen
 generate --checkpoint CHECKPOINT --num 30 --bars 16` writes, no --instruments): the
@@ -51,7 +53,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from fixtures import BAND, ROOT, band_checkpoint, shown
+from fixtures import BAND, ROOT, band_checkpoint, shown, write_song
 from part_metrics import bars_playing, bass_metrics, drum_metrics, score_of, window
 from run_all import Report, _markdown_table, _target_rows, fmt
 
@@ -244,6 +246,28 @@ def _pair(result: dict, part: str, key: str, percent: bool) -> str:
     return f"{show(result['own'][part][key])} / {show(float(written))}"
 
 
+def sparse_song_report(
+    report: Report, model: musicgen.Model, args: argparse.Namespace, tmp: Path
+) -> None:
+    """Drums asked for in a sparse song: bench_arrange's built-in song (a melody, string
+    chords and a bass on the beats; no drums), `--add` written 4 times; the drum hits per
+    bar of each arrangement."""
+    song = write_song(tmp / "sparse.mid", args.sparse_bars)
+    written = model.accompany(song, args.add, num=4, seed=args.seed)
+    rates = [sum(len(i.notes) for i in pm.instruments if i.is_drum) / args.sparse_bars
+             for pm in written]  # fmt: skip
+    table = report.table(
+        f"A sparse song ({args.sparse_bars} bars of benchmarks/fixtures.py band_song: a "
+        f"melody, string chords, a bass; no drums), `accompany --add {args.add} --num 4 "
+        f"--seed {args.seed}`",
+        ["arrangement", "drum hits per bar"],
+    )
+    for i, rate in enumerate(rates, 1):
+        table.add(str(i), fmt(rate, 2))
+    quiet = sum(rate < QUIET_DRUMS for rate in rates)
+    table.add(f"drums striking under {QUIET_DRUMS:.0f} times a bar", f"{quiet} of {len(rates)}")
+
+
 # ----------------------------------------------------------------------------- generation
 
 
@@ -354,12 +378,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--gen-bars", type=int, default=16, help="bars of each generated piece")
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="corpus for stats")
+    parser.add_argument("--sparse-bars", type=int, default=64,
+                        help="bars of the sparse song given drums (0: none)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="2 songs, 8 bars, 2 pieces")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--json", help="also write the report here (for run_all.py)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.songs, args.bars, args.pieces, args.gen_bars = 2, 8, 2, 8
+        args.songs, args.bars, args.pieces, args.gen_bars, args.sparse_bars = 2, 8, 2, 8, 8
     return args
 
 
@@ -391,6 +417,10 @@ def main() -> None:
             f"no instruments; stats against {shown(args.reference)} (no key finding)",
         ]
         accompany_report(report, results)
+        if args.sparse_bars and DRUMS in {
+            family(p) for r in parse_instruments(args.add) for p in r
+        }:
+            sparse_song_report(report, model, args, Path(tmp))
         if args.pieces:
             generation_report(report, model, args, Path(tmp) / "generated")
     if args.markdown:
