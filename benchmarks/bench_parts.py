@@ -41,7 +41,7 @@ or more pitched parts; every per-family statistic's overlap >= 0.7. Run from the
 repository root:
 
     python benchmarks/bench_parts.py [--checkpoint DIR] [--songs N] [--seed 1] [--quick]
-        [--markdown] [--json FILE]
+        [--temperature 0.8] [--sparse-bars 64] [--markdown] [--json FILE]
 """
 
 from __future__ import annotations
@@ -160,7 +160,8 @@ def accompany_songs(
         kept = Score([p for p in own.parts if family(p.program) not in removed],
                      own.tempos, own.time_signatures, end=own.end)  # fmt: skip
         write_midi(kept, tmp / path.name)
-        written = model.accompany(tmp / path.name, args.add, num=args.num, seed=args.seed)
+        written = model.accompany(tmp / path.name, args.add, num=args.num, seed=args.seed,
+                                  temperature=args.temperature)  # fmt: skip
         kept_notes = [n for p in kept.parts for n in p.notes]
         results.append({
             "song": path.name,
@@ -253,7 +254,7 @@ def sparse_song_report(
     chords and a bass on the beats; no drums), `--add` written 4 times; the drum hits per
     bar of each arrangement."""
     song = write_song(tmp / "sparse.mid", args.sparse_bars)
-    written = model.accompany(song, args.add, num=4, seed=args.seed)
+    written = model.accompany(song, args.add, num=4, seed=args.seed, temperature=args.temperature)
     rates = [sum(len(i.notes) for i in pm.instruments if i.is_drum) / args.sparse_bars
              for pm in written]  # fmt: skip
     table = report.table(
@@ -297,6 +298,7 @@ def generation_report(
     """Plain generation: line-ups, and each family's statistics against the reference's
     songs cut to the pieces' length (the target) and whole (shown beside)."""
     model.write(out, num=args.pieces, bars=args.gen_bars, seed=args.seed, force=True,
+                temperature=args.temperature,
                 on_note=lambda _: None)  # fmt: skip
     made, songs = stats.collect(out, key=False), stats.collect(args.reference, key=False)
     cut = song_windows(songs, args.gen_bars)
@@ -378,6 +380,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--gen-bars", type=int, default=16, help="bars of each generated piece")
     parser.add_argument("--reference", type=Path, default=REFERENCE, help="corpus for stats")
+    parser.add_argument("--temperature", type=float, default=0.8,
+                        help="sampling temperature (0.8: the commands' default)")  # fmt: skip
     parser.add_argument("--sparse-bars", type=int, default=64,
                         help="bars of the sparse song given drums (0: none)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="2 songs, 8 bars, 2 pieces")
@@ -415,6 +419,7 @@ def main() -> None:
             f"= `musicgen accompany SONG --add {args.add} --num {args.num} --seed {args.seed}`",
             f"generate: Model.write(num={args.pieces}, bars={args.gen_bars}, seed={args.seed}), "
             f"no instruments; stats against {shown(args.reference)} (no key finding)",
+            f"temperature: {args.temperature} (every sampling command's default: 0.8)",
         ]
         accompany_report(report, results)
         if args.sparse_bars and DRUMS in {
