@@ -344,7 +344,7 @@ def load_checkpoint(path: str | Path, which: str = "best", *, engine: str = "ker
 
     engine: "keras" gives a `model.MusicRNN`; "numpy" gives an `npmodel.NumpyRNN`
     (inference only, read with h5py: TensorFlow is not imported)."""
-    from musicgen.encoding import get_encoding
+    from musicgen.encoding import get_encoding, told_parts
 
     folder = Path(path)
     config, meta = read_config(folder)
@@ -370,7 +370,7 @@ def load_checkpoint(path: str | Path, which: str = "best", *, engine: str = "ker
         model = build_model(config.model, vocab_size)
         load_weights(model, chosen)
     # what the sampler packs each id with (encoding/parts.py); None: plain ids
-    model.parts = encoding if config.model.part_programs and encoding.has_parts else None
+    model.parts = told_parts(encoding, config.model.part_programs)
     info = {
         "path": str(folder),
         "weights": chosen.name,

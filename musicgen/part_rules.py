@@ -101,7 +101,7 @@ class _Rule:
         self.values = values  # the note value of each entry (PartsGrammar._order reads it)
         # drums: the most of the part's hits its cymbals may take (None: no limit)
         self.cymbals = profile.cymbals if self.drum and profile.cymbals < 1.0 else None
-        self.cymbal = np.isin(values, DRUM_GROUPS["cymbal_share"])
+        self.cymbal = np.isin(values, DRUM_GROUPS["cymbal_share"]) if self.drum else None
         if self.drum:
             self.ok = np.isin(values, profile.kit or range(profile.low, profile.high + 1))
         else:

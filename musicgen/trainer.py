@@ -69,11 +69,7 @@ tf = import_tensorflow()
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 from musicgen import callbacks, distribute, feed, shards  # noqa: E402
-from musicgen.encoding import (  # noqa: E402
-    Encoding,
-    get_encoding,
-    pack_stream,  # noqa: E402
-)
+from musicgen.encoding import Encoding, get_encoding, pack_stream, told_parts  # noqa: E402
 from musicgen.model import build_model  # noqa: E402
 from musicgen.profiles import learn as learn_profiles  # noqa: E402
 
@@ -518,9 +514,10 @@ def _inputs(
     """(what the network reads of a stream of ids, the feed's `vocab`): the ids packed
     with their parts for a network with `part_programs` (encoding/parts.py), else the
     ids as they are (vocab 0)."""
-    if config.model.part_programs and encoding.has_parts:
-        return (lambda ids: pack_stream(ids, encoding)), len(encoding.vocab)  # type: ignore[arg-type]
-    return (lambda ids: ids), 0
+    parts = told_parts(encoding, config.model.part_programs)
+    if parts is None:
+        return (lambda ids: ids), 0
+    return (lambda ids: pack_stream(ids, parts)), len(parts.vocab)
 
 
 def _feeds(

@@ -5,8 +5,8 @@ imports no encoding: `encoding_class(name)` is the class an `EncodingConfig.name
 stands for (what the encoding can do, read off the class without building it:
 `has_parts`, `counts_bars`, `takes_controls`, ...), `get_encoding(config)` builds one,
 `check_config(config)` says whether the settings suit the named encoding;
-`pack_stream`, `PartTracker` and `PART_VALUES` (parts.py) give the network each
-token's part.
+`told_parts`, `pack_stream`, `PartTracker` and `PART_VALUES` (parts.py) give the
+network each token's part.
 `config.ENCODINGS` lists the same names (the settings' choices; a test keeps the two
 equal).
 """
@@ -25,7 +25,7 @@ from musicgen.encoding.base import (
     Vocabulary,
     allowed_id,
 )
-from musicgen.encoding.parts import PART_VALUES, PartTracker, pack_stream
+from musicgen.encoding.parts import PART_VALUES, PartTracker, pack_stream, told_parts
 from musicgen.encoding.performance import PerformanceEncoding
 from musicgen.encoding.remi import RemiEncoding
 from musicgen.encoding.steps import StepsEncoding
@@ -78,4 +78,5 @@ __all__ = [
     "encoding_class",
     "get_encoding",
     "pack_stream",
+    "told_parts",
 ]

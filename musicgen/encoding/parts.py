@@ -20,7 +20,9 @@ and sampling compute the same thing:
 
 - `part_features(ids, encoding)`: the feature of every id of a stream of one or more
   pieces (each from its BOS), vectorised;
-- `PartTracker`: the same, token by token, for a batch of pieces being sampled.
+- `PartTracker`: the same, token by token, for a batch of pieces being sampled;
+- `told_parts(encoding, part_programs)`: whether a network reads them at all (the
+  encoding when it does, None when its ids are plain).
 
 The network reads token and feature as one int, `pack(ids, features, vocab_size)` =
 id + vocab_size x feature, so windows, batches and the model's single input stay as
@@ -33,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from musicgen.encoding.base import BOS
+from musicgen.encoding.base import BOS, Encoding
 from musicgen.encoding.tracks import PROGRAM, TRACK, TracksEncoding
 from musicgen.score import DRUM_PROGRAM
 
@@ -60,6 +62,13 @@ def part_features(ids: Sequence[int] | np.ndarray, encoding: TracksEncoding) -> 
     ok = in_piece & (program >= plo) & (program < phi) & (where < track)
     feature = FEATURE_OF_PROGRAM[np.clip(program - plo, 0, DRUM_PROGRAM)]
     return np.where(ok, feature, 0).astype(np.int32)
+
+
+def told_parts(encoding: Encoding, part_programs: bool) -> TracksEncoding | None:
+    """The encoding whose part features a network with `ModelConfig.part_programs`
+    reads (training, evaluation and sampling alike); None: it reads plain ids (the
+    setting off, or an encoding without parts)."""
+    return encoding if part_programs and encoding.has_parts else None  # type: ignore[return-value]
 
 
 def pack(ids: np.ndarray, features: np.ndarray, vocab_size: int) -> np.ndarray:
