@@ -24,6 +24,14 @@ play to its family's `PartProfile` (`musicgen.profiles`):
   until they are back under it, so no part washes in cymbals more than 3 in 4 of the
   training drum parts do (a ride groove becomes a hi-hat one, not a mix of the two
   groups capped in turn);
+- on steps, a new drum part rests no more whole bars in a row than the family's `rest`
+  (its lead-in included): once it has, it enters in the next bar, where the first step
+  of each beat lists it with a hit (no Position, Bar or EOS before it, no later part's
+  Track) and the bar does not end before a hit in its last beat; it enters again in
+  each following bar until it strikes ENTRY_HITS a beat in one (the network has taken
+  the groove up). A network that has heard the drums rest for a window goes on resting
+  (no training window holds the header that says a drummer is in the band), so without
+  this drums asked for over a sparse song could strike a few times in 64 bars;
 - at most `cap` notes struck at one step (one group of the part); a single-line
   family (cap 1, a bass) also lists nothing else at a step where it strikes or holds
   a note (steps: no held note under a new one);
@@ -69,6 +77,7 @@ NOTE_PHASES = (PHASE_POSITION, PHASE_TRACK, PHASE_VELOCITY, PHASE_NOTE)
 HARMONY_FAMILIES = ("bass",)  # families held to the song's harmony in accompany
 NEVER = 1 << 30  # a grid step no piece reaches
 CYMBAL_GRACE = 2.0  # cymbal hits allowed beyond their share of a drum part's hits
+ENTRY_HITS = 3  # hits a beat that end a drum part's entry (the groove taken up)
 
 # (bar index from 0, position in the bar in grid steps) -> pitch classes sounding in
 # that beat, or None where the song sounds none
@@ -102,6 +111,8 @@ class _Rule:
         # drums: the most of the part's hits its cymbals may take (None: no limit)
         self.cymbals = profile.cymbals if self.drum and profile.cymbals < 1.0 else None
         self.cymbal = np.isin(values, DRUM_GROUPS["cymbal_share"]) if self.drum else None
+        # drums: whole bars in a row the part may rest (None: no limit)
+        self.rest = profile.rest if self.drum and profile.rest >= 0 else None
         if self.drum:
             self.ok = np.isin(values, profile.kit or range(profile.low, profile.high + 1))
         else:
@@ -152,6 +163,11 @@ class PartsGrammar(NarrowedGrammar):
         self.earliest = NEVER  # the earliest end (grid step) of a note in `onsets`
         self.allowance: dict[int, float] = {}  # part -> new notes it may strike now
         self.hits: dict[int, tuple[int, int]] = {}  # drum part -> (hits, cymbal hits)
+        self.last_hit: dict[int, int] = {}  # drum part -> grid step of its last hit (steps)
+        self.last_bar: dict[int, int] = {}  # drum part -> the bar (from 1) of its last hit
+        self.entering: dict[int, int] = {}  # drum part -> the bar it must enter in
+        self.bar_hits: dict[int, int] = {}  # drum part -> its hits in the open bar
+        self.resting: list[int] | None = None  # new parts with a `rest` (after the header)
         self._mask: np.ndarray | None = None
 
     def clone(self) -> PartsGrammar:
@@ -164,6 +180,10 @@ class PartsGrammar(NarrowedGrammar):
         twin.onsets = {part: dict(notes) for part, notes in self.onsets.items()}
         twin.allowance = dict(self.allowance)
         twin.hits = dict(self.hits)
+        twin.last_hit = dict(self.last_hit)
+        twin.last_bar = dict(self.last_bar)
+        twin.entering = dict(self.entering)
+        twin.bar_hits = dict(self.bar_hits)
         return twin
 
     # ------------------------------------------------------------------ the mask
@@ -174,7 +194,9 @@ class PartsGrammar(NarrowedGrammar):
             out = self._narrow(mask)
             out = mask if out is None or not out.any() else out
             held = self._release(out) if self.onsets else None
-            self._mask = out if held is None or not held.any() else held
+            out = out if held is None or not held.any() else held
+            enter = self._enter(out) if self.steps else None
+            self._mask = out if enter is None or not enter.any() else enter
         return self._mask
 
     def advance_allowed(self, token_id: int) -> None:
@@ -316,6 +338,54 @@ class PartsGrammar(NarrowedGrammar):
         if passed:  # after the Position, the later part's notes would come first
             self._clear(out, HOLD, VELOCITY, PITCH, DRUM)
 
+    def _enter(self, mask: np.ndarray) -> np.ndarray | None:
+        """`mask` narrowed so that a drum part entering in this bar (it rested its `rest`
+        whole bars before it) strikes at the first step of each beat and in the bar's
+        last beat (module docstring); None where none is due."""
+        g = self.g
+        entering = [p for p, bar in self.entering.items() if bar == g.bars]
+        if g.done or not entering:
+            return None
+        spq = self.enc.config.steps_per_quarter
+        beat = self.bar_start + max(g.position, 0) // spq * spq  # grid step of the beat
+        last = self.bar_start + g.bar_len - spq
+        out = mask.copy()
+        if any(self.last_hit.get(p, -1) < last for p in entering):
+            out[[self.r[BAR][0], EOS]] = False  # not the bar's end before its last beat
+        due = [p for p in entering if self.last_hit.get(p, -1) < beat]
+        at_position = g.phase == PHASE_POSITION
+        waiting = [p for p in due if at_position or g.part is None or p >= g.part]
+        if g.phase not in NOTE_PHASES or not waiting:
+            return out  # passed in this step: the next step lists it
+        part = min(waiting)
+        tlo, thi = self.r[TRACK]
+        self._clear(out, POSITION)
+        out[EOS] = False
+        out[tlo + part + 1 : thi] = False
+        if g.part == part and not at_position:  # listed: a hit, not the next part
+            out[tlo:thi] = False
+        elif at_position and g.part is not None and g.part > part:
+            self._clear(out, HOLD, VELOCITY, PITCH, DRUM)  # notes of a later part
+        return out
+
+    def _enters(self) -> None:
+        """A Bar: which parts held to a `rest` enter in it: those that rested that many
+        whole bars, and those that entered in the bar before and struck fewer than
+        ENTRY_HITS a beat there (the network has not taken the groove up yet). The
+        header's new drum parts are found at the first Bar."""
+        g = self.g
+        if self.resting is None:
+            parts = [p for p in range(len(g.programs)) if p not in self.exempt]
+            self.resting = [p for p in parts if (rule := self._rule(p)) and rule.rest is not None]
+        beats = g.bar_len / self.enc.config.steps_per_quarter  # of the bar that ended
+        for part in self.resting:
+            rested = g.bars - 1 - self.last_bar.get(part, 0)
+            going = self.entering.get(part) == g.bars - 1
+            thin = self.bar_hits.get(part, 0) < ENTRY_HITS * beats
+            if rested >= self.rules[part].rest or (going and thin):  # type: ignore[union-attr,operator]
+                self.entering[part] = g.bars
+        self.bar_hits.clear()
+
     def _clear(self, out: np.ndarray, *kinds: int) -> None:
         """Disallow every id of these token kinds."""
         for kind in kinds:
@@ -354,12 +424,17 @@ class PartsGrammar(NarrowedGrammar):
                 self._forget()
             if kind == BAR:
                 self._refill()
+                if self.steps:
+                    self._enters()
         elif kind in (PITCH, DRUM):
             self.started += 1
             self.listed += 1
             self._spend(self.g.part)
             if kind == DRUM and self.g.part is not None:
                 self._hit(self.g.part, token_id - self.r[DRUM][0])
+                self.last_hit[self.g.part] = self._now()
+                self.last_bar[self.g.part] = self.g.bars
+                self.bar_hits[self.g.part] = self.bar_hits.get(self.g.part, 0) + 1
             if kind == PITCH and self.g.part is not None:
                 pitch = token_id - self.r[PITCH][0] + self.enc.config.pitch_min
                 self._struck(self.g.part, pitch)

@@ -20,6 +20,7 @@ Pure Python and NumPy; reads Scores (decoded from a file's ids by `learn`).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +40,7 @@ SUSTAIN_NOTES = 99.9  # ... and this share of its notes (a few parts or notes mi
 BURST_PERCENTILE = 99  # notes one part strikes in one bar: this share of the family's bars
 PACE_PERCENTILE = 90  # a part's notes per bar where it plays: this share of the family's parts
 CYMBAL_PERCENTILE = 75  # the cymbals' share of a kit part's hits: this share of the parts
+REST_PERCENTILE = 90  # the longest a kit part rests, in whole bars: this share of the parts
 PART_NOTES = 20  # parts with fewer notes say nothing about a part's span or longest note
 MIN_NOTES = 50  # fewer notes of a family teach no profile
 KIT_NOTES = tuple(range(GM_KIT[0], GM_KIT[1] + 1))  # every note of the General MIDI kit
@@ -64,6 +66,10 @@ class PartProfile:
     kit:            drums: the drum notes with a real share of the hits (in GM_KIT)
     cymbals:        drums: the most of a part's hits its crashes, rides, chinas and
                     splashes take (CYMBAL_PERCENTILE of the family's parts; 1: no limit)
+    rest:           drums: whole bars in a row a part rests at most, its lead-in and
+                    its ending included (REST_PERCENTILE of the family's parts; -1: no
+                    limit, and every pitched family, whose held notes sound in bars
+                    they strike nothing in)
     notes:          notes counted
     """
 
@@ -78,6 +84,7 @@ class PartProfile:
     pace: float = 0.0
     burst: int = 0
     cymbals: float = 1.0
+    rest: int = -1
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -85,6 +92,8 @@ class PartProfile:
         out["kit"] = list(self.kit)
         if self.cymbals >= 1.0:  # no limit (every pitched family): left out, as old profiles
             del out["cymbals"]
+        if self.rest < 0:
+            del out["rest"]
         return out
 
     @classmethod
@@ -101,6 +110,7 @@ class PartProfile:
             pace=float(raw.get("pace", 0.0)),
             burst=int(raw.get("burst", 0)),
             cymbals=float(raw.get("cymbals", 1.0)),
+            rest=int(raw.get("rest", -1)),
         )
 
 
@@ -129,6 +139,7 @@ class _Tally:
         self.in_bar: Counter[int] = Counter()  # notes a part strikes in one bar -> bars
         self.paces: list[float] = []  # each part's notes per bar where it plays
         self.cymbals: list[float] = []  # each kit part's share of cymbal hits
+        self.rests: list[int] = []  # each kit part's longest run of bars without a hit
 
     def add(self, part: Part, bars: float, bar_quarters: float) -> None:
         pitches = [n.pitch for n in part.notes]
@@ -145,6 +156,7 @@ class _Tally:
             self.longest.append(max(lengths))
             if part.is_drum:
                 self.cymbals.append(float(np.isin(pitches, DRUM_GROUPS["cymbal_share"]).mean()))
+                self.rests.append(_longest_rest(sorted(in_bar), math.ceil(bars)))
 
     def profile(self, drums: bool) -> PartProfile | None:
         total = sum(self.pitches.values())
@@ -166,8 +178,17 @@ class _Tally:
             cymbals = (
                 round(_part_percentile(self.cymbals, CYMBAL_PERCENTILE), 3) if self.cymbals else 1.0
             )
+            rest = int(_part_percentile(self.rests, REST_PERCENTILE)) if self.rests else -1
             return PartProfile(
-                kit[0], kit[-1], cap, density, kit, total, **self._pace(), cymbals=cymbals
+                kit[0],
+                kit[-1],
+                cap,
+                density,
+                kit,
+                total,
+                **self._pace(),
+                cymbals=cymbals,
+                rest=rest,
             )
         low, high = _percentiles(self.pitches, REGISTER_PERCENTILES)
         span = int(_part_percentile(self.spans, SPAN_PERCENTILE))
@@ -182,6 +203,13 @@ class _Tally:
         """{"pace", "burst"}: notes per bar where a part plays, and at most in one bar."""
         pace = round(_part_percentile(self.paces, PACE_PERCENTILE), 2)
         return {"pace": pace, "burst": int(_at(self.in_bar, BURST_PERCENTILE))}
+
+
+def _longest_rest(bars: list[int], count: int) -> int:
+    """The longest run of whole bars, of `count`, that is not among the sorted `bars`
+    (indices from 0) a part strikes in."""
+    edges = [-1, *bars, max(count, bars[-1] + 1 if bars else 0)]
+    return max(b - a - 1 for a, b in zip(edges, edges[1:], strict=False))
 
 
 def _covering(counts: Counter[int], share: float) -> int:

@@ -26,6 +26,7 @@ from musicgen.profiles import (
     stored_profiles,
 )
 from musicgen.score import DRUM_PROGRAM, Note, Part, Score
+from musicgen.stats import bar_grid
 
 STEPS = get_encoding(EncodingConfig(name="steps", controls=False))
 TRACKS = get_encoding(EncodingConfig(name="tracks", controls=False))
@@ -92,6 +93,22 @@ def test_profiles_learn_how_much_of_a_kit_part_its_cymbals_take():
     assert drums.cymbals == round(1 / 97, 3)
     assert PartProfile.from_dict(learn_scores(songs)["profiles"]["bass"]).cymbals == 1.0  # free
     assert PartProfile.from_dict({"low": 35, "high": 81, "cap": 4}).cymbals == 1.0  # old
+
+
+def test_profiles_learn_how_long_a_kit_part_rests():
+    songs = [[band_song(8)] for _ in range(8)]
+    breaks = []
+    for rest in (3, 5):  # two songs in ten whose drums rest a while: 3 bars in, 5 bars out
+        song = band_song(8)
+        notes = song.parts[2].notes
+        song.parts[2].notes[:] = [n for n in notes if not 4 <= n.start < 4 + 4 * rest]
+        breaks.append([song])
+    learned = learn_scores([*songs, *breaks])["profiles"]
+    assert PartProfile.from_dict(learned["drums"]).rest == 3  # the 90th percentile of 10
+    assert PartProfile.from_dict(learn_scores(songs)["profiles"]["drums"]).rest == 0
+    assert PartProfile.from_dict(learned["bass"]).rest == -1  # pitched parts: no limit
+    assert "rest" not in PartProfile(36, 46, cap=2).to_dict()  # as old profiles
+    assert PartProfile.from_dict({"low": 35, "high": 81, "cap": 4}).rest == -1
 
 
 def held_piano(bars: int, long_at: int | None = None, length: float = 16.0) -> Part:
@@ -279,6 +296,48 @@ def test_random_walks_keep_the_cymbals_to_their_share_and_never_dead_end(encodin
                 total, hits = total + so_far[-1][0], hits + so_far[-1][1]
         shares[name] = hits / total
     assert shares["free"] > 0.3 and shares["held"] < shares["free"] / 1.5, shares
+
+
+def lazy_walk(encoding, grammar, rng, drum_part: int) -> list[int]:
+    """A random walk that never lists the drum part or strikes a drum while the mask
+    offers anything else (a network that has heard the drums rest)."""
+    track = encoding.vocab.id(f"Track_{drum_part}")
+    drums = encoding.vocab.ids_with_prefix("Drum_")
+    velocities = encoding.vocab.ids_with_prefix("Velocity_")
+    ids = []
+    while not grammar.done:
+        allowed = grammar.allowed().copy()
+        assert allowed.any(), encoding.describe(ids[-20:])  # never a dead end
+        lazy = allowed.copy()
+        lazy[track] = lazy[drums] = False
+        if allowed[drums].any():  # in the drum part: no Velocity before a hit either
+            lazy[velocities] = False
+        choices = np.flatnonzero(lazy if lazy.any() else allowed)
+        token = EOS if EOS in choices else int(rng.choice(choices))
+        grammar.advance(token)
+        ids.append(token)
+    return ids
+
+
+def test_a_resting_drum_part_comes_back_on_the_beats_and_never_dead_ends():
+    rests = {**PROFILES, "drums": replace(PROFILES["drums"], rest=1)}
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        inner = InstrumentsGrammar(STEPS.grammar(6), STEPS, parse_instruments("piano,bass,drums"))
+        grammar = PartsGrammar(inner, STEPS, rests, known=(0, 33, DRUM_PROGRAM))
+        score = STEPS.decode(lazy_walk(STEPS, grammar, rng, drum_part=2))
+        starts = [n.start for n in score.parts[2].notes]
+        bars = bar_grid(score)
+        assert len(bars) == 6
+        for start, length, _, _ in bars[1:]:  # one bar's rest allowed, then each bar ...
+            assert any(start <= t < start + length for t in starts)
+            assert any(start + length - 1 <= t < start + length for t in starts)  # last beat
+    for exempt in ((2,), ()):  # a kept drum part is never forced; no rest, no drums
+        profiles = rests if exempt else PROFILES
+        inner = InstrumentsGrammar(STEPS.grammar(4), STEPS, parse_instruments("piano,bass,drums"))
+        grammar = PartsGrammar(inner, STEPS, profiles, known=(0, 33, DRUM_PROGRAM), exempt=exempt)
+        score = STEPS.decode(lazy_walk(STEPS, grammar, np.random.default_rng(0), drum_part=2))
+        assert not [p for p in score.parts if p.program == DRUM_PROGRAM and p.notes]
 
 
 def test_random_walks_hold_no_struck_note_past_its_sustain_and_never_dead_end():
