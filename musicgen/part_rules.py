@@ -24,8 +24,9 @@ play to its family's `PartProfile` (`musicgen.profiles`):
   until they are back under it, so no part washes in cymbals more than 3 in 4 of the
   training drum parts do (a ride groove becomes a hi-hat one, not a mix of the two
   groups capped in turn);
-- on steps, a new drum part rests no more whole bars in a row than the family's `rest`
-  (its lead-in included): once it has, it enters in the next bar, where the first step
+- on steps, a new drum part rests no more bars in a row than the family's `rest` (a bar
+  with fewer hits than beats is a rest; its lead-in included): once it has, it enters
+  in the next bar, where the first step
   of each beat lists it with a hit (no Position, Bar or EOS before it, no later part's
   Track) and the bar does not end before a hit in its last beat; it enters again in
   each following bar until it strikes ENTRY_HITS a beat in one (the network has taken
@@ -164,7 +165,7 @@ class PartsGrammar(NarrowedGrammar):
         self.allowance: dict[int, float] = {}  # part -> new notes it may strike now
         self.hits: dict[int, tuple[int, int]] = {}  # drum part -> (hits, cymbal hits)
         self.last_hit: dict[int, int] = {}  # drum part -> grid step of its last hit (steps)
-        self.last_bar: dict[int, int] = {}  # drum part -> the bar (from 1) of its last hit
+        self.rested: dict[int, int] = {}  # drum part -> bars in a row it has rested
         self.entering: dict[int, int] = {}  # drum part -> the bar it must enter in
         self.bar_hits: dict[int, int] = {}  # drum part -> its hits in the open bar
         self.resting: list[int] | None = None  # new parts with a `rest` (after the header)
@@ -181,7 +182,7 @@ class PartsGrammar(NarrowedGrammar):
         twin.allowance = dict(self.allowance)
         twin.hits = dict(self.hits)
         twin.last_hit = dict(self.last_hit)
-        twin.last_bar = dict(self.last_bar)
+        twin.rested = dict(self.rested)
         twin.entering = dict(self.entering)
         twin.bar_hits = dict(self.bar_hits)
         return twin
@@ -369,20 +370,24 @@ class PartsGrammar(NarrowedGrammar):
         return out
 
     def _enters(self) -> None:
-        """A Bar: which parts held to a `rest` enter in it: those that rested that many
-        whole bars, and those that entered in the bar before and struck fewer than
-        ENTRY_HITS a beat there (the network has not taken the groove up yet). The
-        header's new drum parts are found at the first Bar."""
+        """A Bar: which parts held to a `rest` enter in it: those whose last `rest` bars
+        were rests (under a hit a beat, counted from the first bar), and those that
+        entered in the bar before and struck fewer than ENTRY_HITS a beat there (the
+        network has not taken the groove up yet). The header's new drum parts are found
+        at the first Bar."""
         g = self.g
         if self.resting is None:
             parts = [p for p in range(len(g.programs)) if p not in self.exempt]
             self.resting = [p for p in parts if (rule := self._rule(p)) and rule.rest is not None]
         beats = g.bar_len / self.enc.config.steps_per_quarter  # of the bar that ended
         for part in self.resting:
-            rested = g.bars - 1 - self.last_bar.get(part, 0)
+            hits = self.bar_hits.get(part, 0)
+            if g.bars > 1:  # a bar has ended
+                self.rested[part] = self.rested.get(part, 0) + 1 if hits < beats else 0
             going = self.entering.get(part) == g.bars - 1
-            thin = self.bar_hits.get(part, 0) < ENTRY_HITS * beats
-            if rested >= self.rules[part].rest or (going and thin):  # type: ignore[union-attr,operator]
+            if self.rested.get(part, 0) >= self.rules[part].rest or (  # type: ignore[union-attr,operator]
+                going and hits < ENTRY_HITS * beats
+            ):
                 self.entering[part] = g.bars
         self.bar_hits.clear()
 
@@ -433,7 +438,6 @@ class PartsGrammar(NarrowedGrammar):
             if kind == DRUM and self.g.part is not None:
                 self._hit(self.g.part, token_id - self.r[DRUM][0])
                 self.last_hit[self.g.part] = self._now()
-                self.last_bar[self.g.part] = self.g.bars
                 self.bar_hits[self.g.part] = self.bar_hits.get(self.g.part, 0) + 1
             if kind == PITCH and self.g.part is not None:
                 pitch = token_id - self.r[PITCH][0] + self.enc.config.pitch_min

@@ -40,7 +40,7 @@ SUSTAIN_NOTES = 99.9  # ... and this share of its notes (a few parts or notes mi
 BURST_PERCENTILE = 99  # notes one part strikes in one bar: this share of the family's bars
 PACE_PERCENTILE = 90  # a part's notes per bar where it plays: this share of the family's parts
 CYMBAL_PERCENTILE = 75  # the cymbals' share of a kit part's hits: this share of the parts
-REST_PERCENTILE = 90  # the longest a kit part rests, in whole bars: this share of the parts
+REST_PERCENTILE = 90  # the longest a kit part rests, in bars: this share of the parts
 PART_NOTES = 20  # parts with fewer notes say nothing about a part's span or longest note
 MIN_NOTES = 50  # fewer notes of a family teach no profile
 KIT_NOTES = tuple(range(GM_KIT[0], GM_KIT[1] + 1))  # every note of the General MIDI kit
@@ -66,10 +66,11 @@ class PartProfile:
     kit:            drums: the drum notes with a real share of the hits (in GM_KIT)
     cymbals:        drums: the most of a part's hits its crashes, rides, chinas and
                     splashes take (CYMBAL_PERCENTILE of the family's parts; 1: no limit)
-    rest:           drums: whole bars in a row a part rests at most, its lead-in and
-                    its ending included (REST_PERCENTILE of the family's parts; -1: no
-                    limit, and every pitched family, whose held notes sound in bars
-                    they strike nothing in)
+    rest:           drums: bars in a row a part rests at most, a bar in which it strikes
+                    fewer times than the bar has quarter-note beats counting as a rest,
+                    its lead-in and ending included (REST_PERCENTILE of the family's
+                    parts; -1: no limit, and every pitched family, whose held notes
+                    sound in bars they strike nothing in)
     notes:          notes counted
     """
 
@@ -139,7 +140,7 @@ class _Tally:
         self.in_bar: Counter[int] = Counter()  # notes a part strikes in one bar -> bars
         self.paces: list[float] = []  # each part's notes per bar where it plays
         self.cymbals: list[float] = []  # each kit part's share of cymbal hits
-        self.rests: list[int] = []  # each kit part's longest run of bars without a hit
+        self.rests: list[int] = []  # each kit part's longest run of bars under a hit a beat
 
     def add(self, part: Part, bars: float, bar_quarters: float) -> None:
         pitches = [n.pitch for n in part.notes]
@@ -156,7 +157,7 @@ class _Tally:
             self.longest.append(max(lengths))
             if part.is_drum:
                 self.cymbals.append(float(np.isin(pitches, DRUM_GROUPS["cymbal_share"]).mean()))
-                self.rests.append(_longest_rest(sorted(in_bar), math.ceil(bars)))
+                self.rests.append(_longest_rest(in_bar, math.ceil(bars), bar_quarters))
 
     def profile(self, drums: bool) -> PartProfile | None:
         total = sum(self.pitches.values())
@@ -205,11 +206,14 @@ class _Tally:
         return {"pace": pace, "burst": int(_at(self.in_bar, BURST_PERCENTILE))}
 
 
-def _longest_rest(bars: list[int], count: int) -> int:
-    """The longest run of whole bars, of `count`, that is not among the sorted `bars`
-    (indices from 0) a part strikes in."""
-    edges = [-1, *bars, max(count, bars[-1] + 1 if bars else 0)]
-    return max(b - a - 1 for a, b in zip(edges, edges[1:], strict=False))
+def _longest_rest(in_bar: Counter[int], count: int, beats: float) -> int:
+    """The longest run of bars, of `count`, in which a part strikes fewer times than the
+    bar has beats (`in_bar`: bar index from 0 -> notes struck in it)."""
+    longest = run = 0
+    for bar in range(max(count, max(in_bar, default=-1) + 1)):
+        run = run + 1 if in_bar.get(bar, 0) < beats else 0
+        longest = max(longest, run)
+    return longest
 
 
 def _covering(counts: Counter[int], share: float) -> int:

@@ -101,8 +101,10 @@ def test_profiles_learn_how_long_a_kit_part_rests():
     for rest in (3, 5):  # two songs in ten whose drums rest a while: 3 bars in, 5 bars out
         song = band_song(8)
         notes = song.parts[2].notes
-        song.parts[2].notes[:] = [n for n in notes if not 4 <= n.start < 4 + 4 * rest]
-        breaks.append([song])
+        kept = [n for n in notes if not 4 <= n.start < 4 + 4 * rest]
+        crashes = [Note(49, 4.0 * bar, 4.0 * bar + 0.25, 90) for bar in range(1, 1 + rest)]
+        song.parts[2].notes[:] = sorted(kept + crashes * (rest == 3), key=lambda n: n.start)
+        breaks.append([song])  # a crash a bar is a rest: fewer hits than beats
     learned = learn_scores([*songs, *breaks])["profiles"]
     assert PartProfile.from_dict(learned["drums"]).rest == 3  # the 90th percentile of 10
     assert PartProfile.from_dict(learn_scores(songs)["profiles"]["drums"]).rest == 0
