@@ -322,9 +322,9 @@ class TrainConfig(_Config):
     # With part_programs: this share of the training windows is fed without the part
     # features (feed.py), so the network also learns to hear an instrument from its notes
     # instead of leaning on the feature to learn the training songs by heart. Off by
-    # default: on band_corpus 0.5 gave 5-7% lower held-out nats per quarter note, but
-    # drums asked for in a sparse song stayed out (checkpoints/README.md, "Why neither
-    # is the bundled model").
+    # default: on band_corpus 0.5 gave 5-7% lower held-out nats per quarter note (the
+    # bundled band model uses it), measured on no other folder (checkpoints/README.md,
+    # "Half the windows without it").
     hide_parts: float = setting(
         0.0,
         "Share of training windows that are not told each token's instrument (with --part-programs).",

@@ -112,7 +112,7 @@ class _Rule:
         # drums: the most of the part's hits its cymbals may take (None: no limit)
         self.cymbals = profile.cymbals if self.drum and profile.cymbals < 1.0 else None
         self.cymbal = np.isin(values, DRUM_GROUPS["cymbal_share"]) if self.drum else None
-        # drums: whole bars in a row the part may rest (None: no limit)
+        # drums: bars in a row (under a hit a beat) the part may rest (None: no limit)
         self.rest = profile.rest if self.drum and profile.rest >= 0 else None
         if self.drum:
             self.ok = np.isin(values, profile.kit or range(profile.low, profile.high + 1))
@@ -327,12 +327,18 @@ class PartsGrammar(NarrowedGrammar):
             self._clear(out, VELOCITY, PITCH)
             if g.phase == PHASE_POSITION:  # a later part's Track would pass it by
                 out[tlo + g.part + 1 : thi] = False  # type: ignore[operator]
-        if not due:
-            return
-        part = min(due)  # the next part to list
+        if due:
+            self._list_here(out, min(due))  # the next part to list
+
+    def _list_here(self, out: np.ndarray, part: int) -> None:
+        """Narrow `out` (in a step) so that `part` is listed at this step: no Position,
+        Bar or EOS, no later part's Track before it; nothing where this step has passed
+        it already (the next step lists it)."""
+        g = self.g
         passed = g.part is not None and g.part > part
         if passed and g.phase != PHASE_POSITION:
-            return  # passed in this step: the next step lists it
+            return
+        tlo, thi = self.r[TRACK]
         out[tlo + part + 1 : thi] = False
         self._clear(out, POSITION, BAR)
         out[EOS] = False
@@ -341,7 +347,7 @@ class PartsGrammar(NarrowedGrammar):
 
     def _enter(self, mask: np.ndarray) -> np.ndarray | None:
         """`mask` narrowed so that a drum part entering in this bar (it rested its `rest`
-        whole bars before it) strikes at the first step of each beat and in the bar's
+        bars before it, or has not taken the groove up since) strikes at the first step of each beat and in the bar's
         last beat (module docstring); None where none is due."""
         g = self.g
         entering = [p for p, bar in self.entering.items() if bar == g.bars]
@@ -359,14 +365,9 @@ class PartsGrammar(NarrowedGrammar):
         if g.phase not in NOTE_PHASES or not waiting:
             return out  # passed in this step: the next step lists it
         part = min(waiting)
-        tlo, thi = self.r[TRACK]
-        self._clear(out, POSITION)
-        out[EOS] = False
-        out[tlo + part + 1 : thi] = False
+        self._list_here(out, part)
         if g.part == part and not at_position:  # listed: a hit, not the next part
-            out[tlo:thi] = False
-        elif at_position and g.part is not None and g.part > part:
-            self._clear(out, HOLD, VELOCITY, PITCH, DRUM)  # notes of a later part
+            self._clear(out, TRACK)
         return out
 
     def _enters(self) -> None:
